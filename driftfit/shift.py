@@ -1,0 +1,315 @@
+"""Measure domain shift between the reference data (what the champion learnt from) and the incoming batch.
+
+Each measure answers one question the strategy policy (driftfit.strategy) asks:
+- tokenizer fit: does the pretrained vocabulary cover the new text? ([UNK] share, sub-words per word)
+- embedding shift: did the frozen sentence embeddings move? (MMD² + permutation test; a domain
+  classifier's cross-validated ROC AUC, as in Rabanser et al. 2019, "Failing Loudly")
+- label shift: labels new or vanished, Jensen–Shannon divergence of the label shares
+- transferability: how far frozen features go on the new task (linear probe; LogME, You et al. 2021)
+- data size: rows, rows per class
+- champion: the current champion's accuracy on the incoming validation split
+
+"Incoming" is train + val together, except for the probe (fit on train, scored on val). Every text
+is embedded once (pretrained encoder, mean-pooled, L2-normalised) and the embeddings are reused.
+Each section carries its own wall time in `seconds`; embedding time is reported apart, in `embed`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.spatial.distance import jensenshannon
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from driftfit.config import Params, ShiftConfig
+from driftfit.errors import DataError
+from driftfit.io import write_json
+
+log = logging.getLogger(__name__)
+
+MEDIAN_PAIRS_ROWS = 1000  # rows used to find the median distance (bandwidth); more is slower, no better
+
+
+def _num(x) -> float | None:
+    """A plain float for JSON; NaN/inf become None."""
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+# ---- tokenizer fit --------------------------------------------------------------------------
+
+def tokenizer_fit(tokenizer, texts: list[str], max_len: int | None = None) -> dict:
+    """Share of produced tokens that are [UNK], and sub-word tokens per whitespace word (no special tokens)."""
+    ids = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+    tokens = sum(len(x) for x in ids)
+    words = sum(len(t.split()) for t in texts)
+    unk = tokenizer.unk_token_id
+    n_unk = sum(x.count(unk) for x in ids) if unk is not None else 0
+    out = {"unk_rate": n_unk / tokens if tokens else 0.0,
+           "tokens_per_word": tokens / words if words else 0.0,
+           "texts": len(texts)}
+    if max_len is not None:  # texts that max_seq_len cuts short (special tokens count towards it)
+        room = max_len - tokenizer.num_special_tokens_to_add()
+        out["truncated_rate"] = sum(len(x) > room for x in ids) / len(ids) if ids else 0.0
+    return out
+
+
+# ---- embedding shift: MMD² with a vectorised permutation test, and a domain classifier -------
+
+def rbf_kernel(z: np.ndarray, seed: int = 0) -> tuple[np.ndarray, float]:
+    """Gaussian kernel exp(-d²/2σ²) over the rows of z, σ = median pairwise distance; returns (K, σ)."""
+    z = np.asarray(z, dtype=np.float64)
+    sq = (z * z).sum(1)
+    d2 = z @ z.T  # built in place: d² = |a|² + |b|² - 2ab, one N×N buffer that becomes K
+    d2 *= -2.0
+    d2 += sq[:, None]
+    d2 += sq[None, :]
+    np.maximum(d2, 0.0, out=d2)
+    rows = np.random.default_rng(seed).permutation(len(z))[:MEDIAN_PAIRS_ROWS]
+    upper = np.triu_indices(len(rows), 1)
+    med = float(np.median(d2[np.ix_(rows, rows)][upper])) if len(rows) > 1 else 0.0
+    sigma2 = med if med > 0 else 1.0  # all points equal: any bandwidth gives the same answer
+    d2 *= -1.0 / (2.0 * sigma2)
+    np.exp(d2, out=d2)
+    return d2, math.sqrt(sigma2)
+
+
+def permuted_mmd2(kernel: np.ndarray, n: int, splits: np.ndarray) -> np.ndarray:
+    """Unbiased MMD² for many splits at once. splits[p] orders all N points; its first n are "X".
+
+    With a = the X-indicator of a split and b = 1 - a, the three kernel sums are quadratic forms,
+    aᵀKa, bᵀKa and bᵀKb, and all of them follow from one product K @ A over every split (N × P),
+    so there is no Python loop over permutations.
+    """
+    big_n, p = kernel.shape[0], splits.shape[0]
+    m = big_n - n
+    a = np.zeros((big_n, p), dtype=kernel.dtype)
+    a[splits[:, :n], np.arange(p)[:, None]] = 1.0
+    ka = kernel @ a
+    col = ka.sum(0)                          # 1ᵀ K a
+    kxx = (a * ka).sum(0)                    # aᵀ K a
+    kxy = col - kxx                          # bᵀ K a
+    kyy = kernel.sum() - 2.0 * col + kxx     # bᵀ K b
+    diag = np.diag(kernel)
+    dx = diag @ a                            # the i = j terms the unbiased estimator leaves out
+    dy = diag.sum() - dx
+    return (kxx - dx) / (n * (n - 1)) + (kyy - dy) / (m * (m - 1)) - 2.0 * kxy / (n * m)
+
+
+def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int, seed: int = 0) -> dict:
+    """MMD² between samples x and y (RBF kernel, median bandwidth) and its permutation p-value."""
+    n, m = len(x), len(y)
+    if n < 2 or m < 2:
+        return {"mmd2": None, "p_value": None, "bandwidth": None, "permutations": 0}
+    kernel, sigma = rbf_kernel(np.vstack([x, y]), seed)
+    rng = np.random.default_rng(seed)
+    perms = rng.permuted(np.tile(np.arange(n + m), (permutations, 1)), axis=1)
+    stats = permuted_mmd2(kernel, n, np.vstack([np.arange(n + m)[None, :], perms]))
+    observed, null = stats[0], stats[1:]
+    # The observed split counts as one of the permutations, so p is never 0 (Phipson & Smyth 2010).
+    p_value = (1 + int((null >= observed - 1e-12).sum())) / (1 + permutations)
+    return {"mmd2": _num(observed), "p_value": p_value, "bandwidth": sigma, "permutations": permutations}
+
+
+def domain_classifier(x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict:
+    """Cross-validated ROC AUC of logistic regression telling x (0) from y (1); 0.5 = indistinguishable."""
+    folds = min(5, len(x), len(y))
+    if folds < 2:
+        return {"auc": None, "auc_std": None, "folds": 0}
+    z = np.vstack([x, y])
+    target = np.r_[np.zeros(len(x), int), np.ones(len(y), int)]
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    scores = cross_val_score(LogisticRegression(max_iter=1000), z, target, cv=cv, scoring="roc_auc")
+    return {"auc": _num(scores.mean()), "auc_std": _num(scores.std()), "folds": folds}
+
+
+# ---- label shift ----------------------------------------------------------------------------
+
+def label_shift(reference_labels: list[str] | None, incoming_labels: list[str]) -> dict:
+    """Label shares; with a reference also new and vanished labels and the JS divergence (base 2, 0..1)."""
+    inc = pd.Series(incoming_labels, dtype=str).value_counts(normalize=True)
+    out = {"incoming_distribution": {k: float(v) for k, v in inc.sort_index().items()}}
+    if reference_labels is None:
+        return out
+    ref = pd.Series(reference_labels, dtype=str).value_counts(normalize=True)
+    union = sorted(set(ref.index) | set(inc.index))
+    p, q = ref.reindex(union, fill_value=0.0).to_numpy(), inc.reindex(union, fill_value=0.0).to_numpy()
+    js = jensenshannon(p, q, base=2) ** 2 if len(ref) and len(inc) else None
+    out["reference_distribution"] = {k: float(v) for k, v in ref.sort_index().items()}
+    out["new_labels"] = sorted(set(inc.index) - set(ref.index))
+    out["vanished_labels"] = sorted(set(ref.index) - set(inc.index))
+    out["js_divergence"] = _num(js)
+    return out
+
+
+# ---- transferability of frozen features -----------------------------------------------------
+
+def linear_probe(train_emb: np.ndarray, train_labels: list[str], val_emb: np.ndarray,
+                 val_labels: list[str]) -> dict:
+    """Logistic regression on frozen embeddings: accuracy and macro-F1 on the validation split."""
+    if len(set(train_labels)) < 2 or len(val_labels) == 0:
+        return {"accuracy": None, "macro_f1": None, "note": "needs two training classes and validation rows"}
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    pred = probe.fit(train_emb, train_labels).predict(val_emb)
+    return {"accuracy": float(accuracy_score(val_labels, pred)),
+            "macro_f1": float(f1_score(val_labels, pred, average="macro", zero_division=0))}
+
+
+def logme(features: np.ndarray, labels: list[str]) -> float | None:
+    """LogME (You et al. 2021): mean per-class log evidence of a Bayesian linear model; higher transfers better."""
+    f = np.asarray(features, dtype=np.float64)
+    n, d = f.shape
+    if n < 2 or len(set(labels)) < 2:
+        return None
+    s, v = np.linalg.eigh(f.T @ f)  # FᵀF = V diag(s) Vᵀ
+    s = np.clip(s, 0.0, None)
+    evidences = []
+    for label in sorted(set(labels)):
+        y = (np.asarray(labels) == label).astype(np.float64)
+        proj = v.T @ (f.T @ y)
+        alpha, beta = 1.0, 1.0
+        for _ in range(11):  # fixed-point on (alpha, beta); converges in a few steps
+            lam = alpha / beta
+            gamma = (s / (s + lam)).sum()
+            mean = v @ (proj * beta / (alpha + beta * s))
+            alpha_de = (mean * mean).sum() + 1e-5
+            beta_de = ((y - f @ mean) ** 2).sum() + 1e-5
+            alpha, beta = gamma / alpha_de, (n - gamma) / beta_de
+            if abs(alpha / beta - lam) / lam < 0.01:
+                break
+        evidence = (d / 2 * math.log(alpha) + n / 2 * math.log(beta) - 0.5 * np.log(alpha + beta * s).sum()
+                    - beta / 2 * beta_de - alpha / 2 * alpha_de - n / 2 * math.log(2 * math.pi))
+        evidences.append(evidence / n)
+    return _num(np.mean(evidences))
+
+
+# ---- data size and champion -----------------------------------------------------------------
+
+def data_size(train: pd.DataFrame, val: pd.DataFrame, reference: pd.DataFrame | None) -> dict:
+    counts = train["label"].astype(str).value_counts()
+    return {"rows": len(train), "val_rows": len(val), "classes": len(counts),
+            "min_per_class": int(counts.min()) if len(counts) else 0,
+            "per_class": {k: int(v) for k, v in counts.sort_index().items()},
+            "reference_rows": None if reference is None else len(reference)}
+
+
+def champion_fit(champion, val: pd.DataFrame, incoming_labels: set[str], max_len: int, batch_size: int) -> dict:
+    """The champion's accuracy on incoming val (labels it doesn't know count as wrong) and label coverage."""
+    from driftfit.model import predict_proba
+
+    model, tokenizer, labels = champion
+    known = [str(x) for x in labels]
+    truth = val["label"].astype(str).to_numpy()
+    if len(val):
+        probs = predict_proba(model, tokenizer, val["text"].tolist(), max_len, batch_size)
+        accuracy = float((np.asarray(known)[probs.argmax(1)] == truth).mean())
+    else:
+        accuracy = None
+    uncovered = sorted(incoming_labels - set(known))
+    return {"val_accuracy": accuracy, "covers_labels": not uncovered, "uncovered_labels": uncovered,
+            "labels": len(known)}
+
+
+# ---- the whole report -----------------------------------------------------------------------
+
+def _sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(n, size=k, replace=False)) if k < n else np.arange(n)
+
+
+def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, incoming_val: pd.DataFrame,
+                  encoder, tokenizer, cfg: ShiftConfig, max_len: int, champion=None) -> dict:
+    """All shift measures as a JSON-able dict (see the module docstring); reference=None skips the comparisons."""
+    from driftfit.model import embed_texts
+
+    start = time.perf_counter()
+    rng = np.random.default_rng(cfg.seed)
+    inc_text = incoming_train["text"].tolist() + incoming_val["text"].tolist()
+    inc_labels = incoming_train["label"].astype(str).tolist() + incoming_val["label"].astype(str).tolist()
+    report: dict = {}
+
+    t = time.perf_counter()
+    report["tokenizer"] = {"incoming": tokenizer_fit(tokenizer, inc_text, max_len)}
+    if reference is not None:
+        report["tokenizer"]["reference"] = tokenizer_fit(tokenizer, reference["text"].tolist(), max_len)
+    report["tokenizer"]["seconds"] = time.perf_counter() - t
+
+    # Embed once: all incoming rows (the probe needs them), a sample of the reference.
+    t = time.perf_counter()
+    inc_emb = embed_texts(encoder, tokenizer, inc_text, max_len, cfg.batch_size)
+    ref_rows = _sample(len(reference), cfg.sample_size, rng) if reference is not None else np.arange(0)
+    ref_emb = (embed_texts(encoder, tokenizer, reference["text"].iloc[ref_rows].tolist(), max_len, cfg.batch_size)
+               if reference is not None else None)
+    report["embed"] = {"texts": len(inc_text) + len(ref_rows), "seconds": time.perf_counter() - t}
+    log.info("embedded %d texts in %.1f s", report["embed"]["texts"], report["embed"]["seconds"])
+
+    if reference is not None:
+        t = time.perf_counter()
+        x, y = ref_emb, inc_emb[_sample(len(inc_emb), cfg.sample_size, rng)]
+        report["embedding"] = {**mmd_test(x, y, cfg.permutations, cfg.seed),
+                               "domain_classifier": domain_classifier(x, y, cfg.seed),
+                               "sample_size": {"reference": len(x), "incoming": len(y)},
+                               "seconds": time.perf_counter() - t}
+
+    t = time.perf_counter()
+    ref_labels = reference["label"].astype(str).tolist() if reference is not None else None
+    report["label_shift"] = {**label_shift(ref_labels, inc_labels), "seconds": time.perf_counter() - t}
+
+    t = time.perf_counter()
+    n_train = len(incoming_train)
+    train_labels, val_labels = inc_labels[:n_train], inc_labels[n_train:]
+    report["probe"] = {**linear_probe(inc_emb[:n_train], train_labels, inc_emb[n_train:], val_labels),
+                       "logme": logme(inc_emb[:n_train], train_labels),
+                       "train_rows": n_train, "val_rows": len(val_labels),
+                       "seconds": time.perf_counter() - t}
+
+    t = time.perf_counter()
+    report["data_size"] = {**data_size(incoming_train, incoming_val, reference), "seconds": time.perf_counter() - t}
+
+    if champion is not None:
+        t = time.perf_counter()
+        fit = champion_fit(champion, incoming_val, set(inc_labels), max_len, cfg.batch_size)
+        report["champion"] = {**fit, "seconds": time.perf_counter() - t}
+
+    report["seconds"] = time.perf_counter() - start
+    return report
+
+
+# ---- thin edge: files in, file out ----------------------------------------------------------
+
+def _read_split(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"'{path}' not found (run the prepare step first)")
+    df = pd.read_parquet(path)
+    missing = {"text", "label"} - set(df.columns)
+    if missing:
+        raise DataError(f"'{path}': missing column(s) {sorted(missing)} (expected 'text' and 'label')")
+    return df
+
+
+def run(params: Params) -> dict:
+    """Read the prepared splits (and champion, if any), measure shift, write params.paths.shift."""
+    from driftfit.model import load_classifier, load_encoder, load_tokenizer
+    from driftfit.registry import champion_dir
+
+    prepared = Path(params.paths.prepared)
+    train, val = _read_split(prepared / "train.parquet"), _read_split(prepared / "val.parquet")
+    ref_path = prepared / "reference_train.parquet"
+    reference = _read_split(ref_path) if ref_path.is_file() else None
+    champ = champion_dir(params.paths.registry)
+    champion = load_classifier(champ, params.model.trust_remote_code) if champ is not None else None
+    tokenizer, encoder = load_tokenizer(params.model), load_encoder(params.model)
+    report = measure_shift(reference, train, val, encoder, tokenizer, params.shift, params.model.max_seq_len,
+                           champion)
+    if champ is not None:
+        report["champion"]["dir"] = str(champ)
+    write_json(params.paths.shift, report)
+    log.info("shift report written to %s (%.1f s)", params.paths.shift, report["seconds"])
+    return report

@@ -8,19 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any, Callable
 
 import yaml
 
 from driftfit.errors import DriftfitError
-
-# Safe defaults before any Hugging Face import: no hub traffic unless the user opts in.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 
 def _steps() -> dict[str, Callable]:
     # Imported lazily so `driftfit --help` stays fast.
@@ -85,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = _steps()
         names = [args.step]
         if args.step == "run":  # every step; the default data only when params point at it
-            names = [n for n in steps if n != "default-data" or uses_default_data(params)]
+            names = [n for n in steps if n != "default-data" or params.uses_default_data()]
         for name in names:
             print(f"== driftfit {name}", file=sys.stderr, flush=True)
             result = steps[name](params)
@@ -94,11 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"driftfit {args.step}: error: {err}", file=sys.stderr)
         return 2
     return 0
-
-
-def uses_default_data(params) -> bool:
-    sources = [s for s in (params.data.reference, params.data.incoming) if s is not None]
-    return any(s.path.startswith(params.paths.default_data) for s in sources)
 
 
 def _brief(result: Any) -> Any:

@@ -158,6 +158,11 @@ class Params(_Section):
             raise ValueError("split.val_fraction + split.test_fraction must leave at least 20% for training")
         return self
 
+    def uses_default_data(self) -> bool:
+        """True when a data source points into the embedded default's folder."""
+        sources = [s for s in (self.data.reference, self.data.incoming) if s is not None]
+        return any(Path(s.path).is_relative_to(self.paths.default_data) for s in sources)
+
     def resolve(self, root: Path) -> "Params":
         """Return a copy whose relative paths are anchored at `root` (the project directory)."""
         def anchor(p: str) -> str:

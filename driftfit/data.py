@@ -35,18 +35,26 @@ def make_default_data(cfg: DefaultDataConfig, seed: int = 0) -> tuple[pd.DataFra
 
     folder = Path(chatterbot_corpus.__file__).parent / "data" / "english"
     rng = np.random.default_rng(seed)
-    ref_rows, inc_rows = [], []
+    halves: dict[str, tuple[list[str], list[str]]] = {}
     for path in sorted(folder.glob("*.yml")):
         convs = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("conversations") or []
         convs = [[str(u).strip() for u in c if str(u).strip()] for c in convs if c]
         order = rng.permutation(len(convs))
-        halves = ([convs[i] for i in order[0::2]], [convs[i] for i in order[1::2]])
-        ref = list(dict.fromkeys(u for c in halves[0] for u in c))
-        seen = set(ref)
-        inc = list(dict.fromkeys(u for c in halves[1] for u in c if u not in seen))
+        halves[path.stem] = tuple(list(dict.fromkeys(u for i in order[side::2] for u in convs[i]))
+                                  for side in (0, 1))
+    # An utterance filed under two categories has no single true label: leave it out. An utterance
+    # the reference already has is not new: keep it only on the reference side.
+    owners: dict[str, set[str]] = {}
+    for label, (ref, inc) in halves.items():
+        for u in ref + inc:
+            owners.setdefault(u, set()).add(label)
+    in_reference = {u for label, (ref, _) in halves.items() if label not in cfg.incoming_only for u in ref}
+    ref_rows, inc_rows = [], []
+    for label, (ref, inc) in halves.items():
+        ref = [u for u in ref if len(owners[u]) == 1]
+        inc = [u for u in inc if len(owners[u]) == 1 and u not in in_reference]
         if min(len(ref), len(inc)) < cfg.min_per_class:
             continue
-        label = path.stem
         take = lambda xs: [xs[i] for i in sorted(rng.permutation(len(xs))[: cfg.max_per_class])]  # noqa: E731
         if label not in cfg.incoming_only:
             ref_rows += [(t, label) for t in take(ref)]

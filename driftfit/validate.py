@@ -248,8 +248,8 @@ def validate_splits(splits: dict[str, pd.DataFrame], reference_labels: list[str]
         if dup["count"]:
             e = dup["examples"][0]
             warnings.append(f"{name}: column 'text' has {dup['count']} repeated row(s) (after lowercasing and "
-                            f"collapsing whitespace), e.g. row {e['row']} = row {e['same_as_row']} ({_show(e['text'])}): "
-                            f"expected each text once")
+                            f"collapsing whitespace), e.g. row {e['row']} = row {e['same_as_row']} "
+                            f"({_show(e['text'])}): expected each text once")
     summary["leakage"] = {}
     if "train" in norms:
         for name in ("val", "test"):

@@ -1,0 +1,62 @@
+"""The `retrain` flow: the pipeline of dvc.yaml, as a Prefect flow over the same library calls.
+
+Run it:  python -m flows.retrain [--params params.yaml] [--incoming FILE] [--strategy NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from driftfit.config import load_params
+from tasks.augment import augment
+from tasks.evaluate import evaluate
+from tasks.measure_shift import measure_shift
+from tasks.prepare import make_default_data, prepare
+from tasks.promote import promote
+from tasks.select_strategy import select_strategy
+from tasks.train import train
+from tasks.validate import validate
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(params_path: str = "params.yaml", incoming_path: str | None = None, strategy: str | None = None,
+            overrides: dict[str, Any] | None = None) -> dict:
+    """Validate a new batch, measure shift, choose a strategy, train, evaluate, promote."""
+    overrides = dict(overrides or {})
+    if incoming_path:
+        overrides["data.incoming.path"] = incoming_path
+    if strategy:
+        overrides["strategy.force"] = strategy
+    params = load_params(params_path, overrides)  # a bad value fails here, before any work
+    logger = get_run_logger()
+
+    if params.uses_default_data():
+        make_default_data(params)
+    prepare(params)
+    validate(params)
+    augment(params)
+    measure_shift(params)
+    decision = select_strategy(params)
+    logger.info("strategy %s: %s", decision["strategy"], decision["reason"])
+    train(params)
+    metrics = evaluate(params)
+    verdict = promote(params)
+    logger.info(verdict["reason"])
+    return {"decision": decision, "metrics": metrics, "promotion": verdict}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the retrain flow once.")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--incoming", default=None, help="path of the new labelled batch")
+    parser.add_argument("--strategy", default=None, help="force a strategy")
+    args = parser.parse_args()
+    result = retrain(params_path=args.params, incoming_path=args.incoming, strategy=args.strategy)
+    print(f"strategy: {result['decision']['strategy']} | {result['promotion']['reason']}")
+
+
+if __name__ == "__main__":
+    main()

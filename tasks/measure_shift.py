@@ -1,0 +1,14 @@
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from driftfit import shift
+from driftfit.config import Params
+from driftfit.report import shift_md
+
+
+@task(name="measure shift")
+def measure_shift(params: Params) -> dict:
+    """Tokenizer fit, embedding shift, label shift, frozen-feature probe."""
+    report = shift.run(params)
+    create_markdown_artifact(key="shift-report", markdown=shift_md(report), description="Domain shift")
+    return report

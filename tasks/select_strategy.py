@@ -1,0 +1,14 @@
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from driftfit import strategy
+from driftfit.config import Params
+from driftfit.report import decision_md
+
+
+@task(name="select strategy")
+def select_strategy(params: Params) -> dict:
+    """Choose how to adapt the model, and record why."""
+    decision = strategy.run(params)
+    create_markdown_artifact(key="decision", markdown=decision_md(decision), description="Strategy decision")
+    return decision

@@ -1,0 +1,96 @@
+"""Shared fixtures: the real params.yaml, shrunk (few rows, short sequences, a couple of steps)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# The shrink: same code paths, a fraction of the work.
+SHRINK = {
+    "data.default.max_per_class": 12,
+    "data.default.min_per_class": 8,
+    "model.max_seq_len": 32,
+    "shift.sample_size": 64,
+    "shift.permutations": 50,
+    "train.max_steps": 2,
+    "train.batch_size": 16,
+    "evaluate.batch_size": 32,
+}
+
+
+def set_dotted(tree: dict, dotted: str, value) -> None:
+    node = tree
+    *parents, last = dotted.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+
+
+def write_params(folder: Path, overrides: dict | None = None, shrink: bool = True) -> Path:
+    """A params.yaml in `folder`: the project's own, shrunk, with overrides applied."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key, value in {**(SHRINK if shrink else {}), **(overrides or {})}.items():
+        set_dotted(raw, key, value)
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def make_params(tmp_path):
+    """make_params(**overrides) -> Params whose paths all live under tmp_path."""
+    from driftfit.config import load_params
+
+    def _make(overrides: dict | None = None):
+        return load_params(write_params(tmp_path, overrides))
+
+    return _make
+
+
+@pytest.fixture(scope="session")
+def default_data_dir(tmp_path_factory) -> Path:
+    """The embedded default data, shrunk, built once per session."""
+    from driftfit.config import DefaultDataConfig
+    from driftfit.data import write_default_data
+
+    out = tmp_path_factory.mktemp("default") / "data" / "default"
+    write_default_data(DefaultDataConfig(max_per_class=SHRINK["data.default.max_per_class"],
+                                         min_per_class=SHRINK["data.default.min_per_class"]), out)
+    return out
+
+
+@pytest.fixture
+def prepared_params(make_params, default_data_dir, tmp_path):
+    """Params with the shrunk default data already prepared (split) under tmp_path."""
+    from driftfit import data
+
+    shutil.copytree(default_data_dir, tmp_path / "data" / "default")
+    params = make_params()
+    data.run(params)
+    return params
+
+
+def project_copy(dest: Path) -> Path:
+    """The project's files (tracked + untracked, not ignored) in a fresh git repo at dest."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for rel in files:
+        # Outputs of an earlier local run (reports/, models/, data/*) are not part of the project.
+        if rel.startswith(("reports/", "models/", "data/", "dvc.lock")) or not (ROOT / rel).is_file():
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, dest / rel)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest

@@ -1,0 +1,99 @@
+"""Loaders, the default data, the stratified split: real files, real errors."""
+
+import pandas as pd
+import pytest
+
+from driftfit.config import DefaultDataConfig, SourceConfig, SplitConfig
+from driftfit.data import content_hash, load_table, make_default_data, prepare_splits, stratified_split
+from driftfit.errors import DataError
+from tests.conftest import SHARED_DATA
+
+
+def src(path, **kw):
+    return SourceConfig(path=str(path), **kw)
+
+
+def test_default_data_is_real_chatterbot_text_with_a_label_change():
+    reference, incoming = make_default_data(DefaultDataConfig())
+    assert len(reference) > 300 and len(incoming) > 300
+    assert {"food", "humor"} <= set(incoming["label"]) and not {"food", "humor"} & set(reference["label"])
+    assert not set(reference["text"]) & set(incoming["text"])  # a new batch: no shared utterances
+
+
+@pytest.mark.parametrize("suffix,writer", [
+    (".csv", lambda df, p: df.to_csv(p, index=False)),
+    (".tsv", lambda df, p: df.to_csv(p, index=False, sep="\t")),
+    (".jsonl", lambda df, p: df.to_json(p, orient="records", lines=True)),
+    (".parquet", lambda df, p: df.to_parquet(p, index=False)),
+])
+def test_every_format_loads_to_text_and_string_labels(tmp_path, suffix, writer):
+    df = pd.DataFrame({"sentence": ["good film", "bad film", "fine"], "y": [1, 0, 1]})
+    path = tmp_path / f"d{suffix}"
+    writer(df, path)
+    out = load_table(src(path, text="sentence", label="y"))
+    assert list(out.columns) == ["text", "label"]
+    assert out["label"].tolist() == ["1", "0", "1"]
+    assert out["text"].tolist() == ["good film", "bad film", "fine"]
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is not present")
+def test_headerless_tsv_with_column_indices_and_sampling():
+    out = load_table(src(SHARED_DATA / "sentiment_domains" / "amazon.tsv", header=False, text=0, label=1, sample=50))
+    assert len(out) == 50 and set(out["label"]) <= {"0", "1"}
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufefftext,label\nhello,a\n".encode("utf-8"))
+    assert load_table(src(path))["text"].tolist() == ["hello"]
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"", "is empty"),
+    (b"text,label\n", "no data rows"),
+    (b"words,label\nhi,a\n", r"no text column 'text'.*columns found"),
+    (b"text,tag\nhi,a\n", r"no label column 'label'"),
+    (b"text\tlabel\nhi\ta\n", "delimiter"),
+    (b"text,label\nhi,a\nbye,\n", r"rows without a label.*line/row \[3\]"),
+    (b"text,label\nhi,a\n\xff\xfe oops,b\n", r"line 3: bytes that are not UTF-8"),
+])
+def test_bad_csv_files_give_one_clear_error(tmp_path, content, match):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=match) as err:
+        load_table(src(path))
+    assert str(path) in str(err.value)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_table(src(tmp_path / "nope.csv"))
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(DataError, match="is a directory"):
+        load_table(src(tmp_path / "dir.csv"))
+
+
+def test_mixed_label_types_in_jsonl(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": "pos"}\n')
+    with pytest.raises(DataError, match="mixed types"):
+        load_table(src(path))
+
+
+def test_stratified_split_keeps_every_label_everywhere_and_is_seeded():
+    df = pd.DataFrame({"text": [f"t{i}" for i in range(60)], "label": ["a"] * 30 + ["b"] * 20 + ["c"] * 10})
+    parts = stratified_split(df, {"val": 0.2, "test": 0.2}, seed=1)
+    assert sum(len(p) for p in parts.values()) == 60
+    assert all(set(p["label"]) == {"a", "b", "c"} for p in parts.values())
+    assert not set(parts["train"]["text"]) & set(parts["test"]["text"])
+    again = stratified_split(df, {"val": 0.2, "test": 0.2}, seed=1)
+    assert content_hash(parts["test"]) == content_hash(again["test"])
+    other = stratified_split(df, {"val": 0.2, "test": 0.2}, seed=2)
+    assert content_hash(parts["test"]) != content_hash(other["test"])
+
+
+def test_explicit_test_file_is_used_as_is():
+    inc = pd.DataFrame({"text": [f"t{i}" for i in range(20)], "label": ["a", "b"] * 10})
+    test = pd.DataFrame({"text": ["x", "y"], "label": ["a", "z"]})
+    splits = prepare_splits(None, inc, test, SplitConfig())
+    assert splits["test"].equals(test) and "reference_test" not in splits

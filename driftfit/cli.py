@@ -7,6 +7,7 @@ Each subcommand parses params.yaml once (plus `-S key=value` overrides), then ca
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from typing import Any, Callable
@@ -15,21 +16,24 @@ import yaml
 
 from driftfit.errors import DriftfitError
 
-def _steps() -> dict[str, Callable]:
-    # Imported lazily so `driftfit --help` stays fast.
-    from driftfit import augment, data, evaluate, promote, shift, strategy, train, validate
+# step name -> (module, function). Imported only when that step runs, so `driftfit prepare` never
+# pays for torch and `driftfit --help` is instant.
+STEPS = {
+    "default-data": ("driftfit.data", "run_default_data"),
+    "prepare": ("driftfit.data", "run"),
+    "validate": ("driftfit.validate", "run"),
+    "augment": ("driftfit.augment", "run"),
+    "measure-shift": ("driftfit.shift", "run"),
+    "select-strategy": ("driftfit.strategy", "run"),
+    "train": ("driftfit.train", "run"),
+    "evaluate": ("driftfit.evaluate", "run"),
+    "promote": ("driftfit.promote", "run"),
+}
 
-    return {
-        "default-data": lambda p: data.write_default_data(p.data.default, p.paths.default_data),
-        "prepare": data.run,
-        "validate": validate.run,
-        "augment": augment.run,
-        "measure-shift": shift.run,
-        "select-strategy": strategy.run,
-        "train": train.run,
-        "evaluate": evaluate.run,
-        "promote": promote.run,
-    }
+
+def step_function(name: str) -> Callable:
+    module, function = STEPS[name]
+    return getattr(importlib.import_module(module), function)
 
 
 STEP_HELP = {
@@ -75,13 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "strategy", None):
             overrides["strategy.force"] = args.strategy
         params = load_params(args.params, overrides)
-        steps = _steps()
         names = [args.step]
         if args.step == "run":  # every step; the default data only when params point at it
-            names = [n for n in steps if n != "default-data" or params.uses_default_data()]
+            names = [n for n in STEPS if n != "default-data" or params.uses_default_data()]
         for name in names:
             print(f"== driftfit {name}", file=sys.stderr, flush=True)
-            result = steps[name](params)
+            result = step_function(name)(params)
             print(json.dumps(_brief(result), default=str))
     except DriftfitError as err:
         print(f"driftfit {args.step}: error: {err}", file=sys.stderr)

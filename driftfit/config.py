@@ -178,7 +178,14 @@ class Params(_Section):
 
         data = self.data.model_copy(update={"reference": anchor_source(self.data.reference),
                                             "incoming": anchor_source(self.data.incoming)})
-        return self.model_copy(update={"paths": paths, "data": data})
+        model = self.model
+        if model.pretrained.startswith((".", "/", "~")):  # a local folder: check it now, before any work
+            folder = Path(anchor(str(Path(model.pretrained).expanduser())))
+            if not (folder / "config.json").is_file():
+                raise ConfigError(f"model.pretrained = '{model.pretrained}': no model folder at {folder} "
+                                  "(expected a directory with config.json and safetensors weights)")
+            model = model.model_copy(update={"pretrained": str(folder)})
+        return self.model_copy(update={"paths": paths, "data": data, "model": model})
 
 
 def _format_error(err: ValidationError, source: str) -> str:

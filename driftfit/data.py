@@ -71,6 +71,10 @@ def write_default_data(cfg: DefaultDataConfig, out_dir: str | Path) -> dict[str,
     return {"reference": len(reference), "incoming": len(incoming)}
 
 
+def run_default_data(params: Params) -> dict[str, int]:
+    return write_default_data(params.data.default, params.paths.default_data)
+
+
 # ---- loaders --------------------------------------------------------------------------------
 
 def _line_of(raw: bytes, offset: int) -> int:

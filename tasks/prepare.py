@@ -7,7 +7,7 @@ from driftfit.config import Params
 @task(name="default data")
 def make_default_data(params: Params) -> dict:
     """Write the embedded default data (chatterbot-corpus English)."""
-    return data.write_default_data(params.data.default, params.paths.default_data)
+    return data.run_default_data(params)
 
 
 @task(name="prepare", retries=1, retry_delay_seconds=5)  # files on network storage can blink

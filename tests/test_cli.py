@@ -1,0 +1,58 @@
+"""The CLI door: one clear line on bad input, a non-zero exit, nothing half-written."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import write_params
+
+
+def driftfit(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "driftfit.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def test_bad_params_type_fails_before_work(tmp_path):
+    write_params(tmp_path, {"train.epochs": "lots"})
+    out = driftfit(tmp_path, "prepare")
+    assert out.returncode == 2
+    assert "train.epochs" in out.stderr and "'lots'" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "data").exists()
+
+
+def test_missing_label_column_keeps_champion_and_writes_nothing(tmp_path, default_data_dir):
+    shutil.copytree(default_data_dir, tmp_path / "data" / "default")
+    registry = tmp_path / "models" / "registry"
+    (registry / "v1").mkdir(parents=True)
+    (registry / "champion.json").write_text('{"version": "v1"}')
+    bad = tmp_path / "batch.csv"
+    bad.write_text("text,category\nhello,a\n")
+    write_params(tmp_path, {"data.incoming.path": str(bad)})
+    out = driftfit(tmp_path, "run")
+    assert out.returncode == 2
+    assert f"data file '{bad}': no label column 'label'" in out.stderr
+    assert not (tmp_path / "data" / "prepared").exists()
+    assert (registry / "champion.json").read_text() == '{"version": "v1"}'
+
+
+def test_nan_texts_stop_at_validation_with_the_row(tmp_path, default_data_dir):
+    shutil.copytree(default_data_dir, tmp_path / "data" / "default")
+    incoming = (tmp_path / "data" / "default" / "incoming.csv").read_text().splitlines()
+    incoming[1] = "," + incoming[1].rsplit(",", 1)[1]  # first data row: empty text
+    (tmp_path / "data" / "default" / "incoming.csv").write_text("\n".join(incoming) + "\n")
+    write_params(tmp_path)
+    assert driftfit(tmp_path, "prepare").returncode == 0
+    out = driftfit(tmp_path, "validate")
+    assert out.returncode == 2 and "data validation failed" in out.stderr and "text" in out.stderr
+    assert (tmp_path / "reports" / "validation" / "summary.json").is_file()
+    assert not (tmp_path / "data" / "augmented").exists()
+
+
+def test_model_path_that_does_not_exist(tmp_path, default_data_dir):
+    shutil.copytree(default_data_dir, tmp_path / "data" / "default")
+    write_params(tmp_path, {"model.pretrained": "./no/such/model"})
+    out = driftfit(tmp_path, "prepare")  # fails at parse time, before any step does work
+    assert out.returncode == 2 and "model.pretrained = './no/such/model'" in out.stderr
+    assert not (tmp_path / "data" / "prepared").exists()

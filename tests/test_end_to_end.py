@@ -1,0 +1,102 @@
+"""The whole pipeline through both doors, on the (shrunk) embedded default data.
+
+- the Prefect flow under a real Prefect API server (prefect_test_harness starts one), with artifacts;
+- `dvc repro` in a temporary copy of the project; a second `dvc repro` does nothing;
+- both doors give the same decision and the same metrics.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import project_copy, write_params
+
+pytestmark = pytest.mark.slow
+
+E2E = {"train.max_steps": 3}
+
+
+def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def prefect_api():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def flow_run(prefect_api, tmp_path_factory):
+    """One run of the retrain flow in a fresh project copy."""
+    from flows.retrain import retrain
+
+    root = project_copy(tmp_path_factory.mktemp("flow"))
+    write_params(root, E2E)
+    state = retrain(params_path=str(root / "params.yaml"), return_state=True)
+    return root, state
+
+
+def test_flow_runs_and_publishes_artifacts(flow_run):
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    root, state = flow_run
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["promotion"]["promoted"] and result["promotion"]["champion"] == "v1"
+    with get_client(sync_client=True) as client:
+        run_id = state.state_details.flow_run_id
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+        task_runs = {t.name.rsplit("-", 1)[0] for t in client.read_task_runs()
+                     if t.flow_run_id == run_id}
+    keys = {a.key for a in artifacts}
+    assert {"validation", "shift-report", "decision", "metrics", "promotion"} <= keys
+    decision = next(a for a in artifacts if a.key == "decision")
+    assert result["decision"]["strategy"] in decision.data and "Why:" in decision.data
+    assert {"prepare", "validate", "augment", "measure shift", "select strategy", "train", "evaluate",
+            "promote"} <= task_runs
+    assert (root / "models" / "registry" / "v1" / "MODEL_CARD.md").is_file()
+    assert (root / "reports" / "validation" / "data_docs" / "index.html").is_file()
+
+
+def test_flow_fails_cleanly_on_bad_input(prefect_api, tmp_path):
+    from flows.retrain import retrain
+
+    root = project_copy(tmp_path)
+    write_params(root, E2E)
+    bad = root / "bad.csv"
+    bad.write_text("sentence,label\nhello,a\n")
+    state = retrain(params_path=str(root / "params.yaml"), incoming_path=str(bad), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match=r"no text column 'text'"):
+        state.result()
+    assert not (root / "data" / "prepared").exists() and not (root / "models").exists()
+
+
+def test_dvc_repro_matches_the_flow_and_second_repro_does_nothing(flow_run, tmp_path):
+    flow_root, _ = flow_run
+    root = project_copy(tmp_path)
+    write_params(root, E2E)
+    first = dvc(root, "repro")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    second = dvc(root, "repro")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "Running stage" not in second.stdout, second.stdout
+    for rel in ("reports/decision.json", "reports/metrics.json"):
+        dvc_out = json.loads((root / rel).read_text())
+        flow_out = json.loads((flow_root / rel).read_text())
+        assert dvc_out == flow_out, rel
+    status = dvc(root, "status")
+    assert "up to date" in status.stdout.lower(), status.stdout
+    metrics = dvc(root, "metrics", "show", "--json")
+    assert "macro_f1" in metrics.stdout

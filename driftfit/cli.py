@@ -93,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _brief(result: Any) -> Any:
-    """The step's result, without bulky parts (per-class tables) for the terminal."""
+    """The step's headline numbers for the terminal; the full result is in its output file."""
     if isinstance(result, dict):
-        return {k: v for k, v in result.items() if k not in ("per_class", "checks", "confusion")}
+        return {k: v for k, v in result.items()
+                if not isinstance(v, (dict, list)) or len(json.dumps(v, default=str)) < 120}
     return result
 
 

@@ -1,0 +1,134 @@
+"""The strategy policy on hand-made shift reports: each rule fires, in order, and force wins."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from driftfit import strategy
+from driftfit.config import StrategyConfig, parse_params
+from driftfit.errors import DataError
+from driftfit.io import read_json, write_json
+
+CFG = StrategyConfig()  # defaults: unk 0.05, tokens/word 2.5, scratch 20000, few-shot 16, probe 0.9, full 5000
+
+# A report that no specific rule matches: the policy falls through to the default (lora).
+BASE = {
+    "tokenizer": {"incoming": {"unk_rate": 0.0, "tokens_per_word": 1.3}, "seconds": 0.1},
+    "embedding": {"mmd2": 0.1, "p_value": 0.005, "domain_classifier": {"auc": 0.8}},
+    "label_shift": {"new_labels": [], "vanished_labels": [], "js_divergence": 0.01},
+    "probe": {"accuracy": 0.7, "macro_f1": 0.68},
+    "data_size": {"rows": 1000, "val_rows": 200, "classes": 5, "min_per_class": 100},
+    "champion": {"val_accuracy": 0.5, "covers_labels": True, "uncovered_labels": []},
+}
+
+
+def report(**changes) -> dict:
+    """BASE with dotted-key changes, e.g. report(**{"probe.accuracy": 0.95}); None deletes the key."""
+    out = copy.deepcopy(BASE)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = out
+        for p in parents:
+            node = node[p]
+        if value is None:
+            node.pop(last)
+        else:
+            node[last] = value
+    return out
+
+
+def decide(rep: dict, champion_exists: bool = False, **cfg) -> dict:
+    return strategy.select_strategy(rep, StrategyConfig(**cfg), champion_exists)
+
+
+SKIPPABLE = {"embedding.p_value": 0.4, "champion.val_accuracy": 0.95}
+
+
+@pytest.mark.parametrize("changes, champion, expected", [
+    ({}, False, ("lora", "partial", "default")),
+    (SKIPPABLE, True, ("skip", "head", "champion_holds")),
+    ({"embedding.mmd2": 0.001, "champion.val_accuracy": 0.95}, True, ("skip", "head", "champion_holds")),
+    ({"tokenizer.incoming.unk_rate": 0.2}, False, ("full", "scratch", "tokenizer_misfit")),
+    ({"tokenizer.incoming.tokens_per_word": 3.1}, False, ("full", "scratch", "tokenizer_misfit")),
+    ({"tokenizer.incoming.unk_rate": 0.2, "data_size.rows": 30000}, False, ("scratch", "full", "tokenizer_misfit")),
+    ({"data_size.min_per_class": 8}, False, ("head", "lora", "few_shot")),
+    ({"probe.accuracy": 0.95}, False, ("head", "partial", "features_suffice")),
+    ({"data_size.rows": 8000}, False, ("full", "lora", "large_data")),
+])
+def test_each_rule_fires(changes, champion, expected):
+    d = decide(report(**changes), champion_exists=champion)
+    assert (d["strategy"], d["runner_up"], d["rule"]) == expected
+    assert d["forced"] is False
+    assert d["reason"] and d["reason"].endswith(".")
+    json.dumps(d)
+
+
+@pytest.mark.parametrize("changes, champion", [
+    (SKIPPABLE, False),                                             # no champion to keep
+    ({**SKIPPABLE, "champion.val_accuracy": 0.85}, True),           # champion not good enough
+    ({**SKIPPABLE, "label_shift.new_labels": ["refund"]}, True),    # a label new to the reference
+    ({**SKIPPABLE, "champion.uncovered_labels": ["refund"]}, True),  # a label the champion lacks
+    ({**SKIPPABLE, "embedding.p_value": 0.01}, True),               # embeddings moved, MMD² not small
+    ({**SKIPPABLE, "embedding": None}, True),                       # no reference: shift unknown
+    ({**SKIPPABLE, "champion": None}, True),                        # champion not scored
+])
+def test_skip_needs_all_evidence(changes, champion):
+    assert decide(report(**changes), champion_exists=champion)["strategy"] != "skip"
+
+
+def test_rules_apply_in_order():
+    # tokenizer misfit before few-shot; few-shot before a good probe; a good probe before large data
+    misfit_and_few = report(**{"tokenizer.incoming.unk_rate": 0.2, "data_size.min_per_class": 3})
+    assert decide(misfit_and_few)["rule"] == "tokenizer_misfit"
+    assert decide(report(**{"data_size.min_per_class": 3, "probe.accuracy": 0.99}))["rule"] == "few_shot"
+    assert decide(report(**{"probe.accuracy": 0.99, "data_size.rows": 9000}))["rule"] == "features_suffice"
+
+
+def test_thresholds_come_from_config():
+    rep = report(**{"data_size.rows": 1000})
+    assert decide(rep)["strategy"] == "lora"
+    assert decide(rep, full_min_examples=500)["strategy"] == "full"
+    assert decide(report(**{"probe.accuracy": 0.8}), probe_good=0.75)["rule"] == "features_suffice"
+
+
+def test_force_wins_and_keeps_the_policy_pick():
+    d = decide(report(**SKIPPABLE), champion_exists=True, force="full")
+    assert (d["strategy"], d["rule"], d["forced"], d["runner_up"]) == ("full", "forced", True, "skip")
+    assert "skip" in d["reason"] and "champion_holds" in d["reason"]
+    same = decide(report(), force="lora")
+    assert (same["strategy"], same["runner_up"], same["forced"]) == ("lora", "partial", True)
+
+
+def test_measures_record_the_numbers():
+    d = decide(report(**{"label_shift.new_labels": ["b"], "champion.uncovered_labels": ["a"]}), champion_exists=True)
+    m = d["measures"]
+    assert m["new_labels"] == ["a", "b"]
+    assert (m["rows"], m["min_per_class"], m["probe_accuracy"], m["p_value"]) == (1000, 100, 0.7, 0.005)
+    assert m["champion_val_accuracy"] == 0.5
+    assert "1000" in d["reason"] and "0.7" in d["reason"]
+
+
+def test_malformed_report_fails_clearly():
+    with pytest.raises(DataError, match="data_size"):
+        decide(report(data_size=None))
+
+
+def test_run_reads_the_report_and_writes_the_decision(tmp_path):
+    write_json(tmp_path / "shift.json", report(**{"probe.accuracy": 0.95}))
+    params = parse_params({"data": {"incoming": {"path": "unused.csv"}},
+                           "paths": {"shift": str(tmp_path / "shift.json"),
+                                     "decision": str(tmp_path / "out" / "decision.json"),
+                                     "registry": str(tmp_path / "registry")}})
+    decision = strategy.run(params)
+    assert read_json(tmp_path / "out" / "decision.json") == decision
+    assert decision["strategy"] == "head" and decision["measures"]["champion_exists"] is False
+
+
+def test_run_without_shift_report_says_what_to_do(tmp_path):
+    params = parse_params({"data": {"incoming": {"path": "unused.csv"}},
+                           "paths": {"shift": str(tmp_path / "missing.json")}})
+    with pytest.raises(DataError, match="shift step"):
+        strategy.run(params)

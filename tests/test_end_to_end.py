@@ -47,7 +47,9 @@ def flow_run(prefect_api, tmp_path_factory):
 
 def test_flow_runs_and_publishes_artifacts(flow_run):
     from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,
+                                                FlowRunFilterId, TaskRunFilter)
+    from prefect.client.schemas.sorting import ArtifactSort, TaskRunSort
 
     root, state = flow_run
     assert state.is_completed(), state.message
@@ -55,10 +57,14 @@ def test_flow_runs_and_publishes_artifacts(flow_run):
     assert result["promotion"]["promoted"] and result["promotion"]["champion"] == "v1"
     with get_client(sync_client=True) as client:
         run_id = state.state_details.flow_run_id
+        # Every field given: this server version rejects the nulls the client sends for omitted ones.
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
-        task_runs = {t.name.rsplit("-", 1)[0] for t in client.read_task_runs()
-                     if t.flow_run_id == run_id}
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
+            task_run_filter=TaskRunFilter(), limit=100, offset=0, sort=ArtifactSort.CREATED_DESC)
+        task_runs = {t.name.rsplit("-", 1)[0] for t in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])), limit=200, offset=0,
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC)}
     keys = {a.key for a in artifacts}
     assert {"validation", "shift-report", "decision", "metrics", "promotion"} <= keys
     decision = next(a for a in artifacts if a.key == "decision")

@@ -111,11 +111,11 @@ class StrategyConfig(_Section):
 class TrainConfig(_Section):
     seed: int = Field(13, description="seed of initialisation and data order")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
-    epochs: float = Field(3, gt=0, description="passes over the training data")
+    epochs: float = Field(5, gt=0, description="passes over the training data")
     max_steps: int = Field(-1, ge=-1, description="stop after N steps (-1: use epochs)")
     batch_size: int = Field(32, gt=0, description="examples per step")
     learning_rate: float = Field(5e-5, gt=0, description="peak learning rate (encoder)")
-    head_learning_rate: float = Field(2e-3, gt=0, description="learning rate of the new head")
+    head_learning_rate: float = Field(1e-2, gt=0, description="learning rate of the new head")
     weight_decay: float = Field(0.01, ge=0, description="L2-style decoupled weight decay")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps warming up")
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"

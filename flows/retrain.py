@@ -21,7 +21,7 @@ from tasks.train import train
 from tasks.validate import validate
 
 
-@flow(name="retrain", log_prints=True)
+@flow(name="retrain", log_prints=False)  # True would log dill's disassembly from `datasets`
 def retrain(params_path: str = "params.yaml", incoming_path: str | None = None, strategy: str | None = None,
             overrides: dict[str, Any] | None = None) -> dict:
     """Validate a new batch, measure shift, choose a strategy, train, evaluate, promote."""

@@ -14,7 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from driftfit.errors import ConfigError
 
-STRATEGIES = ("skip", "head", "partial", "lora", "full", "scratch")
+# Every way to adapt the model, roughly from cheapest to most expensive.
+STRATEGIES = ("skip", "zero_shot", "head", "partial", "lora", "ia3", "prefix", "prompt", "ptuning",
+              "adapter", "full", "scratch")
+Strategy = Literal["skip", "zero_shot", "head", "partial", "lora", "ia3", "prefix", "prompt", "ptuning",
+                   "adapter", "full", "scratch"]
 
 
 class _Section(BaseModel):
@@ -71,6 +75,7 @@ class SplitConfig(_Section):
 
 
 class ValidateConfig(_Section):
+    contract: str | None = Field(None, description="data contract YAML; null uses the keys below")
     min_text_chars: int = Field(1, ge=1, description="shortest allowed text")
     max_text_chars: int = Field(5000, gt=0, description="longest allowed text")
     min_rows_per_class: int = Field(3, ge=1, description="fewest training rows per label")
@@ -85,6 +90,10 @@ class AugmentConfig(_Section):
     copies: int = Field(1, ge=0, le=10, description="augmented copies per original row")
     word_dropout: float = Field(0.1, ge=0, lt=1, description="chance to drop each word")
     word_swap: float = Field(0.1, ge=0, lt=1, description="chance to swap each word with a neighbour")
+    word_insert: float = Field(0.0, ge=0, lt=1, description="chance to insert a copy of a word from the text")
+    char_noise: float = Field(0.0, ge=0, lt=1, description="chance of a typo per word")
+    synonym: float = Field(0.0, ge=0, lt=1, description="chance to replace a word by an embedding neighbour")
+    balance: bool = Field(False, description="oversample smaller classes up to the largest")
 
 
 class ShiftConfig(_Section):
@@ -95,9 +104,12 @@ class ShiftConfig(_Section):
 
 
 class StrategyConfig(_Section):
-    force: Literal["skip", "head", "partial", "lora", "full", "scratch"] | None = Field(
-        None, description="always use this strategy; null lets the policy decide"
-    )
+    force: Strategy | None = Field(None, description="always use this strategy; null lets the policy decide")
+    mode: Literal["rules", "probe"] = Field("rules", description="rules only, or rules + short trial runs")
+    probe_candidates: list[Strategy] = Field(["head", "lora", "full"], min_length=1,
+                                             description="strategies the probe mode may try")
+    probe_max_steps: int = Field(40, gt=0, description="training steps of the first probe round")
+    significance: float = Field(0.05, gt=0, lt=1, description="MMD p-value below which shift is real")
     unk_rate_bad: float = Field(0.05, ge=0, le=1, description="tokenizer fits badly above this [UNK] rate")
     tokens_per_word_bad: float = Field(2.5, gt=0, description="tokenizer fits badly above this")
     scratch_min_examples: int = Field(20000, gt=0, description="fewest rows to retrain from scratch")
@@ -126,15 +138,26 @@ class TrainConfig(_Section):
     lora_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on LoRA inputs")
     scratch_init: Literal["he", "xavier"] = Field("xavier", description="initialisation for 'scratch'")
     scratch_learning_rate: float = Field(5e-4, gt=0, description="learning rate for 'scratch'")
+    scratch_tokenizer: Literal["auto", "keep", "new"] = Field(
+        "auto", description="'scratch' trains a new tokenizer: auto (when the pretrained one fits badly)")
+    scratch_vocab_size: int = Field(8000, ge=100, description="vocabulary of a new tokenizer")
+    l1: float = Field(0.0, ge=0, description="L1 penalty on trainable weights (0: off)")
+    layer_lr_decay: float = Field(1.0, gt=0, le=1, description="lr multiplier per layer downwards (1: off)")
+    virtual_tokens: int = Field(10, gt=0, description="prefix/prompt/ptuning virtual tokens")
+    adapter_size: int = Field(32, gt=0, description="bottleneck width of 'adapter' modules")
+    checkpoint_steps: int = Field(0, ge=0, description="save a resumable checkpoint every N steps (0: off)")
 
 
 class EvaluateConfig(_Section):
     batch_size: int = Field(64, gt=0, description="examples per inference batch")
+    calibration_bins: int = Field(10, ge=2, description="bins of the expected calibration error")
+    latency_examples: int = Field(64, ge=0, description="examples timed for latency (0: skip)")
 
 
 class PromoteConfig(_Section):
     min_improvement: float = Field(0.0, ge=0, description="macro-F1 points the candidate must gain")
     max_forgetting: float = Field(5.0, ge=0, description="macro-F1 points it may lose on reference")
+    beat_baseline: bool = Field(True, description="must also beat the untrained pretrained baseline")
 
 
 class Params(_Section):
@@ -185,7 +208,10 @@ class Params(_Section):
                 raise ConfigError(f"model.pretrained = '{model.pretrained}': no model folder at {folder} "
                                   "(expected a directory with config.json and safetensors weights)")
             model = model.model_copy(update={"pretrained": str(folder)})
-        return self.model_copy(update={"paths": paths, "data": data, "model": model})
+        validate = self.validate_
+        if validate.contract:
+            validate = validate.model_copy(update={"contract": anchor(validate.contract)})
+        return self.model_copy(update={"paths": paths, "data": data, "model": model, "validate_": validate})
 
 
 def _format_error(err: ValidationError, source: str) -> str:

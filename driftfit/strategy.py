@@ -5,7 +5,7 @@ Rules are tried in order; the first that matches decides. Thresholds are `strate
   #  rule              when                                                      strategy (runner-up)
   1  forced            strategy.force is set                                     force (the policy's pick)
   2  champion_holds    champion exists; no label new to the reference or to the  skip (head)
-                       champion; embeddings did not move (p >= 0.05 or MMD² <
+                       champion; embeddings did not move (p >= significance or MMD² <
                        mmd_small); champion val accuracy >= skip_min_accuracy
   3  tokenizer_misfit  incoming [UNK] rate > unk_rate_bad, or tokens per word    scratch (full) if rows >=
                        > tokens_per_word_bad                                     scratch_min_examples,
@@ -46,7 +46,6 @@ from driftfit.io import read_json, write_json
 
 log = logging.getLogger(__name__)
 
-SIGNIFICANCE = 0.05  # p-value below which the MMD permutation test counts the embedding shift as real
 
 
 def _f(x) -> str:
@@ -77,7 +76,7 @@ def _measures(report: dict, champion_exists: bool) -> dict:
 def _policy(m: dict, cfg: StrategyConfig) -> tuple[str, str, str, str]:
     """Rules 2-7: (strategy, runner_up, rule, reason)."""
     acc, p, mmd2 = m["champion_val_accuracy"], m["p_value"], m["mmd2"]
-    not_moved = (p is not None and p >= SIGNIFICANCE) or (mmd2 is not None and mmd2 < cfg.mmd_small)
+    not_moved = (p is not None and p >= cfg.significance) or (mmd2 is not None and mmd2 < cfg.mmd_small)
     if m["champion_exists"] and not m["new_labels"] and not_moved and acc is not None \
             and acc >= cfg.skip_min_accuracy:
         return ("skip", "head", "champion_holds",

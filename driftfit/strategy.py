@@ -31,6 +31,10 @@ Why, rule by rule:
   7. Small/medium data: low-rank updates match full fine-tuning with a fraction of the trainable weights
      and forget less (Hu et al. 2021, "LoRA"; Biderman et al. 2024, "LoRA Learns Less and Forgets Less").
 
+With `strategy.mode: probe` the rules' choice is checked empirically: the rules' pick, its runner-up and
+`strategy.probe_candidates` each train for `probe_max_steps` steps; the better half by validation accuracy
+goes on with twice the steps, until one is left (successive halving). Its cost is in the decision record.
+
 Measures a rule needs but the report lacks (no reference data, no champion, a probe that could not be
 fit) make that rule not fire: the policy never skips on missing evidence.
 """
@@ -129,10 +133,68 @@ def select_strategy(report: dict, cfg: StrategyConfig, champion_exists: bool) ->
             "measures": measures, "forced": cfg.force is not None}
 
 
+# ---- probe mode: short trial runs, successive halving ----------------------------------------
+
+def probe(candidates: list[str], train_df, val_df, params: Params, first_steps: int) -> dict:
+    """Train every candidate briefly, keep the better half by validation accuracy, double the steps, repeat.
+
+    Successive halving (Jamieson & Talwalkar 2016): most of the budget goes to the candidates that
+    look best early. Returns the winner, every round's scores and the wall time spent.
+    """
+    import tempfile
+    import time
+
+    import numpy as np
+
+    from driftfit.model import load_classifier, pick_device, predict_proba
+    from driftfit.train import train_model
+
+    start = time.perf_counter()
+    alive, steps, rounds = list(dict.fromkeys(candidates)), first_steps, []
+    while True:
+        scores = {}
+        for name in alive:
+            cfg = params.model_copy(update={"train": params.train.model_copy(update={"max_steps": steps})})
+            with tempfile.TemporaryDirectory(prefix=f"driftfit-probe-{name}-") as tmp:
+                train_model(train_df, val_df, name, cfg, tmp)
+                model, tokenizer, labels = load_classifier(tmp, params.model.trust_remote_code)
+                probs = predict_proba(model, tokenizer, list(val_df["text"]), params.model.max_seq_len,
+                                      params.evaluate.batch_size, pick_device(params.train.device))
+            predicted = np.array(labels)[probs.argmax(1)]
+            scores[name] = float((predicted == val_df["label"].to_numpy()).mean())
+        rounds.append({"steps": steps, "val_accuracy": scores})
+        log.info("probe round with %d steps: %s", steps, scores)
+        if len(alive) == 1:
+            break
+        # Keep the better half (ties: the cheaper strategy, which comes first in the candidate order).
+        ranked = sorted(alive, key=lambda n: -scores[n])
+        alive, steps = ranked[: max(1, len(alive) // 2)], steps * 2
+    return {"winner": alive[0], "rounds": rounds, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def with_probe(decision: dict, train_df, val_df, params: Params) -> dict:
+    """Let short trial runs pick among the rule's choice, its runner-up and strategy.probe_candidates."""
+    cfg = params.strategy
+    candidates = [c for c in (decision["strategy"], decision["runner_up"], *cfg.probe_candidates)
+                  if c not in ("skip", None)]
+    if decision["strategy"] == "skip" or decision["forced"]:
+        return decision  # nothing to train, or a person decided
+    result = probe(candidates, train_df, val_df, params, cfg.probe_max_steps)
+    rules_pick = decision["strategy"]
+    final = result["winner"]
+    last = result["rounds"][-1]["val_accuracy"]
+    runner_up = rules_pick if final != rules_pick else decision["runner_up"]
+    reason = (f"Probe (successive halving over {', '.join(dict.fromkeys(candidates))}, {result['seconds']:.0f} s): "
+              f"'{final}' reached {last[final]:.3f} validation accuracy in the last round. "
+              f"The rules alone chose '{rules_pick}' (rule {decision['rule']}): {decision['reason']}")
+    return {**decision, "strategy": final, "runner_up": runner_up, "rule": f"probe ({decision['rule']})",
+            "reason": reason, "rules_choice": rules_pick, "probe": result}
+
+
 # ---- thin edge: file in, file out -----------------------------------------------------------
 
 def run(params: Params) -> dict:
-    """Read the shift report and the registry, decide, write params.paths.decision."""
+    """Read the shift report and the registry, decide (probing if asked), write params.paths.decision."""
     from driftfit.registry import champion_dir
 
     path = Path(params.paths.shift)
@@ -140,6 +202,15 @@ def run(params: Params) -> dict:
         raise DataError(f"shift report '{path}' not found (run the shift step first)")
     champion_exists = champion_dir(params.paths.registry) is not None
     decision = select_strategy(read_json(path), params.strategy, champion_exists)
+    if params.strategy.mode == "probe":
+        import pandas as pd
+
+        from driftfit.data import read_split
+        from driftfit.train import training_frame
+
+        train = pd.read_parquet(Path(params.paths.augmented) / "train.parquet")
+        train = training_frame(train, read_split(params.paths.prepared, "reference_train"), params.train)
+        decision = with_probe(decision, train, read_split(params.paths.prepared, "val"), params)
     write_json(params.paths.decision, decision)
     log.info("strategy %s (rule %s): %s", decision["strategy"], decision["rule"], decision["reason"])
     return decision

@@ -88,7 +88,9 @@ def project_copy(dest: Path) -> Path:
                            capture_output=True, text=True).stdout.split()
     for rel in files:
         # Outputs of an earlier local run (reports/, models/, data/*) are not part of the project.
-        if rel.startswith(("reports/", "models/", "data/", "dvc.lock")) or not (ROOT / rel).is_file():
+        outputs = ("reports/", "models/registry/", "models/candidate/", "data/default/", "data/prepared/",
+                   "data/augmented/", "dvc.lock")
+        if rel.startswith(outputs) or not (ROOT / rel).is_file():
             continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, dest / rel)

@@ -132,3 +132,30 @@ def test_run_without_shift_report_says_what_to_do(tmp_path):
                            "paths": {"shift": str(tmp_path / "missing.json")}})
     with pytest.raises(DataError, match="shift step"):
         strategy.run(params)
+
+
+def test_probe_mode_trains_candidates_by_successive_halving(prepared_params):
+    """Real short trial runs: two candidates, the better one goes on with twice the steps."""
+    from driftfit.data import read_split
+
+    params = prepared_params
+    train, val = read_split(params.paths.prepared, "train"), read_split(params.paths.prepared, "val")
+    rules = {"strategy": "head", "runner_up": "lora", "rule": "few_shot", "reason": "few rows",
+             "measures": {}, "forced": False}
+    params = params.model_copy(update={"strategy": params.strategy.model_copy(
+        update={"mode": "probe", "probe_candidates": ["head", "lora"], "probe_max_steps": 1})})
+    decision = strategy.with_probe(rules, train, val, params)
+    rounds = decision["probe"]["rounds"]
+    assert [r["steps"] for r in rounds] == [params.strategy.probe_max_steps, 2 * params.strategy.probe_max_steps]
+    assert set(rounds[0]["val_accuracy"]) == {"head", "lora"}
+    assert list(rounds[1]["val_accuracy"]) == [decision["strategy"]]
+    best_first = max(rounds[0]["val_accuracy"].values())
+    assert rounds[0]["val_accuracy"][decision["strategy"]] == best_first
+    assert decision["rules_choice"] == "head" and decision["probe"]["seconds"] > 0
+    assert "Probe" in decision["reason"] and "few rows" in decision["reason"]
+
+
+def test_probe_mode_leaves_forced_and_skip_alone(prepared_params):
+    forced = {"strategy": "full", "runner_up": "head", "rule": "forced", "reason": "r", "measures": {},
+              "forced": True}
+    assert strategy.with_probe(forced, None, None, prepared_params) is forced

@@ -67,12 +67,29 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a param, e.g. -S train.epochs=1 (repeatable)")
         if name in ("select-strategy", "run"):
             p.add_argument("--strategy", default=None, help="force a strategy (same as -S strategy.force=...)")
+    bench = sub.add_parser("bench", help="benchmarks (decision: the strategy selector vs training every strategy)")
+    bench.add_argument("which", choices=["decision"], help="which benchmark")
+    bench.add_argument("--scenarios", default="bench/scenarios.yaml", help="scenario YAML file")
+    bench.add_argument("--out", default="bench/results", help="folder for decision.json and decision.md")
+    bench.add_argument("--params", default="params.yaml", help="base params (model, shift, strategy thresholds)")
+    bench.add_argument("--only", action="append", default=None, metavar="NAME", help="run only this scenario")
     return parser
+
+
+def _bench(args) -> int:
+    from driftfit import bench_decision
+
+    summary = bench_decision.run(args.scenarios, args.out, args.params, args.only,
+                                 command=" ".join(["driftfit", *sys.argv[1:]]))
+    print(json.dumps(summary))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.step == "bench":
+            return _bench(args)
         from driftfit.config import load_params
 
         overrides = dict(_parse_override(s) for s in args.set)

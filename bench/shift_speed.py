@@ -1,0 +1,72 @@
+"""How long the shift measurement takes on 5,000 vs 5,000 real texts (target: at most 30 s on the 2-core CPU).
+
+    python bench/shift_speed.py [--rows 5000] [--out bench/results]
+
+Reference: SST-2 train sentences; incoming: AG News texts (a real shift). Runs driftfit.shift.measure_shift
+exactly as the pipeline does, with shift.sample_size = rows, and records each section's wall time.
+Writes bench/results/shift_speed.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from driftfit.config import SourceConfig, load_params  # noqa: E402
+from driftfit.data import load_table, stratified_split  # noqa: E402
+from driftfit.io import write_json, write_text  # noqa: E402
+from driftfit.model import load_encoder, load_tokenizer  # noqa: E402
+from driftfit.shift import measure_shift  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=5000)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = ap.parse_args()
+    n = args.rows
+    params = load_params(ROOT / "params.yaml", {"shift.sample_size": n})
+    reference = load_table(SourceConfig(path=str(SHARED / "sst2" / "train.tsv"), text="sentence", label="label",
+                                        sample=n))
+    incoming = load_table(SourceConfig(path=str(SHARED / "agnews" / "dev.tsv"), header=False, text=0, label=1,
+                                       sample=n))
+    parts = stratified_split(incoming, {"val": 0.15}, seed=0)
+    t = time.perf_counter()
+    tokenizer, encoder = load_tokenizer(params.model), load_encoder(params.model)
+    load_seconds = time.perf_counter() - t
+    t = time.perf_counter()
+    report = measure_shift(reference, parts["train"], parts["val"], encoder, tokenizer, params.shift,
+                           params.model.max_seq_len)
+    total = time.perf_counter() - t
+    sections = {k: round(v["seconds"], 2) for k, v in report.items() if isinstance(v, dict) and "seconds" in v}
+    out = {"command": f"python bench/shift_speed.py --rows {n}",
+           "machine": f"{platform.node()}: CPU, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+           "rows": {"reference": len(reference), "incoming": len(incoming)},
+           "max_seq_len": params.model.max_seq_len, "permutations": params.shift.permutations,
+           "model_load_seconds": round(load_seconds, 2), "measure_seconds": round(total, 2),
+           "sections_seconds": sections, "target_seconds": 30,
+           "mmd2": report["embedding"]["mmd2"], "p_value": report["embedding"]["p_value"],
+           "domain_auc": report["embedding"]["domain_classifier"].get("auc")}
+    write_json(Path(args.out) / "shift_speed.json", out)
+    md = ["# Shift measurement speed", "", f"Command: `{out['command']}`  ", f"Machine: {out['machine']}", "",
+          f"{n} reference (SST-2) vs {n} incoming (AG News) texts, max_seq_len {out['max_seq_len']}, "
+          f"{out['permutations']} permutations: **{total:.1f} s** for the whole measurement "
+          f"(target at most 30 s), plus {load_seconds:.1f} s to load the model.", "",
+          "| section | seconds |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sections.items()]
+    write_text(Path(args.out) / "shift_speed.md", "\n".join(md) + "\n")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

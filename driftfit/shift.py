@@ -9,8 +9,10 @@ Each measure answers one question the strategy policy (driftfit.strategy) asks:
 - data size: rows, rows per class
 - champion: the current champion's accuracy on the incoming validation split
 
-"Incoming" is train + val together, except for the probe (fit on train, scored on val). Every text
-is embedded once (pretrained encoder, mean-pooled, L2-normalised) and the embeddings are reused.
+"Incoming" is train + val together, except for the probe (fit on train, scored on val). Tokenizer fit,
+label shift and data size read every row; the embedding measures, the probe and the champion's score use
+seeded fixed-size subsamples (`shift.sample_size`), so their cost is bounded. Every sampled text is
+embedded once (pretrained encoder, mean-pooled, L2-normalised) and the embeddings are reused.
 Each section carries its own wall time in `seconds`; embedding time is reported apart, in `embed`.
 """
 
@@ -238,12 +240,18 @@ def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, 
 
     start = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
-    inc_text = incoming_train["text"].tolist() + incoming_val["text"].tolist()
-    inc_labels = incoming_train["label"].astype(str).tolist() + incoming_val["label"].astype(str).tolist()
+    all_text = incoming_train["text"].tolist() + incoming_val["text"].tolist()
+    all_labels = incoming_train["label"].astype(str).tolist() + incoming_val["label"].astype(str).tolist()
+    # Embedding is the cost: only fixed-size subsamples are embedded (sample_size training rows, a quarter
+    # of that for validation), so the time stays bounded however large the batch is.
+    tr = incoming_train.iloc[_sample(len(incoming_train), cfg.sample_size, rng)]
+    va = incoming_val.iloc[_sample(len(incoming_val), max(1, cfg.sample_size // 4), rng)]
+    inc_text = tr["text"].tolist() + va["text"].tolist()
+    inc_labels = tr["label"].astype(str).tolist() + va["label"].astype(str).tolist()
     report: dict = {}
 
     t = time.perf_counter()
-    report["tokenizer"] = {"incoming": tokenizer_fit(tokenizer, inc_text, max_len)}
+    report["tokenizer"] = {"incoming": tokenizer_fit(tokenizer, all_text, max_len)}
     if reference is not None:
         report["tokenizer"]["reference"] = tokenizer_fit(tokenizer, reference["text"].tolist(), max_len)
     report["tokenizer"]["seconds"] = time.perf_counter() - t
@@ -267,10 +275,10 @@ def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, 
 
     t = time.perf_counter()
     ref_labels = reference["label"].astype(str).tolist() if reference is not None else None
-    report["label_shift"] = {**label_shift(ref_labels, inc_labels), "seconds": time.perf_counter() - t}
+    report["label_shift"] = {**label_shift(ref_labels, all_labels), "seconds": time.perf_counter() - t}
 
     t = time.perf_counter()
-    n_train = len(incoming_train)
+    n_train = len(tr)
     train_labels, val_labels = inc_labels[:n_train], inc_labels[n_train:]
     report["probe"] = {**linear_probe(inc_emb[:n_train], train_labels, inc_emb[n_train:], val_labels),
                        "logme": logme(inc_emb[:n_train], train_labels),
@@ -282,7 +290,7 @@ def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, 
 
     if champion is not None:
         t = time.perf_counter()
-        fit = champion_fit(champion, incoming_val, set(inc_labels), max_len, cfg.batch_size)
+        fit = champion_fit(champion, va, set(all_labels), max_len, cfg.batch_size)
         report["champion"] = {**fit, "seconds": time.perf_counter() - t}
 
     report["seconds"] = time.perf_counter() - start

@@ -25,6 +25,7 @@ STEPS = {
     "augment": ("driftfit.augment", "run"),
     "measure-shift": ("driftfit.shift", "run"),
     "select-strategy": ("driftfit.strategy", "run"),
+    "tune": ("driftfit.search", "run"),
     "train": ("driftfit.train", "run"),
     "evaluate": ("driftfit.evaluate", "run"),
     "promote": ("driftfit.promote", "run"),
@@ -43,7 +44,8 @@ STEP_HELP = {
     "augment": "augment the training split (seeded; val/test untouched)",
     "measure-shift": "tokenizer fit, embedding shift, label shift, frozen-feature probe",
     "select-strategy": "choose skip/head/partial/lora/full/scratch and say why",
-    "train": "train the candidate with the chosen strategy",
+    "tune": "hyperparameter search with Optuna (when search.enabled; otherwise records that it is off)",
+    "train": "train the candidate with the chosen strategy (and the tuned params, if any)",
     "evaluate": "score candidate and champion on new and reference test splits",
     "promote": "make the candidate champion if it passes the gate; write the model card",
     "run": "all of the above, in order, in this process",
@@ -101,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
             names = [n for n in STEPS if n != "default-data" or params.uses_default_data()]
         for name in names:
             print(f"== driftfit {name}", file=sys.stderr, flush=True)
-            result = step_function(name)(params)
+            step_params = params
+            if name == "train":  # the search's best train.* values, when the search is on
+                from driftfit.search import best_params
+
+                step_params = best_params(params)
+            result = step_function(name)(step_params)
             print(json.dumps(_brief(result), default=str))
     except DriftfitError as err:
         print(f"driftfit {args.step}: error: {err}", file=sys.stderr)

@@ -38,6 +38,7 @@ class PathsConfig(_Section):
     metrics: str = Field("reports/metrics.json", description="DVC metrics file")
     registry: str = Field("models/registry", description="champion versions + pointer")
     promotion: str = Field("reports/promotion.json", description="promotion verdict")
+    search: str = Field("reports/search", description="hyperparameter search results + best params")
 
 
 class ModelConfig(_Section):
@@ -160,6 +161,46 @@ class PromoteConfig(_Section):
     beat_baseline: bool = Field(True, description="must also beat the untrained pretrained baseline")
 
 
+class SearchSpace(_Section):
+    type: Literal["float", "int", "categorical"] = Field(..., description="kind of values")
+    low: float | None = Field(None, description="float/int: lowest value")
+    high: float | None = Field(None, description="float/int: highest value")
+    log: bool = Field(False, description="float/int: sample on a log scale")
+    step: float | None = Field(None, gt=0, description="float/int: grid step (grid sampler needs it)")
+    choices: list[Any] | None = Field(None, min_length=1, description="categorical: the values")
+
+    @model_validator(mode="after")
+    def _complete(self) -> "SearchSpace":
+        if self.type == "categorical" and not self.choices:
+            raise ValueError("a categorical search dimension needs 'choices'")
+        if self.type != "categorical" and (self.low is None or self.high is None or self.low > self.high):
+            raise ValueError(f"a {self.type} search dimension needs 'low' <= 'high'")
+        return self
+
+
+class SearchConfig(_Section):
+    enabled: bool = Field(False, description="tune train.* params before the final training")
+    sampler: Literal["grid", "random", "tpe"] = Field("tpe", description="grid | random | tpe (Bayesian)")
+    trials: int = Field(8, gt=0, description="most trials to run")
+    timeout_s: float | None = Field(None, gt=0, description="stop starting trials after this many seconds")
+    pruner: Literal["median", "none"] = Field("median", description="stop trials worse than the median early")
+    parallel: int = Field(1, gt=0, description="trials at once (Prefect task runner threads)")
+    max_steps: int = Field(-1, ge=-1, description="steps per trial (-1: train.epochs)")
+    seed: int = Field(0, description="seed of the sampler")
+    space: dict[str, SearchSpace] = Field(
+        default_factory=lambda: {"train.learning_rate": SearchSpace(type="float", low=1e-5, high=1e-3, log=True)},
+        description="dotted train.* key -> dimension")
+
+    @model_validator(mode="after")
+    def _train_keys(self) -> "SearchConfig":
+        for key in self.space:
+            section, _, name = key.partition(".")
+            if section != "train" or name not in TrainConfig.model_fields:
+                raise ValueError(f"search.space key '{key}' is not a train.* param "
+                                 f"(one of train.{', train.'.join(TrainConfig.model_fields)})")
+        return self
+
+
 class Params(_Section):
     paths: PathsConfig = PathsConfig()
     model: ModelConfig = ModelConfig()
@@ -172,6 +213,7 @@ class Params(_Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     promote: PromoteConfig = PromoteConfig()
+    search: SearchConfig = SearchConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -1,0 +1,238 @@
+"""Hyperparameter search with Optuna over the `train.*` params declared in `search.space`.
+
+Each trial trains the chosen strategy with the trial's params (real training, capped at
+`search.max_steps`) and is scored by validation accuracy. Samplers: grid, random, TPE (Bayesian).
+Bad trials are pruned: each time the Trainer logs (every `logging_steps`), the trial reports its training
+loss, and Optuna's median pruner stops a trial whose loss is worse than the median of earlier trials at
+the same step.
+
+The search is driven with Optuna's ask/tell interface so a caller can run trials anywhere: `run`
+runs them one after another (the DVC stage); the Prefect flow asks for `search.parallel` trials at
+once and runs each as a Prefect task on a task runner (flows/tune.py).
+
+Outputs (paths.search): trials.json (one row per trial: number, params, state, value, seconds),
+best.json (the best params as dotted train.* keys, which the final training applies), search.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from driftfit.config import Params, SearchConfig
+from driftfit.errors import DataError
+from driftfit.io import atomic_dir, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+
+
+# ---- the study ------------------------------------------------------------------------------
+
+def _grid(cfg: SearchConfig) -> dict[str, list]:
+    import numpy as np
+
+    grid: dict[str, list] = {}
+    for key, dim in cfg.space.items():
+        if dim.type == "categorical":
+            grid[key] = list(dim.choices)
+        elif dim.step is None:
+            raise DataError(f"search.space.{key}: the grid sampler needs 'step' (or 'choices') for a {dim.type}")
+        else:
+            values = np.arange(dim.low, dim.high + dim.step / 2, dim.step)
+            grid[key] = [int(v) for v in values] if dim.type == "int" else [float(v) for v in values]
+    return grid
+
+
+def make_study(cfg: SearchConfig):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if cfg.sampler in ("grid", "random"):
+        # Grid: every grid point is enqueued below (GridSampler stops the study from inside `tell`,
+        # which the ask/tell loop cannot use); enqueued trials take their fixed values.
+        sampler = optuna.samplers.RandomSampler(seed=cfg.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=cfg.seed)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+              if cfg.pruner == "median" else optuna.pruners.NopPruner())
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    if cfg.sampler == "grid":
+        for point in _grid_points(cfg):
+            study.enqueue_trial(dict(zip(cfg.space, point)))
+    return study
+
+
+def suggest(trial, cfg: SearchConfig) -> dict[str, Any]:
+    """The trial's values for every dimension, as dotted train.* keys."""
+    values = {}
+    for key, dim in cfg.space.items():
+        if dim.type == "categorical":
+            values[key] = trial.suggest_categorical(key, dim.choices)
+        elif dim.type == "int":
+            values[key] = trial.suggest_int(key, int(dim.low), int(dim.high), log=dim.log,
+                                            step=int(dim.step) if dim.step and not dim.log else 1)
+        else:
+            values[key] = trial.suggest_float(key, dim.low, dim.high, log=dim.log,
+                                              step=None if dim.log else dim.step)
+    return values
+
+
+def with_values(params: Params, values: dict[str, Any]) -> Params:
+    """params with dotted train.* values applied (validated like params.yaml)."""
+    train = params.train.model_dump()
+    for key, value in values.items():
+        train[key.split(".", 1)[1]] = value
+    from driftfit.config import TrainConfig
+
+    return params.model_copy(update={"train": TrainConfig.model_validate(train)})
+
+
+# ---- one trial ------------------------------------------------------------------------------
+
+class Pruned(Exception):
+    """Raised inside training when the pruner stops a trial."""
+
+
+def run_trial(trial, train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, params: Params) -> dict:
+    """Train with the trial's params; returns {number, params, value, state, seconds}. Never raises for a pruned trial."""
+    from driftfit.train import train_model
+
+    cfg = params.search
+    values = suggest(trial, cfg)
+    trial_params = with_values(params, values)
+    if cfg.max_steps > 0:
+        trial_params = with_values(trial_params, {"train.max_steps": cfg.max_steps})
+
+    def report(step: int, total: int, logs: dict) -> None:
+        if "loss" in logs:
+            trial.report(-float(logs["loss"]), step)  # higher is better, like the objective
+            if trial.should_prune():
+                raise Pruned(f"trial {trial.number} pruned at step {step}")
+
+    start = time.perf_counter()
+    state, value = "complete", None
+    with tempfile.TemporaryDirectory(prefix=f"driftfit-trial-{trial.number}-") as tmp:
+        try:
+            log_ = train_model(train_df, val_df, strategy, trial_params, Path(tmp), progress=report)
+            value = log_.get("val_accuracy")
+        except Pruned:
+            state = "pruned"
+    return {"number": trial.number, "params": values, "state": state, "value": value,
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
+def tell(study, trial, result: dict) -> None:
+    import optuna
+
+    if result["state"] == "pruned":
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    elif result["value"] is None:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    else:
+        study.tell(trial, result["value"])
+
+
+# ---- inputs and outputs ---------------------------------------------------------------------
+
+def load_inputs(params: Params) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    from driftfit.data import read_split
+    from driftfit.train import training_frame
+
+    decision_path = Path(params.paths.decision)
+    if not decision_path.is_file():
+        raise DataError(f"decision record '{decision_path}' not found (run select-strategy first)")
+    strategy = read_json(decision_path)["strategy"]
+    train_path = Path(params.paths.augmented) / "train.parquet"
+    if not train_path.is_file():
+        raise DataError(f"'{train_path}' not found (run augment first)")
+    train = training_frame(pd.read_parquet(train_path), read_split(params.paths.prepared, "reference_train"),
+                           params.train)
+    val = read_split(params.paths.prepared, "val")
+    if val is None or len(val) == 0:
+        raise DataError(f"'{params.paths.prepared}/val.parquet' is missing or empty: trials are scored on it")
+    return train, val, strategy
+
+
+def summary(results: list[dict], strategy: str, cfg: SearchConfig, seconds: float) -> dict:
+    done = [r for r in results if r["state"] == "complete" and r["value"] is not None]
+    best = max(done, key=lambda r: r["value"]) if done else None
+    return {"enabled": True, "strategy": strategy, "sampler": cfg.sampler, "pruner": cfg.pruner,
+            "trials": len(results), "pruned": sum(r["state"] == "pruned" for r in results),
+            "best_value": best["value"] if best else None, "best_trial": best["number"] if best else None,
+            "best_params": best["params"] if best else {}, "seconds": round(seconds, 2)}
+
+
+def markdown(result: dict, trials: list[dict]) -> str:
+    keys = sorted({k for t in trials for k in t["params"]})
+    lines = [f"# Hyperparameter search ({result['sampler']}, {result['trials']} trials, "
+             f"{result['pruned']} pruned, {result['seconds']:.0f} s)", "",
+             f"Strategy `{result['strategy']}`; best validation accuracy {result['best_value']} "
+             f"(trial {result['best_trial']}).", "",
+             "| trial | " + " | ".join(keys) + " | state | val accuracy | seconds |",
+             "|---" * (len(keys) + 4) + "|"]
+    for t in sorted(trials, key=lambda t: t["number"]):
+        vals = " | ".join(f"{t['params'].get(k):.4g}" if isinstance(t["params"].get(k), float)
+                          else str(t["params"].get(k)) for k in keys)
+        value = "" if t["value"] is None else f"{t['value']:.4f}"
+        lines.append(f"| {t['number']} | {vals} | {t['state']} | {value} | {t['seconds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(params: Params, result: dict, trials: list[dict]) -> None:
+    with atomic_dir(params.paths.search) as tmp:
+        write_json(tmp / "best.json", result)
+        write_json(tmp / "trials.json", trials)
+        (tmp / "search.md").write_text(markdown(result, trials), encoding="utf-8")
+
+
+def best_params(params: Params) -> Params:
+    """params with the search's best train.* values applied, when the search is on and has a result."""
+    path = Path(params.paths.search) / "best.json"
+    if not params.search.enabled or not path.is_file():
+        return params
+    return with_values(params, read_json(path).get("best_params") or {})
+
+
+# ---- the DVC stage: trials one after another ------------------------------------------------
+
+def run(params: Params) -> dict:
+    """Search (when search.enabled) and write paths.search; disabled, it records that and does nothing."""
+    cfg = params.search
+    if not cfg.enabled:
+        result = {"enabled": False, "best_params": {}}
+        write_outputs(params, result | {"sampler": cfg.sampler, "pruner": cfg.pruner, "trials": 0, "pruned": 0,
+                                        "strategy": None, "best_value": None, "best_trial": None, "seconds": 0},
+                      [])
+        return result
+    train, val, strategy = load_inputs(params)
+    if strategy == "skip":
+        result = {"enabled": True, "strategy": "skip", "best_params": {}, "trials": 0, "pruned": 0,
+                  "sampler": cfg.sampler, "pruner": cfg.pruner, "best_value": None, "best_trial": None, "seconds": 0}
+        write_outputs(params, result, [])
+        return result
+    study, results, start = make_study(cfg), [], time.perf_counter()
+    for _ in range(cfg.trials):
+        if cfg.timeout_s is not None and time.perf_counter() - start > cfg.timeout_s:
+            break
+        trial = study.ask()
+        result = run_trial(trial, train, val, strategy, params)
+        tell(study, trial, result)
+        results.append(result)
+        log.info("trial %d: %s %s", result["number"], result["state"], result["value"])
+        if cfg.sampler == "grid" and len(results) >= len(_grid_points(cfg)):
+            break  # every grid point has run
+    out = summary(results, strategy, cfg, time.perf_counter() - start)
+    write_outputs(params, out, results)
+    return out
+
+
+def _grid_points(cfg: SearchConfig) -> list:
+    import itertools
+
+    return list(itertools.product(*_grid(cfg).values()))

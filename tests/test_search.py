@@ -1,0 +1,82 @@
+"""Hyperparameter search: real trials on the shrunk default data; pruning; best params reach training."""
+
+from __future__ import annotations
+
+import pytest
+
+from driftfit import search
+from driftfit.config import ConfigError, SearchConfig, load_params
+from driftfit.io import read_json, write_json
+from tests.conftest import write_params
+
+
+@pytest.fixture
+def searchable(prepared_params, make_params):
+    """Prepared + augmented data and a decision record (head: the cheapest real training)."""
+    from driftfit import augment
+
+    augment.run(prepared_params)
+    write_json(prepared_params.paths.decision, {"strategy": "head"})
+    return prepared_params
+
+
+def with_search(params, **cfg):
+    return params.model_copy(update={"search": SearchConfig(enabled=True, **cfg)})
+
+
+def test_random_search_runs_trials_and_writes_the_best(searchable):
+    params = with_search(searchable, sampler="random", trials=3, max_steps=2, pruner="none",
+                         space={"train.head_learning_rate": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True}})
+    result = search.run(params)
+    trials = read_json(f"{params.paths.search}/trials.json")
+    assert len(trials) == 3 and all(t["state"] == "complete" for t in trials)
+    assert len({t["params"]["train.head_learning_rate"] for t in trials}) == 3
+    best = max(trials, key=lambda t: t["value"])
+    assert result["best_params"] == best["params"] and result["best_value"] == best["value"]
+    tuned = search.best_params(params)
+    assert tuned.train.head_learning_rate == best["params"]["train.head_learning_rate"]
+    assert "| trial |" in (params.paths.search + "/search.md" and open(f"{params.paths.search}/search.md").read())
+
+
+def test_grid_search_covers_the_grid(searchable):
+    params = with_search(searchable, sampler="grid", trials=10, max_steps=1, pruner="none",
+                         space={"train.lora_r": {"type": "categorical", "choices": [4, 8]},
+                                "train.head_learning_rate": {"type": "float", "low": 0.01, "high": 0.02,
+                                                             "step": 0.01}})
+    search.run(params)
+    trials = read_json(f"{params.paths.search}/trials.json")
+    seen = {(t["params"]["train.lora_r"], round(t["params"]["train.head_learning_rate"], 4)) for t in trials}
+    assert seen == {(4, 0.01), (4, 0.02), (8, 0.01), (8, 0.02)}
+
+
+def test_median_pruner_stops_a_hopeless_trial(searchable):
+    """Two good trials, then one whose learning rate is too small to move the loss: it is pruned."""
+    params = with_search(searchable, sampler="random", trials=3, max_steps=30, pruner="median",
+                         space={"train.head_learning_rate": {"type": "float", "low": 1e-9, "high": 1.0, "log": True}})
+    train, val, strategy = search.load_inputs(params)
+    study = search.make_study(params.search)
+    for lr in (0.05, 0.05, 1e-9):
+        study.enqueue_trial({"train.head_learning_rate": lr})
+    results = []
+    for _ in range(3):
+        trial = study.ask()
+        result = search.run_trial(trial, train, val, strategy, params)
+        search.tell(study, trial, result)
+        results.append(result)
+    assert [r["state"] for r in results] == ["complete", "complete", "pruned"]
+    assert results[2]["value"] is None
+
+
+def test_disabled_search_records_it_and_changes_nothing(searchable):
+    result = search.run(searchable)
+    assert result == {"enabled": False, "best_params": {}}
+    assert search.best_params(searchable) == searchable
+
+
+def test_space_keys_must_be_train_params(tmp_path):
+    path = write_params(tmp_path, {"search.space": {"train.learnin_rate": {"type": "float", "low": 0, "high": 1}}})
+    with pytest.raises(ConfigError, match="train.learnin_rate"):
+        load_params(path)
+    path = write_params(tmp_path, {"search.space": {"train.epochs": {"type": "int", "low": 3, "high": 1}}})
+    with pytest.raises(ConfigError, match="low"):
+        load_params(path)

@@ -199,37 +199,43 @@ def best_params(params: Params) -> Params:
     return with_values(params, read_json(path).get("best_params") or {})
 
 
-# ---- the DVC stage: trials one after another ------------------------------------------------
+# ---- the loop: ask a batch, run it (anywhere), tell the results --------------------------------
 
-def run(params: Params) -> dict:
-    """Search (when search.enabled) and write paths.search; disabled, it records that and does nothing."""
+def optimise(params: Params, run_batch=None) -> dict:
+    """Search and write paths.search. `run_batch(trials, train, val, strategy, params) -> results` runs a
+    batch of asked trials; by default one after another here, the flow runs them as parallel tasks.
+    Disabled (search.enabled false) or for 'skip', it records that and trains nothing."""
     cfg = params.search
+    empty = {"sampler": cfg.sampler, "pruner": cfg.pruner, "trials": 0, "pruned": 0, "best_value": None,
+             "best_trial": None, "seconds": 0, "best_params": {}}
     if not cfg.enabled:
-        result = {"enabled": False, "best_params": {}}
-        write_outputs(params, result | {"sampler": cfg.sampler, "pruner": cfg.pruner, "trials": 0, "pruned": 0,
-                                        "strategy": None, "best_value": None, "best_trial": None, "seconds": 0},
-                      [])
-        return result
+        write_outputs(params, {"enabled": False, "strategy": None, **empty}, [])
+        return {"enabled": False, "best_params": {}}
     train, val, strategy = load_inputs(params)
     if strategy == "skip":
-        result = {"enabled": True, "strategy": "skip", "best_params": {}, "trials": 0, "pruned": 0,
-                  "sampler": cfg.sampler, "pruner": cfg.pruner, "best_value": None, "best_trial": None, "seconds": 0}
+        result = {"enabled": True, "strategy": "skip", **empty}
         write_outputs(params, result, [])
         return result
+    run_batch = run_batch or (lambda trials, *args: [run_trial(t, *args) for t in trials])
+    budget = min(cfg.trials, len(_grid_points(cfg))) if cfg.sampler == "grid" else cfg.trials
     study, results, start = make_study(cfg), [], time.perf_counter()
-    for _ in range(cfg.trials):
+    while len(results) < budget:
         if cfg.timeout_s is not None and time.perf_counter() - start > cfg.timeout_s:
+            log.info("search timeout (%s s) reached after %d trials", cfg.timeout_s, len(results))
             break
-        trial = study.ask()
-        result = run_trial(trial, train, val, strategy, params)
-        tell(study, trial, result)
-        results.append(result)
-        log.info("trial %d: %s %s", result["number"], result["state"], result["value"])
-        if cfg.sampler == "grid" and len(results) >= len(_grid_points(cfg)):
-            break  # every grid point has run
+        trials = [study.ask() for _ in range(min(cfg.parallel, budget - len(results)))]
+        for trial, result in zip(trials, run_batch(trials, train, val, strategy, params)):
+            tell(study, trial, result)
+            results.append(result)
+            log.info("trial %d: %s %s", result["number"], result["state"], result["value"])
     out = summary(results, strategy, cfg, time.perf_counter() - start)
     write_outputs(params, out, results)
     return out
+
+
+def run(params: Params) -> dict:
+    """The DVC stage: trials one after another."""
+    return optimise(params)
 
 
 def _grid_points(cfg: SearchConfig) -> list:

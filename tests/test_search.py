@@ -80,3 +80,20 @@ def test_space_keys_must_be_train_params(tmp_path):
     path = write_params(tmp_path, {"search.space": {"train.epochs": {"type": "int", "low": 3, "high": 1}}})
     with pytest.raises(ConfigError, match="low"):
         load_params(path)
+
+
+@pytest.mark.slow
+def test_flow_runs_trials_as_parallel_prefect_tasks(searchable):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.tune import tune
+
+    params = with_search(searchable, sampler="tpe", trials=4, parallel=2, max_steps=2, pruner="none",
+                         space={"train.head_learning_rate": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True}})
+    with prefect_test_harness(server_startup_timeout=120):
+        state = tune(params, return_state=True)
+        assert state.is_completed(), state.message
+        result = state.result()
+    assert result["trials"] == 4 and result["best_params"]
+    trials = read_json(f"{params.paths.search}/trials.json")
+    assert sorted(t["number"] for t in trials) == [0, 1, 2, 3]

@@ -184,7 +184,9 @@ class SearchConfig(_Section):
     trials: int = Field(8, gt=0, description="most trials to run")
     timeout_s: float | None = Field(None, gt=0, description="stop starting trials after this many seconds")
     pruner: Literal["median", "none"] = Field("median", description="stop trials worse than the median early")
-    parallel: int = Field(1, gt=0, description="trials at once (Prefect task runner threads)")
+    parallel: int = Field(1, gt=0, description="trials at once (Prefect task runner)")
+    task_runner: Literal["thread", "dask"] = Field("thread", description="where the flow runs trials")
+    dask_address: str | None = Field(None, description="Dask scheduler address; null: a local cluster")
     max_steps: int = Field(-1, ge=-1, description="steps per trial (-1: train.epochs)")
     seed: int = Field(0, description="seed of the sampler")
     space: dict[str, SearchSpace] = Field(

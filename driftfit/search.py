@@ -8,7 +8,10 @@ the same step.
 
 The search is driven with Optuna's ask/tell interface so a caller can run trials anywhere: `run`
 runs them one after another (the DVC stage); the Prefect flow asks for `search.parallel` trials at
-once and runs each as a Prefect task on a task runner (flows/tune.py).
+once and runs each as a Prefect task on a task runner (flows/tune.py: threads, or Dask workers). The
+values are drawn in the driving process; a trial elsewhere gets them plus a picklable handle and
+reports its intermediate losses through the study's journal file (so workers must share that
+filesystem: one machine, or a shared volume).
 
 Outputs (paths.search): trials.json (one row per trial: number, params, state, value, seconds),
 best.json (the best params as dotted train.* keys, which the final training applies), search.md.
@@ -49,7 +52,8 @@ def _grid(cfg: SearchConfig) -> dict[str, list]:
     return grid
 
 
-def make_study(cfg: SearchConfig):
+def make_study(cfg: SearchConfig, journal: Path | None = None):
+    """An Optuna study; with `journal`, stored in that file so trials can run in other processes."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -59,28 +63,61 @@ def make_study(cfg: SearchConfig):
         sampler = optuna.samplers.RandomSampler(seed=cfg.seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=cfg.seed)
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-              if cfg.pruner == "median" else optuna.pruners.NopPruner())
-    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    storage = _journal(journal) if journal is not None else None
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=make_pruner(cfg), storage=storage,
+                                study_name="driftfit")
     if cfg.sampler == "grid":
         for point in _grid_points(cfg):
             study.enqueue_trial(dict(zip(cfg.space, point)))
     return study
 
 
-def suggest(trial, cfg: SearchConfig) -> dict[str, Any]:
-    """The trial's values for every dimension, as dotted train.* keys."""
-    values = {}
+def make_pruner(cfg: SearchConfig):
+    import optuna
+
+    return (optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+            if cfg.pruner == "median" else optuna.pruners.NopPruner())
+
+
+def _journal(path: Path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def distributions(cfg: SearchConfig) -> dict:
+    """The search space as Optuna distributions (dotted train.* keys)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out = {}
     for key, dim in cfg.space.items():
         if dim.type == "categorical":
-            values[key] = trial.suggest_categorical(key, dim.choices)
+            out[key] = CategoricalDistribution(dim.choices)
         elif dim.type == "int":
-            values[key] = trial.suggest_int(key, int(dim.low), int(dim.high), log=dim.log,
-                                            step=int(dim.step) if dim.step and not dim.log else 1)
+            out[key] = IntDistribution(int(dim.low), int(dim.high), log=dim.log,
+                                       step=int(dim.step) if dim.step and not dim.log else 1)
         else:
-            values[key] = trial.suggest_float(key, dim.low, dim.high, log=dim.log,
-                                              step=None if dim.log else dim.step)
-    return values
+            out[key] = FloatDistribution(dim.low, dim.high, log=dim.log, step=None if dim.log else dim.step)
+    return out
+
+
+def ask(study, cfg: SearchConfig) -> tuple[Any, dict]:
+    """A new trial with every value drawn here (in the driving process): (trial, {dotted key: value})."""
+    trial = study.ask(distributions(cfg))
+    return trial, dict(trial.params)
+
+
+def handle(study, trial, journal: Path) -> dict:
+    """What another process needs to report to (and be pruned through) this trial: plain, picklable data."""
+    return {"journal": str(journal), "study": study.study_name, "trial_id": trial._trial_id, "number": trial.number}
+
+
+def _trial_from(h: dict, cfg: SearchConfig):
+    import optuna
+
+    study = optuna.load_study(study_name=h["study"], storage=_journal(Path(h["journal"])), pruner=make_pruner(cfg))
+    return optuna.trial.Trial(study, h["trial_id"])
 
 
 def with_values(params: Params, values: dict[str, Any]) -> Params:
@@ -99,12 +136,15 @@ class Pruned(Exception):
     """Raised inside training when the pruner stops a trial."""
 
 
-def run_trial(trial, train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, params: Params) -> dict:
-    """Train with the trial's params; returns {number, params, value, state, seconds}. Never raises for a pruned trial."""
+def run_trial(trial, values: dict[str, Any], train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str,
+              params: Params) -> dict:
+    """Train with the trial's values; returns {number, params, value, state, seconds}. A pruned trial ends
+    early and is reported, not raised. `trial` is an Optuna trial, or a `handle` (from another process)."""
     from driftfit.train import train_model
 
     cfg = params.search
-    values = suggest(trial, cfg)
+    if isinstance(trial, dict):
+        trial = _trial_from(trial, cfg)
     trial_params = with_values(params, values)
     if cfg.max_steps > 0:
         trial_params = with_values(trial_params, {"train.max_steps": cfg.max_steps})
@@ -216,18 +256,24 @@ def optimise(params: Params, run_batch=None) -> dict:
         result = {"enabled": True, "strategy": "skip", **empty}
         write_outputs(params, result, [])
         return result
-    run_batch = run_batch or (lambda trials, *args: [run_trial(t, *args) for t in trials])
+    run_batch = run_batch or (lambda batch, *args: [run_trial(t, v, *args) for t, v, _ in batch])
     budget = min(cfg.trials, len(_grid_points(cfg))) if cfg.sampler == "grid" else cfg.trials
-    study, results, start = make_study(cfg), [], time.perf_counter()
-    while len(results) < budget:
-        if cfg.timeout_s is not None and time.perf_counter() - start > cfg.timeout_s:
-            log.info("search timeout (%s s) reached after %d trials", cfg.timeout_s, len(results))
-            break
-        trials = [study.ask() for _ in range(min(cfg.parallel, budget - len(results)))]
-        for trial, result in zip(trials, run_batch(trials, train, val, strategy, params)):
-            tell(study, trial, result)
-            results.append(result)
-            log.info("trial %d: %s %s", result["number"], result["state"], result["value"])
+    results, start = [], time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="driftfit-study-") as work:
+        journal = Path(work) / "study.journal"  # trials in other processes report through this file
+        study = make_study(cfg, journal)
+        while len(results) < budget:
+            if cfg.timeout_s is not None and time.perf_counter() - start > cfg.timeout_s:
+                log.info("search timeout (%s s) reached after %d trials", cfg.timeout_s, len(results))
+                break
+            batch = []
+            for _ in range(min(cfg.parallel, budget - len(results))):
+                trial, values = ask(study, cfg)
+                batch.append((trial, values, handle(study, trial, journal)))
+            for (trial, _, _), result in zip(batch, run_batch(batch, train, val, strategy, params)):
+                tell(study, trial, result)
+                results.append(result)
+                log.info("trial %d: %s %s", result["number"], result["state"], result["value"])
     out = summary(results, strategy, cfg, time.perf_counter() - start)
     write_outputs(params, out, results)
     return out

@@ -1,7 +1,9 @@
 """The `tune` flow: hyperparameter search with each trial a Prefect task, `search.parallel` at a time.
 
-The retrain flow calls it as a subflow between select_strategy and train when `search.enabled`; it can
-also run alone on a prepared project: python -m flows.tune [--params params.yaml]
+Trials run on the task runner `search.task_runner` names: threads in this process, or Dask workers
+(a local cluster, or the scheduler at `search.dask_address`). The retrain flow calls it as a subflow
+between select_strategy and train when `search.enabled`; it also runs alone on a prepared project:
+python -m flows.tune [--params params.yaml]
 """
 
 from __future__ import annotations
@@ -18,25 +20,46 @@ from driftfit.config import Params, load_params
 
 
 @task(name="trial", task_run_name="trial {number}", cache_policy=NO_CACHE)
-def trial_task(number: int, trial, train, val, strategy: str, params: Params) -> dict:
-    """One real training run with the trial's params (pruned trials end early, not as failures)."""
-    return search.run_trial(trial, train, val, strategy, params)
+def trial_task(number: int, handle: dict, values: dict, train, val, strategy: str, params: Params) -> dict:
+    """One real training run with the trial's values (pruned trials end early, not as failures).
+
+    Everything it receives is plain data (the trial is a handle to the study's journal), so it can
+    run in another process or on a Dask worker.
+    """
+    return search.run_trial(handle, values, train, val, strategy, params)
 
 
-def _run_batch(trials, train, val, strategy, params):
-    futures = [trial_task.submit(t.number, t, train, val, strategy, params) for t in trials]
+def _run_batch(batch, train, val, strategy, params):
+    futures = [trial_task.submit(h["number"], h, values, train, val, strategy, params) for _, values, h in batch]
     return [f.result() for f in futures]
 
 
-@flow(name="tune", task_runner=ThreadPoolTaskRunner(max_workers=8))
-def tune(params: Params) -> dict:
-    """Ask Optuna for a batch of trials, run them as parallel tasks, tell the results; repeat."""
+@flow(name="tune")
+def _tune(params: Params) -> dict:
     result = search.optimise(params, run_batch=_run_batch)
     if result.get("enabled") and result.get("trials"):
-        md = (params.paths.search + "/search.md")
-        with open(md, encoding="utf-8") as fh:
+        with open(f"{params.paths.search}/search.md", encoding="utf-8") as fh:
             create_markdown_artifact(key="search", markdown=fh.read(), description="Hyperparameter search trials")
     return result
+
+
+def task_runner(params: Params):
+    cfg = params.search
+    if cfg.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if cfg.dask_address:
+            return DaskTaskRunner(address=cfg.dask_address)
+        # A local cluster: in-process workers (threads), but every task and input still goes through
+        # Dask's serialisation, exactly as it would to a remote worker.
+        return DaskTaskRunner(cluster_kwargs={"n_workers": 1, "processes": False,
+                                              "threads_per_worker": cfg.parallel, "dashboard_address": None})
+    return ThreadPoolTaskRunner(max_workers=cfg.parallel)
+
+
+def tune(params: Params, **kwargs):
+    """Ask Optuna for a batch of trials, run them as parallel tasks, tell the results; repeat."""
+    return _tune.with_options(task_runner=task_runner(params))(params, **kwargs)
 
 
 def main() -> None:

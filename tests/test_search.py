@@ -59,8 +59,8 @@ def test_median_pruner_stops_a_hopeless_trial(searchable):
         study.enqueue_trial({"train.head_learning_rate": lr})
     results = []
     for _ in range(3):
-        trial = study.ask()
-        result = search.run_trial(trial, train, val, strategy, params)
+        trial, values = search.ask(study, params.search)
+        result = search.run_trial(trial, values, train, val, strategy, params)
         search.tell(study, trial, result)
         results.append(result)
     assert [r["state"] for r in results] == ["complete", "complete", "pruned"]
@@ -83,12 +83,15 @@ def test_space_keys_must_be_train_params(tmp_path):
 
 
 @pytest.mark.slow
-def test_flow_runs_trials_as_parallel_prefect_tasks(searchable):
+@pytest.mark.parametrize("runner", ["thread", "dask"])
+def test_flow_runs_trials_as_parallel_prefect_tasks(searchable, runner):
+    """Threads in this process, or a local Dask cluster (tasks and their inputs are serialised)."""
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.tune import tune
 
-    params = with_search(searchable, sampler="tpe", trials=4, parallel=2, max_steps=2, pruner="none",
+    params = with_search(searchable, sampler="tpe", trials=4, parallel=2, max_steps=2, pruner="median",
+                         task_runner=runner,
                          space={"train.head_learning_rate": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True}})
     with prefect_test_harness(server_startup_timeout=120):
         state = tune(params, return_state=True)

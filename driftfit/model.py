@@ -3,6 +3,10 @@
 The default checkpoint (all-MiniLM-L6-v2) was trained as a sentence encoder with mean pooling,
 so the classifier pools by the mean over tokens, not by [CLS] and BERT's untrained pooler.
 Weights are saved and loaded as safetensors only.
+
+A saved classifier is self-describing: `classifier.json` says which extras sit beside the plain
+encoder (a peft prompt adapter that cannot be merged, bottleneck adapters), so `load_classifier`
+rebuilds any strategy's model without knowing how it was trained.
 """
 
 from __future__ import annotations
@@ -54,14 +58,20 @@ def load_tokenizer(cfg: ModelConfig, source: str | None = None):
         raise ConfigError(f"model.pretrained = '{cfg.pretrained}': cannot load tokenizer: {err}") from None
 
 
-def load_encoder(cfg: ModelConfig, source: str | None = None, from_scratch: bool = False):
-    """The transformer body (no task head): pretrained, or only its architecture when from_scratch."""
+def load_encoder(cfg: ModelConfig, source: str | None = None, from_scratch: bool = False,
+                 config_overrides: dict | None = None):
+    """The transformer body (no task head): pretrained, or only its architecture when from_scratch.
+
+    `config_overrides` (from_scratch only) changes the architecture, e.g. the vocabulary size of a
+    newly trained tokenizer.
+    """
     from transformers import AutoConfig, AutoModel
 
     src = source or resolve_pretrained(cfg.pretrained)
     try:
         if from_scratch:
-            conf = AutoConfig.from_pretrained(src, trust_remote_code=cfg.trust_remote_code)
+            conf = AutoConfig.from_pretrained(src, trust_remote_code=cfg.trust_remote_code,
+                                              **(config_overrides or {}))
             return AutoModel.from_config(conf, trust_remote_code=cfg.trust_remote_code)
         return AutoModel.from_pretrained(src, trust_remote_code=cfg.trust_remote_code, use_safetensors=True)
     except OSError as err:
@@ -124,6 +134,8 @@ class ClassifierOutput:
 class TextClassifier(nn.Module):
     """Encoder + mean pooling + dropout + linear head."""
 
+    accepts_loss_kwargs = False  # the loss is a per-batch mean: Trainer scales it for accumulation itself
+
     def __init__(self, encoder, num_labels: int, dropout: float = 0.1):
         super().__init__()
         self.encoder = encoder
@@ -133,20 +145,51 @@ class TextClassifier(nn.Module):
 
     def forward(self, input_ids, attention_mask, labels=None, token_type_ids=None, **_):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        # Prompt and p-tuning put learned virtual tokens in front of the text; they act on the text's
+        # tokens through attention, and the mean is taken over the text's own tokens only (as the
+        # sentence encoder was trained), so the extra leading positions are left out of the pool.
+        hidden = hidden[:, hidden.shape[1] - attention_mask.shape[1]:]
         logits = self.head(self.dropout(mean_pool(hidden, attention_mask)))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return ClassifierOutput(loss=loss, logits=logits)
 
 
+def _is_prompt_learning(encoder) -> bool:
+    """A peft model whose virtual tokens / prefixes cannot be merged into the weights."""
+    config = getattr(encoder, "active_peft_config", None)
+    return bool(config is not None and config.is_prompt_learning)
+
+
+def _peft_type(encoder) -> str:
+    """PREFIX_TUNING, PROMPT_TUNING, P_TUNING, ... for a peft model."""
+    return str(getattr(encoder.active_peft_config.peft_type, "value", encoder.active_peft_config.peft_type))
+
+
 def save_classifier(model: TextClassifier, tokenizer, labels: list[str], out_dir: Path) -> None:
-    """encoder/ (safetensors), head.safetensors, tokenizer/, labels.json."""
+    """encoder/ (safetensors), head.safetensors, tokenizer/, labels.json, classifier.json, and extras:
+
+    adapter/              a peft prompt-learning adapter (prefix/prompt/p-tuning; safetensors)
+    adapters.safetensors  bottleneck adapters after each layer (driftfit.adapters)
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.encoder.save_pretrained(out_dir / "encoder")
+    meta: dict = {"format": 1, "kind": "plain", "peft_adapter": None, "adapter_size": None}
+    encoder = model.encoder
+    if _is_prompt_learning(encoder):
+        encoder.save_pretrained(out_dir / "adapter", safe_serialization=True)
+        encoder = encoder.get_base_model()
+        meta.update(kind=f"peft {_peft_type(model.encoder)}", peft_adapter="adapter")
+    encoder.save_pretrained(out_dir / "encoder")
     save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
               str(out_dir / "head.safetensors"))
+    adapters = getattr(model, "adapters", None)
+    if adapters is not None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in adapters.state_dict().items()},
+                  str(out_dir / "adapters.safetensors"))
+        meta.update(kind="bottleneck adapters", adapter_size=adapters[0].down.out_features)
     tokenizer.save_pretrained(out_dir / "tokenizer")
     (out_dir / "labels.json").write_text(json.dumps(labels, indent=2), encoding="utf-8")
+    (out_dir / "classifier.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
 def load_classifier(model_dir: Path, trust_remote_code: bool = False):
@@ -155,10 +198,20 @@ def load_classifier(model_dir: Path, trust_remote_code: bool = False):
 
     model_dir = Path(model_dir)
     labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
+    meta_file = model_dir / "classifier.json"  # absent in folders saved before it existed: plain models
+    meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
     encoder = AutoModel.from_pretrained(model_dir / "encoder", use_safetensors=True,
                                         trust_remote_code=trust_remote_code)
+    if meta.get("peft_adapter"):
+        from peft import PeftModel
+
+        encoder = PeftModel.from_pretrained(encoder, model_dir / meta["peft_adapter"], is_trainable=False)
     model = TextClassifier(encoder, len(labels))
     model.head.load_state_dict(load_file(str(model_dir / "head.safetensors")))
+    if meta.get("adapter_size"):
+        from driftfit.adapters import add_adapters
+
+        add_adapters(model, meta["adapter_size"]).load_state_dict(load_file(str(model_dir / "adapters.safetensors")))
     tokenizer = AutoTokenizer.from_pretrained(model_dir / "tokenizer", trust_remote_code=trust_remote_code)
     return model.eval(), tokenizer, labels
 

@@ -1,23 +1,45 @@
 """Train the candidate with the strategy the decision record names.
 
 Hugging Face `Trainer` runs the loop (CUDA + bf16 when present, CPU otherwise); `peft` provides
-LoRA. Every strategy starts from the same classifier shape (encoder + mean pooling + linear head),
-so evaluation and serving never depend on how a model was trained.
+LoRA, IA3 and the prompt-learning methods; bottleneck adapters are our own (driftfit.adapters).
+Every strategy starts from the same classifier shape (encoder + mean pooling + linear head), and
+every saved model loads with `driftfit.model.load_classifier`, so evaluation and serving never
+depend on how a model was trained.
 
-  head     frozen pretrained encoder, new head only
-  partial  embeddings and the lower `partial_frozen_layers` layers frozen, the rest + head train
-  lora     low-rank adapters on attention (merged into the weights before saving) + head
-  full     every weight trains
-  scratch  same architecture, fresh He/Xavier weights, everything trains
-  skip     nothing trains; the champion stays
+  strategy   what trains (+ the head)                    what is saved
+  skip       nothing; the champion stays                 nothing
+  zero_shot  nothing: the head is the label names'       plain classifier
+             embeddings (driftfit.zero_shot)
+  head       only the new head, encoder frozen           plain classifier
+  partial    top layers (embeddings and the lower        plain classifier
+             `partial_frozen_layers` layers frozen)
+  lora       low-rank updates of attention               plain classifier (merged)
+  ia3        learned rescaling of keys, values and FFN   plain classifier (merged)
+  prefix     learned key/value prefixes in every layer   encoder + peft adapter/
+  prompt     learned virtual input tokens                encoder + peft adapter/
+  ptuning    virtual tokens from a small MLP (P-tuning)  encoder + peft adapter/
+  adapter    bottleneck adapters after each layer        encoder + adapters.safetensors
+  full       every weight                                plain classifier
+  scratch    every weight, freshly initialised (He or    plain classifier (+ new tokenizer)
+             Xavier); optionally a new tokenizer
+
+Learning rates: the head and the small freshly made modules (IA3 vectors, prompts, prefixes,
+adapters) use `head_learning_rate`, as new parameters need larger steps; the pretrained encoder
+uses `learning_rate` (times `layer_lr_decay` per layer downwards for full/partial); scratch uses
+`scratch_learning_rate`. `l1` adds an L1 penalty on the trainable weight matrices to the loss.
+With `checkpoint_steps` > 0 a run saves resumable checkpoints in `<candidate>.checkpoints/` and a
+re-run of the same configuration on the same data continues from the last one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +49,16 @@ from torch import nn
 
 from driftfit.config import Params, TrainConfig
 from driftfit.data import read_split
-from driftfit.errors import DataError
+from driftfit.errors import ConfigError, DataError
 from driftfit.io import atomic_dir, read_json, write_json
 from driftfit.model import (TextClassifier, load_encoder, load_tokenizer, pick_device, predict_proba,
                             save_classifier)
 
 _LAYER = re.compile(r"\blayers?\.(\d+)\.")
+PEFT_STRATEGIES = ("lora", "ia3", "prefix", "prompt", "ptuning")
+NEW_MODULE_STRATEGIES = ("ia3", "prefix", "prompt", "ptuning", "adapter")  # fresh small modules: head lr
+
+Progress = Callable[[int, int, dict], None]  # progress(step, total_steps, logs)
 
 
 # ---- training data --------------------------------------------------------------------------
@@ -45,6 +71,30 @@ def training_frame(train: pd.DataFrame, reference: pd.DataFrame | None, cfg: Tra
     n = min(len(reference), int(round(cfg.replay_fraction * n_original)))
     replay = reference.sample(n=n, random_state=cfg.seed)[["text", "label"]]
     return pd.concat([train[["text", "label"]], replay], ignore_index=True)
+
+
+# ---- the tokenizer (scratch may train its own) ----------------------------------------------
+
+def wants_new_tokenizer(params: Params) -> bool:
+    """scratch_tokenizer 'new', or 'auto' and the shift report says the pretrained one fits badly."""
+    mode = params.train.scratch_tokenizer
+    if mode != "auto":
+        return mode == "new"
+    shift = Path(params.paths.shift)
+    if not shift.is_file():
+        return False
+    fit = (read_json(shift).get("tokenizer") or {}).get("incoming") or {}
+    return (fit.get("unk_rate", 0.0) > params.strategy.unk_rate_bad
+            or fit.get("tokens_per_word", 0.0) > params.strategy.tokens_per_word_bad)
+
+
+def train_tokenizer(tokenizer, texts: list[str], vocab_size: int):
+    """A tokenizer of the same kind (normaliser, special tokens) with a vocabulary learned from `texts`."""
+    if not tokenizer.is_fast:
+        raise ConfigError(f"train.scratch_tokenizer: {type(tokenizer).__name__} is not a fast tokenizer, "
+                          "so a new one cannot be trained (use scratch_tokenizer: keep)")
+    batches = (texts[i:i + 1000] for i in range(0, len(texts), 1000))
+    return tokenizer.train_new_from_iterator(batches, vocab_size=vocab_size, length=len(texts))
 
 
 # ---- building the model for a strategy ------------------------------------------------------
@@ -74,21 +124,45 @@ def _lora_targets(encoder: nn.Module) -> list[str] | str:
     return "all-linear"
 
 
-def build_model(strategy: str, params: Params, num_labels: int) -> TextClassifier:
+def _peft_config(strategy: str, cfg: TrainConfig, encoder: nn.Module):
+    """The peft configuration of a peft strategy (the encoder is a feature extractor)."""
+    from peft import (IA3Config, LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig,
+                      PromptTuningInit, TaskType)
+
+    task = TaskType.FEATURE_EXTRACTION
+    if strategy == "lora":
+        return LoraConfig(task_type=task, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=_lora_targets(encoder))
+    if strategy == "ia3":  # keys, values and the FFN output, as peft knows them per architecture
+        return IA3Config(task_type=task)
+    if strategy == "prefix":
+        return PrefixTuningConfig(task_type=task, num_virtual_tokens=cfg.virtual_tokens)
+    if strategy == "prompt":  # start from real word embeddings: random N(0, 1) vectors swamp the text
+        return PromptTuningConfig(task_type=task, num_virtual_tokens=cfg.virtual_tokens,
+                                  prompt_tuning_init=PromptTuningInit.SAMPLE_VOCAB)
+    return PromptEncoderConfig(task_type=task, num_virtual_tokens=cfg.virtual_tokens,
+                               encoder_hidden_size=encoder.config.hidden_size)
+
+
+def build_model(strategy: str, params: Params, num_labels: int, vocab: dict | None = None) -> TextClassifier:
+    """The classifier with the right parts trainable. `vocab` (scratch only): vocab_size, pad_token_id."""
     cfg = params.train
-    encoder = load_encoder(params.model, from_scratch=strategy == "scratch")
+    encoder = load_encoder(params.model, from_scratch=strategy == "scratch",
+                           config_overrides=vocab if strategy == "scratch" else None)
     if strategy == "scratch":
         _reinit(encoder, cfg.scratch_init)
-    if strategy == "lora":
-        from peft import LoraConfig, get_peft_model
+    if strategy in PEFT_STRATEGIES:  # peft freezes the encoder and adds its own trainable parts
+        from peft import get_peft_model
 
-        encoder = get_peft_model(encoder, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                                                     lora_dropout=cfg.lora_dropout,
-                                                     target_modules=_lora_targets(encoder)))
+        encoder = get_peft_model(encoder, _peft_config(strategy, cfg, encoder))
     model = TextClassifier(encoder, num_labels)
-    if strategy == "head":
+    if strategy in ("head", "adapter"):
         for p in model.encoder.parameters():
             p.requires_grad = False
+    if strategy == "adapter":
+        from driftfit.adapters import add_adapters
+
+        add_adapters(model, cfg.adapter_size)
     elif strategy == "partial":
         for name, p in model.encoder.named_parameters():
             layer = _LAYER.search(name)
@@ -97,18 +171,117 @@ def build_model(strategy: str, params: Params, num_labels: int) -> TextClassifie
     return model
 
 
+def _depth(name: str, n_layers: int) -> int:
+    """How far below the top layer a parameter sits: 0 top layer (and above), n_layers embeddings."""
+    if "embeddings" in name:
+        return n_layers
+    layer = _LAYER.search(name)
+    return n_layers - 1 - int(layer.group(1)) if layer else 0
+
+
 def make_optimizer(model: TextClassifier, strategy: str, cfg: TrainConfig, device: torch.device):
-    """AdamW with the head on its own (larger) learning rate; no decay on biases and norms."""
-    body_lr = cfg.scratch_learning_rate if strategy == "scratch" else cfg.learning_rate
+    """AdamW with the head (and new modules) on a larger learning rate; no decay on biases and norms.
+
+    For full/partial with layer_lr_decay < 1, lower layers learn slower: lr * decay ** depth, where
+    depth counts layers down from the top and the embeddings are the lowest.
+    """
+    if strategy == "scratch":
+        body_lr = cfg.scratch_learning_rate
+    elif strategy in NEW_MODULE_STRATEGIES:
+        body_lr = cfg.head_learning_rate
+    else:
+        body_lr = cfg.learning_rate
+    decays = strategy in ("full", "partial") and cfg.layer_lr_decay < 1
+    n_layers = model.encoder.config.num_hidden_layers
     groups: dict[tuple[float, float], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         lr = cfg.head_learning_rate if name.startswith("head.") else body_lr
+        if decays and name.startswith("encoder."):
+            lr *= cfg.layer_lr_decay ** _depth(name, n_layers)
         decay = 0.0 if p.ndim < 2 else cfg.weight_decay
         groups.setdefault((lr, decay), []).append(p)
     param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
     return torch.optim.AdamW(param_groups, fused=device.type == "cuda")
+
+
+# ---- Trainer pieces: L1 penalty, checkpoints, progress reports -------------------------------
+
+def _trainer_class():
+    """Trainer with two additions: an optional L1 penalty, and checkpoints of models with shared tensors.
+
+    l1 > 0 adds l1 * sum(|w|) over the trainable weight matrices (not biases, not norms) to the loss.
+    Prompt-learning peft models hold the word embeddings under two names; safetensors refuses to
+    save one tensor twice, so checkpoints store a copy under the second name (both load back into
+    the same tensor).
+    """
+    from transformers import Trainer
+
+    class DriftfitTrainer(Trainer):
+        l1: float = 0.0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                                 num_items_in_batch=num_items_in_batch)
+            if self.l1 > 0:
+                weights = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+                loss = loss + self.l1 * sum(w.abs().sum() for w in weights)
+            return (loss, outputs) if return_outputs else loss
+
+        def _save(self, output_dir=None, state_dict=None):
+            seen: set[int] = set()
+            unshared = {}
+            for name, tensor in (state_dict if state_dict is not None else self.model.state_dict()).items():
+                unshared[name] = tensor.clone() if tensor.data_ptr() in seen else tensor
+                seen.add(tensor.data_ptr())
+            super()._save(output_dir, state_dict=unshared)
+
+    return DriftfitTrainer
+
+
+def _progress_callback(progress: Progress):
+    """A TrainerCallback that reports (step, total steps, logs) after every step and every log."""
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            progress(state.global_step, state.max_steps, {})
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            progress(state.global_step, state.max_steps, dict(logs or {}))
+
+    return ProgressCallback()
+
+
+# ---- resumable checkpoints ------------------------------------------------------------------
+
+def _fingerprint(train_df: pd.DataFrame, strategy: str, params: Params, tokenizer) -> str:
+    """What a checkpoint was made from: strategy, model, tokenizer, training params and data."""
+    h = hashlib.sha256(json.dumps([strategy, params.model.model_dump(), params.train.model_dump(),
+                                   type(tokenizer).__name__, len(tokenizer)], sort_keys=True, default=str).encode())
+    h.update(pd.util.hash_pandas_object(train_df[["text", "label"]], index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _last_checkpoint(folder: Path, fingerprint: str) -> str | None:
+    """The newest complete checkpoint of this exact run in `folder`.
+
+    Checkpoints of another configuration or other data are removed, and so are half-written ones
+    (a run killed while saving): Trainer writes trainer_state.json last.
+    """
+    stamp = folder / "fingerprint.txt"
+    if folder.is_dir() and (not stamp.is_file() or stamp.read_text().strip() != fingerprint):
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint + "\n")
+    complete = {}
+    for ckpt in folder.glob("checkpoint-*"):
+        try:
+            complete[int(read_json(ckpt / "trainer_state.json")["global_step"])] = ckpt
+        except (OSError, ValueError, KeyError):
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return str(complete[max(complete)]) if complete else None
 
 
 # ---- the training run -----------------------------------------------------------------------
@@ -121,25 +294,22 @@ def _dataset(df: pd.DataFrame, tokenizer, label_ids: dict[str, int], max_len: in
                               "labels": [label_ids[l] for l in df["label"]]})
 
 
-def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, params: Params,
-                out_dir: Path) -> dict:
-    """Train, save the classifier into out_dir (safetensors), return the training log."""
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, label_ids: dict[str, int], strategy: str,
+         params: Params, device: torch.device, progress: Progress | None,
+         checkpoint_dir: Path | None) -> tuple[TextClassifier, dict]:
+    """Run Trainer; return the trained model and what the log needs."""
+    from transformers import DataCollatorWithPadding, TrainingArguments
 
     cfg = params.train
-    device = pick_device(cfg.device)
-    labels = sorted(set(train_df["label"]))
-    label_ids = {l: i for i, l in enumerate(labels)}
-    set_seed(cfg.seed)  # the head (and scratch weights) are drawn from this seed
-    tokenizer = load_tokenizer(params.model)
-    model = build_model(strategy, params, len(labels))
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
     train_ds = _dataset(train_df, tokenizer, label_ids, params.model.max_seq_len)
-
-    scratch = Path(tempfile.mkdtemp(prefix="driftfit-trainer-"))
+    resume = None
+    if checkpoint_dir is not None:
+        resume = _last_checkpoint(checkpoint_dir, _fingerprint(train_df, strategy, params, tokenizer))
+        output_dir = checkpoint_dir
+    else:
+        output_dir = Path(tempfile.mkdtemp(prefix="driftfit-trainer-"))
     args = TrainingArguments(
-        output_dir=str(scratch),
+        output_dir=str(output_dir),
         per_device_train_batch_size=cfg.batch_size,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
@@ -150,24 +320,68 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
         use_cpu=device.type == "cpu",
         bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
         train_sampling_strategy="group_by_length",  # similar lengths per batch: less padding
-        save_strategy="no",
+        save_strategy="steps" if checkpoint_dir is not None else "no",
+        save_steps=cfg.checkpoint_steps or 500,
+        save_total_limit=2,                     # the newest two: one may be half-written when killed
         eval_strategy="no",
         logging_steps=10,
         report_to="none",
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
-                      data_collator=DataCollatorWithPadding(tokenizer),
-                      optimizers=(make_optimizer(model, strategy, cfg, device), None))
+    trainer = _trainer_class()(
+        model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        optimizers=(make_optimizer(model, strategy, cfg, device), None),
+        callbacks=[_progress_callback(progress)] if progress is not None else None)
+    trainer.l1 = cfg.l1
     start = time.perf_counter()
-    result = trainer.train()
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        if checkpoint_dir is None:
+            shutil.rmtree(output_dir, ignore_errors=True)
     seconds = time.perf_counter() - start
-    shutil.rmtree(scratch, ignore_errors=True)
+    return trainer.model, {"steps": int(result.global_step), "train_loss": float(result.training_loss),
+                           "seconds": round(seconds, 2), "resumed_from": Path(resume).name if resume else None}
 
-    model = trainer.model
-    if strategy == "lora":
-        model.encoder = model.encoder.merge_and_unload()  # ship plain weights: no peft needed to serve
+
+def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, params: Params,
+                out_dir: Path, *, progress: Progress | None = None, checkpoint_dir: Path | None = None) -> dict:
+    """Train, save the classifier into out_dir (safetensors), return the training log.
+
+    progress(step, total_steps, logs) is called after each step and each log line (e.g. for a UI).
+    checkpoint_dir: save resumable checkpoints there every train.checkpoint_steps steps, and resume
+    from the newest one left by an interrupted run of the same configuration and data; the caller
+    removes the folder once the model is safely in place.
+    """
+    from transformers import set_seed
+
+    cfg = params.train
+    device = pick_device(cfg.device)
+    labels = sorted(set(train_df["label"]))
+    label_ids = {l: i for i, l in enumerate(labels)}
+    set_seed(cfg.seed)  # the head (and scratch weights) are drawn from this seed
+    tokenizer = load_tokenizer(params.model)
+    vocab = None
+    if strategy == "scratch" and wants_new_tokenizer(params):
+        tokenizer = train_tokenizer(tokenizer, list(train_df["text"]), cfg.scratch_vocab_size)
+        vocab = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
+
+    if strategy == "zero_shot":  # nothing trains: the head is the label names' embeddings
+        from driftfit.zero_shot import zero_shot_classifier
+
+        model = zero_shot_classifier(params, labels)
+        trainable, total = 0, sum(p.numel() for p in model.parameters())
+        fit = {"steps": 0, "train_loss": None, "seconds": 0.0, "resumed_from": None}
+    else:
+        model = build_model(strategy, params, len(labels), vocab)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        model, fit = _fit(model, tokenizer, train_df, label_ids, strategy, params, device, progress,
+                          checkpoint_dir if cfg.checkpoint_steps > 0 else None)
+        if strategy in ("lora", "ia3"):
+            model.encoder = model.encoder.merge_and_unload()  # ship plain weights: no peft needed to serve
     model = model.to("cpu").eval()
     save_classifier(model, tokenizer, labels, out_dir)
 
@@ -177,12 +391,17 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
     predicted = np.array(labels)[probs.argmax(1)] if len(probs) else np.array([])
     val_accuracy = float(((predicted == val_df["label"].to_numpy()) & known.to_numpy()).mean()) if len(val_df) else None
     return {"strategy": strategy, "device": device.type, "labels": labels, "train_rows": len(train_df),
-            "steps": int(result.global_step), "train_loss": float(result.training_loss),
-            "seconds": round(seconds, 2), "trainable_params": trainable, "total_params": total,
+            **fit, "trainable_params": trainable, "total_params": total,
+            "tokenizer": f"new ({len(tokenizer)} tokens)" if vocab else "pretrained",
             "val_accuracy": val_accuracy}
 
 
-def run(params: Params) -> dict:
+def checkpoint_dir(params: Params) -> Path:
+    """Where resumable checkpoints live: beside the candidate, outside its atomically replaced folder."""
+    return Path(f"{params.paths.candidate}.checkpoints")
+
+
+def run(params: Params, progress: Progress | None = None) -> dict:
     """Read the decision and the data, train (unless skip), write models/candidate/ atomically."""
     decision = read_json(params.paths.decision)
     strategy = decision["strategy"]
@@ -195,7 +414,10 @@ def run(params: Params) -> dict:
         if strategy == "skip":
             log = {"strategy": "skip", "reason": decision.get("reason"), "trained": False}
         else:
-            log = {**train_model(training_frame(train, reference, params.train), val, strategy, params, tmp),
+            log = {**train_model(training_frame(train, reference, params.train), val, strategy, params, tmp,
+                                 progress=progress, checkpoint_dir=checkpoint_dir(params)),
                    "trained": True}
         write_json(tmp / "train_log.json", log)
+    if params.train.checkpoint_steps > 0:  # the candidate is in place: its checkpoints are never needed again
+        shutil.rmtree(checkpoint_dir(params), ignore_errors=True)
     return log

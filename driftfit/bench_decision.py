@@ -165,11 +165,17 @@ def scenario_data(sc: Scenario, budget: Budget, seed: int) -> dict[str, pd.DataF
 # ---- one scenario ---------------------------------------------------------------------------
 
 def _accuracy_f1(model_dir: Path, test: pd.DataFrame, params: Params) -> dict:
-    from driftfit.evaluate import predict, score
+    from sklearn.metrics import accuracy_score, f1_score
 
-    pred = predict(model_dir, list(test["text"]), params)
-    s = score(list(test["label"]), pred)
-    return {"accuracy": round(s["accuracy"], 4), "macro_f1": round(s["macro_f1"], 4)}
+    from driftfit.model import load_classifier, pick_device, predict_proba
+
+    model, tokenizer, labels = load_classifier(model_dir, params.model.trust_remote_code)
+    probs = predict_proba(model, tokenizer, list(test["text"]), params.model.max_seq_len,
+                          params.evaluate.batch_size, pick_device(params.train.device))
+    pred, true = [labels[i] for i in probs.argmax(1)], list(test["label"])
+    return {"accuracy": round(float(accuracy_score(true, pred)), 4),
+            "macro_f1": round(float(f1_score(true, pred, labels=sorted(set(true)), average="macro",
+                                             zero_division=0)), 4)}
 
 
 def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> dict:
@@ -257,12 +263,13 @@ def render_md(out: dict) -> str:
     s = out["summary"]
     lines = [
         "# Decision benchmark", "",
-        f"Command: `{out['command']}`  ",
-        f"Machine: {out['machine']}; finished {out['finished']}; budget {out['budget']}; "
+        "Commands: " + ", ".join(f"`{c}`" for c in out["command"]) + "  ",
+        f"Machine: {'; '.join(out['machine'])}; last finished {out['finished']}; budget {out['budget']}; "
         f"selector mode `{out['selector_mode']}`.", "",
+        *([f"Not run yet: {', '.join(out['not_run'])}.", ""] if out["not_run"] else []),
         f"**{s['regret_at_most_1_point']} of {s['scenarios']} scenarios** have a regret of at most 1 accuracy "
         f"point (target: 90%); mean regret {s['mean_regret_points']} points; the selector's largest cost is "
-        f"{s['max_selector_cost_fraction']:.1%} of exhaustive training (target: at most 20%).", "",
+        f"{(s['max_selector_cost_fraction'] or 0):.1%} of exhaustive training (target: at most 20%).", "",
         "| scenario | rows (train/test) | chosen (rule) | best | regret (points) | selector cost |",
         "|---|---|---|---|---|---|",
     ]
@@ -280,6 +287,9 @@ def render_md(out: dict) -> str:
 
 def run(scenarios_path: str | Path, out_dir: str | Path = "bench/results", params_path: str | Path = "params.yaml",
         only: list[str] | None = None, command: str | None = None) -> dict:
+    """Run the scenarios (all, or `only`); each finished scenario is saved at once under out_dir/scenarios/,
+    and decision.json/.md are rebuilt from every saved result of this file's scenarios, so a long run
+    can be split (--only) or resumed without losing finished work."""
     import platform
 
     import torch
@@ -288,23 +298,35 @@ def run(scenarios_path: str | Path, out_dir: str | Path = "bench/results", param
     b = spec.budget
     base = load_params(params_path, {
         "model.max_seq_len": b.max_seq_len, "train.epochs": b.epochs, "train.batch_size": b.batch_size,
-        "train.max_steps": -1, "train.replay_fraction": 0.0, "strategy.force": None})
+        "train.max_steps": -1, "train.replay_fraction": 0.0, "train.checkpoint_steps": 0,
+        "strategy.force": None})
     chosen = [s for s in spec.scenarios if not only or s.name in only]
     if only and len(chosen) != len(only):
         raise ConfigError(f"unknown scenario(s) {sorted(set(only) - {s.name for s in chosen})}; "
                           f"the file has {[s.name for s in spec.scenarios]}")
-    results = []
+    out_dir = Path(out_dir)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    machine = f"{platform.node() or 'host'}: {device}, torch {torch.__version__}"
     for sc in chosen:
         with tempfile.TemporaryDirectory(prefix=f"driftfit-bench-{sc.name}-") as work:
-            results.append(run_scenario(sc, spec, base, Path(work)))
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
-    out = {"command": command or f"driftfit bench decision --scenarios {scenarios_path} --out {out_dir}",
-           "machine": f"{platform.node() or 'host'}: {device}, torch {torch.__version__}",
-           "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-           "budget": b.model_dump(), "selector_mode": base.strategy.mode,
-           "summary": summarise(results), "results": results}
-    out_dir = Path(out_dir)
-    suffix = "" if not only else "-" + "-".join(only)
-    write_json(out_dir / f"decision{suffix}.json", out)
-    write_text(out_dir / f"decision{suffix}.md", render_md(out))
+            result = run_scenario(sc, spec, base, Path(work))
+        result.update(machine=machine, finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                      command=command or f"driftfit bench decision --scenarios {scenarios_path} --out {out_dir}")
+        write_json(out_dir / "scenarios" / f"{sc.name}.json", result)
+    return combine(spec, base, out_dir)
+
+
+def combine(spec: ScenarioFile, base: Params, out_dir: Path) -> dict:
+    """decision.json + decision.md from the saved results of the file's scenarios (missing ones listed)."""
+    results, missing = [], []
+    for sc in spec.scenarios:
+        path = out_dir / "scenarios" / f"{sc.name}.json"
+        (results.append(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else missing.append(sc.name))
+    out = {"command": sorted({r["command"] for r in results}) if results else [],
+           "machine": sorted({r["machine"] for r in results}) if results else [],
+           "finished": max((r["finished"] for r in results), default=None),
+           "budget": spec.budget.model_dump(), "selector_mode": base.strategy.mode,
+           "summary": summarise(results), "not_run": missing, "results": results}
+    write_json(out_dir / "decision.json", out)
+    write_text(out_dir / "decision.md", render_md(out))
     return out["summary"]

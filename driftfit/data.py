@@ -124,11 +124,17 @@ def _read_hub(dataset_id: str, src: SourceConfig) -> pd.DataFrame:
         raise DataError(f"dataset 'hf:{dataset_id}' (split {src.split}) could not be loaded: {err}") from None
 
 
-def load_table(src: SourceConfig, path: str | None = None, seed: int = 0) -> pd.DataFrame:
-    """Load one source into a text/label frame (both str), with clear errors."""
+def load_table(src: SourceConfig, path: str | None = None, seed: int = 0, lines: bool = False) -> pd.DataFrame:
+    """Load one source into a text/label frame (both str), with clear errors.
+
+    With `lines`, a third column `line` holds each row's line in the file (its row number for
+    Parquet and hub data), so later messages can point into the file.
+    """
     where = path or src.path
     df = _read_hub(where[3:], src) if where.startswith("hf:") else _read_file(Path(where), src)
-    first_data_line = 2 if src.header else 1
+    fmt = "hub" if where.startswith("hf:") else FORMATS.get(Path(where).suffix.lower())
+    # the file line of row 0 (a header takes line 1); Parquet and hub rows are 0-based row numbers
+    first_line = {"csv": 1 + src.header, "tsv": 1 + src.header, "jsonl": 1}.get(fmt, 0)
     if len(df) == 0:
         raise DataError(f"data file '{where}' has a header but no data rows")
     for role, col in (("text", src.text), ("label", src.label)):
@@ -139,15 +145,21 @@ def load_table(src: SourceConfig, path: str | None = None, seed: int = 0) -> pd.
                 hint = " (one column only: is the delimiter right for the file's extension?)"
             raise DataError(f"data file '{where}': no {role} column {col!r}; columns found: {found}{hint}")
     out = pd.DataFrame({"text": df[src.text], "label": df[src.label]})
+    if lines:
+        out["line"] = np.arange(len(out)) + first_line
     labels = out["label"]
     missing = labels.isna() | (labels.astype(str).str.strip() == "")
     if missing.any():
-        rows = [int(i) + first_data_line for i in np.flatnonzero(missing.to_numpy())[:5]]
-        raise DataError(f"data file '{where}', column {src.label!r}: {int(missing.sum())} rows without a label "
-                        f"(first at line/row {rows}); every row needs a label")
-    kinds = {type(v).__name__ for v in labels}
-    if len(kinds) > 1:
-        raise DataError(f"data file '{where}', column {src.label!r}: labels of mixed types {sorted(kinds)}; "
+        rows = [int(i) + first_line for i in np.flatnonzero(missing.to_numpy())[:5]]
+        raise DataError(f"data file '{where}', column {src.label!r}: {int(missing.sum())} row(s) without a label "
+                        f"(first at line/row {rows}); expected a label in every row")
+    kinds = labels.map(lambda v: type(v).__name__)
+    if kinds.nunique() > 1:
+        minority = kinds.value_counts().index[-1]
+        pos = int(np.flatnonzero((kinds == minority).to_numpy())[0])
+        line = pos + first_line
+        raise DataError(f"data file '{where}', column {src.label!r}: labels of mixed types {sorted(set(kinds))} "
+                        f"(e.g. line/row {line}: {labels.iloc[pos]!r}); "
                         "expected one type (all strings or all integers)")
     out["label"] = labels.astype(str).str.strip()
     out["text"] = out["text"].map(lambda t: t if t is None or (isinstance(t, float) and np.isnan(t)) else str(t))
@@ -209,12 +221,25 @@ def read_split(prepared: str | Path, name: str) -> pd.DataFrame | None:
 
 
 def run(params: Params) -> dict:
-    """Load the sources named in params, split them, write data/prepared/ (+ manifest.json)."""
+    """Load the sources named in params, split them, check them against the data contract, then write
+    data/prepared/ (+ manifest.json). A contract error stops here, naming file lines, before anything
+    is written to data/prepared/ (the validation report goes to paths.validation).
+    """
+    from driftfit import validate
+
     src = params.data
-    incoming = load_table(src.incoming, seed=params.split.seed)
-    incoming_test = load_table(src.incoming, path=src.incoming.test_path) if src.incoming.test_path else None
-    reference = load_table(src.reference, seed=params.split.seed) if src.reference else None
+    validate.contract_for(params.validate_)  # a bad contract fails before any data is read
+    incoming = load_table(src.incoming, seed=params.split.seed, lines=True)
+    incoming_test = (load_table(src.incoming, path=src.incoming.test_path, lines=True)
+                     if src.incoming.test_path else None)
+    reference = load_table(src.reference, seed=params.split.seed, lines=True) if src.reference else None
     splits = prepare_splits(reference, incoming, incoming_test, params.split)
+    sources = {"train": src.incoming.path, "val": src.incoming.path,
+               "test": src.incoming.test_path or src.incoming.path}
+    if src.reference:
+        sources.update(reference_train=src.reference.path, reference_test=src.reference.path)
+    validate.check_before_writing(splits, params, sources)
+    splits = {name: df.drop(columns="line") for name, df in splits.items()}
     manifest = {
         "sources": {
             role: {"path": s.path, "sha256": file_hash(s.path), "test_path": s.test_path,

@@ -41,6 +41,8 @@ def set_dotted(tree: dict, dotted: str, value) -> None:
 def write_params(folder: Path, overrides: dict | None = None, shrink: bool = True) -> Path:
     """A params.yaml in `folder`: the project's own, shrunk, with overrides applied."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if not (folder / "data" / "contract.yaml").is_file():  # a bare folder, not a project copy: the repo's contract
+        raw["validate"]["contract"] = str(ROOT / "data" / "contract.yaml")
     for key, value in {**(SHRINK if shrink else {}), **(overrides or {})}.items():
         set_dotted(raw, key, value)
     path = folder / "params.yaml"

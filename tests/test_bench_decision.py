@@ -63,6 +63,7 @@ def test_bench_trains_every_listed_strategy_and_reports_regret(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "decision.json").read_text())
+    assert (out / "scenarios" / "en-to-zh.json").is_file() and result["not_run"] == []
     (sc,) = result["results"]
     assert sc["choice"] in sc["strategies"]
     assert {"skip", "zero_shot", "head"} <= set(sc["strategies"])

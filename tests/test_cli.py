@@ -37,17 +37,17 @@ def test_missing_label_column_keeps_champion_and_writes_nothing(tmp_path, defaul
     assert (registry / "champion.json").read_text() == '{"version": "v1"}'
 
 
-def test_nan_texts_stop_at_validation_with_the_row(tmp_path, default_data_dir):
+def test_nan_texts_stop_before_the_splits_are_written(tmp_path, default_data_dir):
     shutil.copytree(default_data_dir, tmp_path / "data" / "default")
     incoming = (tmp_path / "data" / "default" / "incoming.csv").read_text().splitlines()
     incoming[1] = "," + incoming[1].rsplit(",", 1)[1]  # first data row: empty text
     (tmp_path / "data" / "default" / "incoming.csv").write_text("\n".join(incoming) + "\n")
     write_params(tmp_path)
-    assert driftfit(tmp_path, "prepare").returncode == 0
-    out = driftfit(tmp_path, "validate")
-    assert out.returncode == 2 and "data validation failed" in out.stderr and "text" in out.stderr
+    # The contract is checked on the splits in memory, before prepare writes them.
+    out = driftfit(tmp_path, "prepare")
+    assert out.returncode == 2 and "line 2) = ''" in out.stderr, out.stderr
     assert (tmp_path / "reports" / "validation" / "summary.json").is_file()
-    assert not (tmp_path / "data" / "augmented").exists()
+    assert not (tmp_path / "data" / "prepared").exists() and not (tmp_path / "data" / "augmented").exists()
 
 
 def test_model_path_that_does_not_exist(tmp_path, default_data_dir):

@@ -54,7 +54,7 @@ def test_utf8_bom_is_accepted(tmp_path):
     (b"words,label\nhi,a\n", r"no text column 'text'.*columns found"),
     (b"text,tag\nhi,a\n", r"no label column 'label'"),
     (b"text\tlabel\nhi\ta\n", "delimiter"),
-    (b"text,label\nhi,a\nbye,\n", r"rows without a label.*line/row \[3\]"),
+    (b"text,label\nhi,a\nbye,\n", r"1 row\(s\) without a label.*line/row \[3\].*expected a label in every row"),
     (b"text,label\nhi,a\n\xff\xfe oops,b\n", r"line 3: bytes that are not UTF-8"),
 ])
 def test_bad_csv_files_give_one_clear_error(tmp_path, content, match):
@@ -75,9 +75,42 @@ def test_missing_file_and_directory(tmp_path):
 
 def test_mixed_label_types_in_jsonl(tmp_path):
     path = tmp_path / "mixed.jsonl"
-    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": "pos"}\n')
-    with pytest.raises(DataError, match="mixed types"):
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 1}\n{"text": "c", "label": "pos"}\n')
+    with pytest.raises(DataError, match=r"mixed types \['int', 'str'\] \(e.g. line/row 3: 'pos'\)"):
         load_table(src(path))
+
+
+def test_lines_point_into_the_file(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\nhello,a\nbye,b\n")
+    assert load_table(src(path), lines=True)["line"].tolist() == [2, 3]
+    assert "line" not in load_table(src(path)).columns
+
+
+def test_prepare_checks_the_contract_before_writing(make_params, tmp_path):
+    from driftfit import data
+    from driftfit.errors import ValidationFailed
+
+    rows = [f"text number {i} about {lab}" for i in range(8) for lab in ("a", "b")]
+    lines = ["text,label"] + [f"{t},{t[-1]}" for t in rows]
+    lines[5] = ",b"  # line 6 of the file: an empty text
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    params = make_params({"data.reference": None, "data.incoming.path": str(tmp_path / "in.csv")})
+    with pytest.raises(ValidationFailed, match=rf"row \d+ \(file '{tmp_path / 'in.csv'}' line 6\) = ''"):
+        data.run(params)
+    assert not (tmp_path / "data" / "prepared").exists()
+    assert (tmp_path / "reports" / "validation" / "summary.json").is_file()  # the report is there
+
+
+def test_prepare_writes_splits_without_the_line_column(make_params, tmp_path):
+    from driftfit import data
+
+    rows = [f"text number {i} about {lab}" for i in range(8) for lab in ("a", "b")]
+    (tmp_path / "in.csv").write_text("text,label\n" + "\n".join(f"{t},{t[-1]}" for t in rows) + "\n")
+    params = make_params({"data.reference": None, "data.incoming.path": str(tmp_path / "in.csv")})
+    manifest = data.run(params)
+    assert sum(s["rows"] for s in manifest["splits"].values()) == 16
+    assert list(pd.read_parquet(tmp_path / "data" / "prepared" / "train.parquet").columns) == ["text", "label"]
 
 
 def test_stratified_split_keeps_every_label_everywhere_and_is_seeded():

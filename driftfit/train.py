@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -318,6 +319,7 @@ def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, label_ids: di
         seed=cfg.seed,
         data_seed=cfg.seed,
         use_cpu=device.type == "cpu",
+        ddp_backend="gloo" if device.type == "cpu" and world_size() > 1 else None,  # DDP on CPU: gloo
         bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(),
         train_sampling_strategy="group_by_length",  # similar lengths per batch: less padding
         save_strategy="steps" if checkpoint_dir is not None else "no",
@@ -390,10 +392,20 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
                           params.evaluate.batch_size, torch.device("cpu"))
     predicted = np.array(labels)[probs.argmax(1)] if len(probs) else np.array([])
     val_accuracy = float(((predicted == val_df["label"].to_numpy()) & known.to_numpy()).mean()) if len(val_df) else None
-    return {"strategy": strategy, "device": device.type, "labels": labels, "train_rows": len(train_df),
+    return {"strategy": strategy, "device": device.type, "world_size": world_size(), "labels": labels,
+            "train_rows": len(train_df),
             **fit, "trainable_params": trainable, "total_params": total,
             "tokenizer": f"new ({len(tokenizer)} tokens)" if vocab else "pretrained",
             "val_accuracy": val_accuracy}
+
+
+def world_size() -> int:
+    """Processes training together (torchrun / accelerate launch set WORLD_SIZE); 1 when run plainly."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def checkpoint_dir(params: Params) -> Path:
@@ -410,6 +422,12 @@ def run(params: Params, progress: Progress | None = None) -> dict:
     reference = read_split(params.paths.prepared, "reference_train")
     if len(train) == 0:
         raise DataError(f"{params.paths.augmented}/train.parquet has no rows; nothing to train on")
+    if strategy not in ("skip", "zero_shot") and not is_main_process():
+        # Distributed (DDP) training: every process trains on its shard and Trainer keeps the weights in
+        # step; only the main process writes the candidate, the others save into a throwaway folder.
+        with tempfile.TemporaryDirectory(prefix="driftfit-rank-") as tmp:
+            return train_model(training_frame(train, reference, params.train), val.iloc[:0], strategy, params,
+                               Path(tmp), progress=progress)
     with atomic_dir(params.paths.candidate) as tmp:
         if strategy == "skip":
             log = {"strategy": "skip", "reason": decision.get("reason"), "trained": False}

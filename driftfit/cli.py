@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import sys
 from typing import Any, Callable
 
@@ -89,6 +90,13 @@ def _bench(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Our own progress lines (driftfit.*) at INFO on stderr; libraries stay at their defaults.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("driftfit")
+    root.setLevel(logging.INFO)
+    if not root.handlers:
+        root.addHandler(handler)
     try:
         if args.step == "bench":
             return _bench(args)

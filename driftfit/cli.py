@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="bench/results", help="folder for decision.json and decision.md")
     bench.add_argument("--params", default="params.yaml", help="base params (model, shift, strategy thresholds)")
     bench.add_argument("--only", action="append", default=None, metavar="NAME", help="run only this scenario")
+    rollback = sub.add_parser("rollback", help="make an earlier registry version champion again")
+    rollback.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    rollback.add_argument("--to", dest="version", default=None, metavar="vN",
+                          help="version to return to (default: the one the current champion replaced)")
     return parser
 
 
@@ -100,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.step == "bench":
             return _bench(args)
+        if args.step == "rollback":
+            from driftfit.config import load_params
+            from driftfit.registry import rollback
+
+            print(json.dumps(rollback(load_params(args.params), args.version), default=str))
+            return 0
         from driftfit.config import load_params
 
         overrides = dict(_parse_override(s) for s in args.set)

@@ -33,26 +33,40 @@ def make_default_data(cfg: DefaultDataConfig, seed: int = 0) -> tuple[pd.DataFra
     import chatterbot_corpus
     import yaml
 
+    from driftfit.validate import normalise
+
     folder = Path(chatterbot_corpus.__file__).parent / "data" / "english"
     rng = np.random.default_rng(seed)
-    halves: dict[str, tuple[list[str], list[str]]] = {}
+    convs_by_label: dict[str, list[list[str]]] = {}
     for path in sorted(folder.glob("*.yml")):
         convs = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("conversations") or []
-        convs = [[str(u).strip() for u in c if str(u).strip()] for c in convs if c]
+        convs_by_label[path.stem] = [[str(u).strip() for u in c if str(u).strip()] for c in convs if c]
+    # Texts are compared as the validation step compares them (case, punctuation and spaces ignored),
+    # so "What is Baseball" and "what is baseball?" are one text and cannot leak across splits.
+    every = sorted({u for convs in convs_by_label.values() for c in convs for u in c})
+    key = dict(zip(every, normalise(pd.Series(every, dtype=object)).tolist()))
+    halves: dict[str, tuple[list[str], list[str]]] = {}
+    for label, convs in convs_by_label.items():
         order = rng.permutation(len(convs))
-        halves[path.stem] = tuple(list(dict.fromkeys(u for i in order[side::2] for u in convs[i]))
-                                  for side in (0, 1))
+        sides = []
+        for side in (0, 1):
+            seen: dict[str, str] = {}
+            for i in order[side::2]:
+                for u in convs[i]:
+                    seen.setdefault(key[u], u)
+            sides.append(list(seen.values()))
+        halves[label] = (sides[0], [u for u in sides[1] if key[u] not in {key[r] for r in sides[0]}])
     # An utterance filed under two categories has no single true label: leave it out. An utterance
     # the reference already has is not new: keep it only on the reference side.
     owners: dict[str, set[str]] = {}
     for label, (ref, inc) in halves.items():
         for u in ref + inc:
-            owners.setdefault(u, set()).add(label)
-    in_reference = {u for label, (ref, _) in halves.items() if label not in cfg.incoming_only for u in ref}
+            owners.setdefault(key[u], set()).add(label)
+    in_reference = {key[u] for label, (ref, _) in halves.items() if label not in cfg.incoming_only for u in ref}
     ref_rows, inc_rows = [], []
     for label, (ref, inc) in halves.items():
-        ref = [u for u in ref if len(owners[u]) == 1]
-        inc = [u for u in inc if len(owners[u]) == 1 and u not in in_reference]
+        ref = [u for u in ref if len(owners[key[u]]) == 1]
+        inc = [u for u in inc if len(owners[key[u]]) == 1 and key[u] not in in_reference]
         if min(len(ref), len(inc)) < cfg.min_per_class:
             continue
         take = lambda xs: [xs[i] for i in sorted(rng.permutation(len(xs))[: cfg.max_per_class])]  # noqa: E731

@@ -1,79 +1,196 @@
-"""Evaluate the candidate and the current champion on the new test split and the reference test split.
+"""Evaluate the candidate, the current champion and the untrained pretrained baseline.
 
-Scores on the reference split show forgetting. Labels a model does not know count as wrong.
-Outputs: a DVC metrics file, per-class reports and confusion-matrix rows for DVC plots.
+Every model is scored on the new test split and on the reference test split (forgetting shows as a
+number). Labels a model does not know count as wrong.
+
+- quality: accuracy, macro-F1, per-class precision/recall/F1, confusion matrix (rows for DVC's
+  confusion plot + a PNG), expected calibration error (ECE);
+- cost (candidate and champion, the models that would serve): parameters, size on disk, and latency
+  per example, p50/p95, at batch 1 and batch 32 on the machine this runs on.
+
+`metrics.json` holds only numbers that the same inputs reproduce exactly (DVC compares runs with it);
+latency varies run to run, so it goes to `<evaluation>/latency.json`.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from driftfit.config import Params
 from driftfit.data import read_split
 from driftfit.io import atomic_dir, read_json, write_json
-from driftfit.model import load_classifier, pick_device, predict_proba
+from driftfit.model import load_classifier, load_tokenizer, pick_device, predict_proba
 from driftfit.registry import champion_dir, champion_info
 
+SPLITS = ("test", "reference_test")
+LATENCY_BATCHES = (1, 32)
 
-def score(y_true: list[str], y_pred: list[str]) -> dict:
-    """Accuracy, macro-F1 over the true labels, per-class report and confusion matrix."""
+
+# ---- quality ---------------------------------------------------------------------------------
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int) -> float:
+    """Sum over equal-width confidence bins of |accuracy - mean confidence|, weighted by bin size."""
+    if len(confidence) == 0:
+        return 0.0
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def score(y_true: list[str], y_pred: list[str], confidence: np.ndarray, bins: int) -> dict:
+    """Accuracy, macro-F1 over the true labels, ECE, per-class report and confusion matrix."""
     labels = sorted(set(y_true))
+    correct = np.asarray(y_true, dtype=object) == np.asarray(y_pred, dtype=object)
     return {
         "rows": len(y_true),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy": float(accuracy_score(y_true, y_pred)) if y_true else 0.0,
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "ece": expected_calibration_error(np.asarray(confidence, dtype=float), correct.astype(float), bins),
         "per_class": classification_report(y_true, y_pred, labels=labels, output_dict=True, zero_division=0),
         "confusion": {"labels": labels,
                       "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist()},
     }
 
 
-def predict(model_dir: Path, texts: list[str], params: Params) -> list[str]:
-    model, tokenizer, labels = load_classifier(model_dir, params.model.trust_remote_code)
-    probs = predict_proba(model, tokenizer, texts, params.model.max_seq_len, params.evaluate.batch_size,
-                          pick_device(params.train.device))
-    return [labels[i] for i in probs.argmax(1)] if len(probs) else []
+def plot_confusion(confusion: dict, title: str, path: Path) -> None:
+    """The confusion matrix as a PNG (true labels down, predicted across)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    labels, matrix = confusion["labels"], np.array(confusion["matrix"])
+    size = 2.5 + 0.45 * len(labels)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(title)
+    for (i, j), n in np.ndenumerate(matrix):
+        if n:
+            ax.text(j, i, str(n), ha="center", va="center",
+                    color="white" if n > matrix.max() / 2 else "black", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
-def evaluate_models(models: dict[str, Path], splits: dict[str, pd.DataFrame], params: Params) -> dict:
-    """{model name: {split name: score + predictions}} for every model on every split."""
-    results: dict = {}
-    for name, model_dir in models.items():
-        results[name] = {}
-        for split, df in splits.items():
-            pred = predict(model_dir, list(df["text"]), params)
-            results[name][split] = {**score(list(df["label"]), pred), "predicted": pred}
-    return results
+# ---- cost ------------------------------------------------------------------------------------
+
+def size_on_disk(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def latency(model, tokenizer, texts: list[str], examples: int, max_len: int, device: torch.device) -> dict:
+    """Milliseconds per example, p50/p95, at each batch size in LATENCY_BATCHES (tokenizing included)."""
+    pool = [texts[i % len(texts)] for i in range(max(examples, max(LATENCY_BATCHES)))]
+    out = {}
+    for batch in LATENCY_BATCHES:
+        predict_proba(model, tokenizer, pool[:batch], max_len, batch, device)  # warm-up
+        # batch 1: every example once; larger batches: at least 5 timed batches for a stable p95
+        runs = examples if batch == 1 else max(5, math.ceil(examples / batch))
+        per_example = []
+        for r in range(runs):
+            start = (r * batch) % len(pool)
+            chunk = (pool + pool)[start:start + batch]
+            t = time.perf_counter()
+            predict_proba(model, tokenizer, chunk, max_len, batch, device)
+            per_example.append(1000 * (time.perf_counter() - t) / batch)
+        out[f"batch_{batch}"] = {"p50_ms": round(float(np.percentile(per_example, 50)), 3),
+                                 "p95_ms": round(float(np.percentile(per_example, 95)), 3),
+                                 "timed_batches": runs}
+    return out
+
+
+# ---- the models ------------------------------------------------------------------------------
+
+def task_labels(params: Params) -> list[str]:
+    """The label set of the task: every label in the training data, new and reference."""
+    labels: set[str] = set()
+    for name in ("train", "reference_train"):
+        df = read_split(params.paths.prepared, name)
+        if df is not None:
+            labels |= set(df["label"])
+    return sorted(labels)
+
+
+def load_models(params: Params) -> dict[str, tuple]:
+    """{name: (model, tokenizer, labels, folder or None)} for candidate, champion and baseline."""
+    from driftfit.zero_shot import zero_shot_classifier
+
+    models: dict[str, tuple] = {}
+    candidate = Path(params.paths.candidate)
+    if read_json(candidate / "train_log.json").get("trained"):
+        models["candidate"] = (*load_classifier(candidate, params.model.trust_remote_code), candidate)
+    champ = champion_dir(params.paths.registry)
+    if champ is not None:
+        models["champion"] = (*load_classifier(champ, params.model.trust_remote_code), champ)
+    labels = task_labels(params)
+    models["baseline"] = (zero_shot_classifier(params, labels), load_tokenizer(params.model), labels, None)
+    return models
+
+
+def evaluate_model(model, tokenizer, labels: list[str], df: pd.DataFrame, params: Params,
+                   device: torch.device) -> tuple[dict, list[str]]:
+    probs = predict_proba(model, tokenizer, list(df["text"]), params.model.max_seq_len,
+                          params.evaluate.batch_size, device)
+    pred = [labels[i] for i in probs.argmax(1)] if len(probs) else []
+    confidence = probs.max(1) if len(probs) else np.zeros(0)
+    return score(list(df["label"]), pred, confidence, params.evaluate.calibration_bins), pred
 
 
 def run(params: Params) -> dict:
-    candidate = Path(params.paths.candidate)
-    log = read_json(candidate / "train_log.json")
-    models: dict[str, Path] = {}
-    if log.get("trained"):
-        models["candidate"] = candidate
-    champ = champion_dir(params.paths.registry)
-    if champ is not None:
-        models["champion"] = champ
-    splits = {name: df for name in ("test", "reference_test")
-              if (df := read_split(params.paths.prepared, name)) is not None}
-    results = evaluate_models(models, splits, params)
+    """Score every model on every test split; write metrics.json and the evaluation folder."""
+    log = read_json(Path(params.paths.candidate) / "train_log.json")
+    splits = {name: df for name in SPLITS if (df := read_split(params.paths.prepared, name)) is not None}
+    device = pick_device(params.train.device)
+    models = load_models(params)
+
+    results: dict = {}
+    for name, (model, tokenizer, labels, _) in models.items():
+        results[name] = {split: evaluate_model(model, tokenizer, labels, df, params, device)
+                         for split, df in splits.items()}
 
     info = champion_info(params.paths.registry)
-    metrics = {"strategy": log["strategy"], "champion_version": info["version"] if info else None}
+    metrics: dict = {"strategy": log["strategy"], "champion_version": info["version"] if info else None}
     for name, per_split in results.items():
-        metrics[name] = {split: {"accuracy": round(r["accuracy"], 6), "macro_f1": round(r["macro_f1"], 6)}
-                         for split, r in per_split.items()}
-    write_json(params.paths.metrics, metrics)
+        metrics[name] = {split: {k: round(r[k], 6) for k in ("accuracy", "macro_f1", "ece")}
+                         for split, (r, _) in per_split.items()}
+    metrics["cost"] = {name: {"parameters": sum(p.numel() for p in model.parameters()),
+                              "size_mb": round(size_on_disk(folder) / 2**20, 3)}
+                       for name, (model, _, _, folder) in models.items() if folder is not None}
+
+    timing_texts = list(splits["test"]["text"]) if "test" in splits else []
+    lat = {"device": device.type, "torch_threads": torch.get_num_threads(),
+           "examples": params.evaluate.latency_examples, "models": {}}
+    if params.evaluate.latency_examples and timing_texts:
+        for name, (model, tokenizer, _, folder) in models.items():
+            if folder is not None:
+                lat["models"][name] = latency(model, tokenizer, timing_texts, params.evaluate.latency_examples,
+                                              params.model.max_seq_len, device)
 
     with atomic_dir(params.paths.evaluation) as tmp:
         for name, per_split in results.items():
-            for split, r in per_split.items():
-                write_json(tmp / f"{name}_{split}.json", {k: v for k, v in r.items() if k != "predicted"})
+            for split, (r, pred) in per_split.items():
+                write_json(tmp / f"{name}_{split}.json", r)
                 # One row per example: DVC's confusion-matrix plot template reads actual/predicted.
-                pd.DataFrame({"actual": splits[split]["label"], "predicted": r["predicted"]}).to_csv(
+                pd.DataFrame({"actual": splits[split]["label"], "predicted": pred}).to_csv(
                     tmp / f"confusion_{name}_{split}.csv", index=False)
+                plot_confusion(r["confusion"], f"{name} on {split}", tmp / f"confusion_{name}_{split}.png")
+        write_json(tmp / "latency.json", lat)
+    write_json(params.paths.metrics, metrics)
     return metrics

@@ -1,10 +1,16 @@
-"""Promote the candidate to champion only if it is better; write the verdict and a model card.
+"""Promote the candidate to champion only if it passes the gate; write the verdict and a model card.
 
-The gate (macro-F1, in points):
-  - no champion yet: the first trained candidate is promoted;
-  - otherwise the candidate must beat the champion on the new test split by more than
-    `promote.min_improvement` and may lose at most `promote.max_forgetting` on the reference split.
-The registry switch is one atomic rename of the pointer file (see registry.py).
+The gate, in macro-F1 points (params `promote.*`):
+  - new data: the candidate must beat the champion on the new test split by more than
+    `min_improvement` (with no champion yet, the first trained candidate passes);
+  - forgetting: it may lose at most `max_forgetting` against the champion on the reference test split;
+  - baseline: with `beat_baseline`, it must beat the untrained pretrained model (zero-shot: the
+    nearest label name) on the new test split; training that does not beat it bought nothing.
+The verdict names every check with its numbers, in words.
+
+Promotion is atomic: the new version folder (model, card, version.json) is assembled under a temp
+name and renamed in, then the champion pointer is replaced in one rename (see registry.py). A run
+killed at any point leaves the old champion in place; its leftovers are removed by the next run.
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from driftfit.config import Params
+from driftfit import registry
+from driftfit.config import Params, PromoteConfig
 from driftfit.io import read_json, write_json
-from driftfit.registry import add_version, champion_info, set_champion
 
 
 def _f1(metrics: dict, model: str, split: str) -> float | None:
@@ -22,40 +28,87 @@ def _f1(metrics: dict, model: str, split: str) -> float | None:
     return None if value is None else 100.0 * value
 
 
-def decide(metrics: dict, trained: bool, min_improvement: float, max_forgetting: float) -> tuple[bool, str]:
-    """(promote?, reason in words)."""
+def decide(metrics: dict, trained: bool, gate: PromoteConfig) -> dict:
+    """{"promote": bool, "reason": words, "checks": [{"name", "passed", "value", "limit", "text"}]}."""
+    strategy = metrics.get("strategy")
     if not trained:
-        return False, f"kept the champion: strategy '{metrics.get('strategy')}' trained no candidate"
-    new = _f1(metrics, "candidate", "test")
-    if "champion" not in metrics:
-        return True, f"promoted: first model (macro-F1 {new:.1f} on the new test split), no champion to beat"
-    gain = new - _f1(metrics, "champion", "test")
+        return {"promote": False, "checks": [],
+                "reason": f"kept the champion: strategy '{strategy}' trained no candidate"}
+    checks = []
+    new, champ_new = _f1(metrics, "candidate", "test"), _f1(metrics, "champion", "test")
+    if champ_new is None:
+        checks.append({"name": "new_data", "passed": True, "value": new, "limit": None,
+                       "text": f"first model (macro-F1 {new:.1f} on the new test split), no champion to beat"})
+    else:
+        gain = new - champ_new
+        ok = gain > gate.min_improvement
+        checks.append({"name": "new_data", "passed": ok, "value": gain, "limit": gate.min_improvement,
+                       "text": f"{gain:+.1f} macro-F1 on new data"
+                               + ("" if ok else f", needs more than +{gate.min_improvement:.1f}")})
+
     ref_new, ref_old = _f1(metrics, "candidate", "reference_test"), _f1(metrics, "champion", "reference_test")
-    forgetting = (ref_old - ref_new) if ref_new is not None and ref_old is not None else 0.0
-    ref_part = (f"{-forgetting:+.1f} on reference (limit -{max_forgetting:.1f})"
-                if ref_new is not None and ref_old is not None else "no reference split")
-    if gain <= min_improvement:
-        return False, (f"rejected: {gain:+.1f} macro-F1 on new data, needs more than +{min_improvement:.1f}; "
-                       f"{ref_part}")
-    if forgetting > max_forgetting:
-        return False, f"rejected: {gain:+.1f} macro-F1 on new data but {ref_part}: forgets too much"
-    return True, f"promoted: {gain:+.1f} macro-F1 on new data, {ref_part}"
+    if ref_new is not None and ref_old is not None:
+        forgetting = ref_old - ref_new
+        ok = forgetting <= gate.max_forgetting
+        checks.append({"name": "forgetting", "passed": ok, "value": forgetting, "limit": gate.max_forgetting,
+                       "text": f"{-forgetting:+.1f} on reference, "
+                               + (f"within the {gate.max_forgetting:.1f} limit" if ok
+                                  else f"beyond the {gate.max_forgetting:.1f} limit: forgets too much")})
+
+    if gate.beat_baseline:
+        base = _f1(metrics, "baseline", "test")
+        if strategy == "zero_shot":
+            checks.append({"name": "baseline", "passed": True, "value": None, "limit": None,
+                           "text": "the candidate is the pretrained baseline itself (zero_shot)"})
+        elif base is None:
+            checks.append({"name": "baseline", "passed": False, "value": None, "limit": None,
+                           "text": "no baseline score to compare with"})
+        else:
+            margin = new - base
+            ok = margin > 0
+            checks.append({"name": "baseline", "passed": ok, "value": margin, "limit": 0.0,
+                           "text": f"{margin:+.1f} over the pretrained baseline"
+                                   + ("" if ok else ", must beat it")})
+
+    promote = all(c["passed"] for c in checks)
+    ordered = sorted(checks, key=lambda c: c["passed"])  # failing checks first: the reason leads with why
+    words = "; ".join(c["text"] for c in ordered)
+    return {"promote": promote, "checks": checks, "reason": f"{'promoted' if promote else 'rejected'}: {words}"}
 
 
-def model_card(version: str, log: dict, decision: dict, metrics: dict, manifest: dict, params: Params) -> str:
-    rows = []
-    for model in ("candidate", "champion"):
+def _table(metrics: dict) -> list[str]:
+    rows = ["| model | split | accuracy | macro-F1 | ECE |", "|---|---|---|---|---|"]
+    for model in ("candidate", "champion", "baseline"):
         for split, m in (metrics.get(model) or {}).items():
-            rows.append(f"| {model} | {split} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
+            rows.append(f"| {model} | {split} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m.get('ece', 0):.4f} |")
+    return rows
+
+
+def model_card(version: str, log: dict, decision: dict, verdict: dict, metrics: dict, manifest: dict,
+               latency: dict | None, params: Params) -> str:
+    """The version's model card (markdown): data, decision and why, params, metrics, cost, limitations."""
     data_rows = [f"| {name} | {s['rows']} | `{s['sha256'][:16]}` |" for name, s in manifest["splits"].items()]
+    source_rows = [f"| {role} | `{s['path']}` | `{(s.get('sha256') or '—')[:16]}` |"
+                   for role, s in manifest.get("sources", {}).items()]
+    cost = (metrics.get("cost") or {}).get("candidate") or {}
+    speed = ((latency or {}).get("models") or {}).get("candidate") or {}
+    speed_line = "; ".join(f"batch {b.split('_')[1]}: p50 {v['p50_ms']:.1f} ms, p95 {v['p95_ms']:.1f} ms per example"
+                           for b, v in speed.items()) or "not measured"
     train = params.train
+    checks = [f"- {'pass' if c['passed'] else 'FAIL'}: {c['text']}" for c in verdict["checks"]]
     return "\n".join([
         f"# Model card: {version}",
         "",
-        f"Promoted {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}.",
+        f"Promoted {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}, replacing "
+        f"{verdict.get('previous_champion') or 'no earlier champion'}.",
         f"Base model: `{params.model.pretrained}`; strategy **{log['strategy']}** "
         f"({log['trainable_params']:,} of {log['total_params']:,} parameters trained, {log['steps']} steps, "
         f"{log['seconds']} s on {log['device']}).",
+        "",
+        "## Why it was promoted",
+        verdict["reason"],
+        "",
+        *checks,
         "",
         "## Why this strategy",
         decision.get("reason", "(no reason recorded)"),
@@ -64,49 +117,70 @@ def model_card(version: str, log: dict, decision: dict, metrics: dict, manifest:
         ", ".join(log["labels"]),
         "",
         "## Metrics",
-        "| model | split | accuracy | macro-F1 |", "|---|---|---|---|", *rows,
+        "Scored when it was promoted; `baseline` is the untrained pretrained model (nearest label name).",
+        "",
+        *_table(metrics),
+        "",
+        "## Inference cost",
+        f"{cost.get('parameters', 0):,} parameters, {cost.get('size_mb', 0):.1f} MB on disk; "
+        f"{speed_line} (on {(latency or {}).get('device', '?')}, {(latency or {}).get('torch_threads', '?')} threads).",
         "",
         "## Data (content SHA-256)",
         "| split | rows | sha256 |", "|---|---|---|", *data_rows,
         "",
-        "## Training parameters",
-        f"epochs {train.epochs}, max_steps {train.max_steps}, batch {train.batch_size}, lr {train.learning_rate}, "
-        f"head lr {train.head_learning_rate}, weight decay {train.weight_decay}, scheduler {train.lr_scheduler}, "
-        f"warm-up {train.warmup_ratio}, replay {train.replay_fraction}, seed {train.seed}, "
-        f"max_seq_len {params.model.max_seq_len}.",
+        "| source | path | file sha256 |", "|---|---|---|", *source_rows,
+        "",
+        "## Parameters",
+        f"train: epochs {train.epochs}, max_steps {train.max_steps}, batch {train.batch_size}, "
+        f"lr {train.learning_rate}, head lr {train.head_learning_rate}, weight decay {train.weight_decay}, "
+        f"scheduler {train.lr_scheduler}, warm-up {train.warmup_ratio}, replay {train.replay_fraction}, "
+        f"seed {train.seed}; max_seq_len {params.model.max_seq_len}. "
+        f"Gate: min_improvement {params.promote.min_improvement}, max_forgetting {params.promote.max_forgetting}, "
+        f"beat_baseline {params.promote.beat_baseline}. All parameters: `version.json` beside this card.",
         "",
         "## Limitations",
         "- Scores come from one held-out split of the incoming batch; small classes have wide error bars.",
         "- Texts longer than max_seq_len tokens are truncated; labels outside the list above are never predicted.",
+        "- Latency was measured once, on the machine that ran the evaluation; other hardware differs.",
         "- The model inherits the biases of the pretrained encoder and of the training data.",
         "",
     ])
 
 
 def run(params: Params) -> dict:
+    """Apply the gate; on a pass, add the candidate as a new registry version and make it champion."""
     metrics = read_json(params.paths.metrics)
     candidate = Path(params.paths.candidate)
     log = read_json(candidate / "train_log.json")
     decision = read_json(params.paths.decision)
     manifest = read_json(Path(params.paths.prepared) / "manifest.json")
-    promote, reason = decide(metrics, bool(log.get("trained")), params.promote.min_improvement,
-                             params.promote.max_forgetting)
-    previous = champion_info(params.paths.registry)
-    verdict = {"promoted": promote, "reason": reason, "strategy": log["strategy"],
-               "previous_champion": previous["version"] if previous else None, "champion": None}
-    if promote:
-        version = add_version(params.paths.registry, candidate)  # copied under a temp name, then renamed
-        card = model_card(version, log, decision, metrics, manifest, params)
-        (Path(params.paths.registry) / version / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-        set_champion(params.paths.registry, version, {
-            "strategy": log["strategy"], "metrics": metrics.get("candidate"),
-            "data": {n: s["sha256"] for n, s in manifest["splits"].items()},
-            "reason": reason, "previous": verdict["previous_champion"],
-            "promoted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        })
-        verdict["champion"] = version
-        verdict["model_card"] = str(Path(params.paths.registry) / version / "MODEL_CARD.md")
-    else:
-        verdict["champion"] = verdict["previous_champion"]
+    latency_file = Path(params.paths.evaluation) / "latency.json"
+    latency = read_json(latency_file) if latency_file.is_file() else None
+    gate = decide(metrics, bool(log.get("trained")), params.promote)
+    root = params.paths.registry
+
+    with registry.lock(root):
+        registry.clean_leftovers(root)  # what a killed run may have left: never a champion
+        previous = registry.champion_info(root)
+        verdict = {"promoted": gate["promote"], "reason": gate["reason"], "checks": gate["checks"],
+                   "strategy": log["strategy"], "previous_champion": previous["version"] if previous else None,
+                   "champion": previous["version"] if previous else None}
+        if gate["promote"]:
+            version = registry.next_version(root)
+            now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            record = {
+                "version": version, "promoted_at": now, "strategy": log["strategy"], "reason": gate["reason"],
+                "checks": gate["checks"], "previous": verdict["previous_champion"],
+                "data": {name: s["sha256"] for name, s in manifest["splits"].items()},
+                "sources": manifest.get("sources", {}),
+                "metrics": {k: metrics[k] for k in ("candidate", "champion", "baseline", "cost") if k in metrics},
+                "decision": {k: decision.get(k) for k in ("strategy", "reason", "rule", "runner_up")},
+                "params": params.model_dump(mode="json", by_alias=True),
+            }
+            card = model_card(version, log, decision, verdict, metrics, manifest, latency, params)
+            registry.add_version(root, version, candidate, record, card)  # staged, then renamed in
+            registry.set_champion(root, version, action="promote", reason=gate["reason"])  # the switch
+            verdict["champion"] = version
+            verdict["model_card"] = str(Path(root) / version / registry.CARD)
     write_json(params.paths.promotion, verdict)
     return verdict

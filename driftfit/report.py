@@ -55,15 +55,42 @@ def decision_md(decision: dict) -> str:
             f"**Why:** {decision.get('reason')}\n\n## Measures behind it\n\n{measures}")
 
 
+def validation_rows(summary: dict) -> list[dict]:
+    """One row per contract check (a GX expectation), for a table artifact."""
+    return [{"rule": c.get("rule"), "severity": c.get("severity"), "table": c.get("table"),
+             "expectation": c.get("expectation"), "column": c.get("column") or "", "passed": c.get("success"),
+             "expected": c.get("expected") or "",
+             "observed": _fmt(c.get("observed_value", c.get("unexpected_count")))}
+            for c in summary.get("checks") or []]
+
+
 def metrics_rows(metrics: dict) -> list[dict]:
+    """One row per model and test split: accuracy, macro-F1, calibration error."""
     rows = []
-    for model in ("candidate", "champion"):
+    for model in ("candidate", "champion", "baseline"):
         for split, m in (metrics.get(model) or {}).items():
-            rows.append({"model": model, "split": split, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
+            rows.append({"model": model, "split": split, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                         "ece": m.get("ece")})
     return rows
 
 
 def promotion_md(verdict: dict) -> str:
     head = "Promoted" if verdict["promoted"] else "Not promoted"
+    checks = "\n".join(f"- {'✅' if c['passed'] else '❌'} {c['text']}" for c in verdict.get("checks", []))
     card = f"\n\nModel card: `{verdict['model_card']}`" if verdict.get("model_card") else ""
-    return f"# {head}\n\n{verdict['reason']}\n\nChampion now: {verdict.get('champion') or 'none'}{card}"
+    return (f"# {head}\n\n{verdict['reason']}\n\n{checks}\n\n"
+            f"Champion now: {verdict.get('champion') or 'none'}{card}")
+
+
+def cost_md(metrics: dict, latency: dict) -> str:
+    """Parameters, size on disk and latency per example of the models that would serve."""
+    lines = ["# Inference cost", "",
+             f"Measured on {latency.get('device')} with {latency.get('torch_threads')} threads.", "",
+             "| model | parameters | size (MB) | batch 1 p50 / p95 (ms) | batch 32 p50 / p95 (ms per example) |",
+             "|---|---|---|---|---|"]
+    for model, cost in (metrics.get("cost") or {}).items():
+        lat = (latency.get("models") or {}).get(model, {})
+        cells = [f"{lat[b]['p50_ms']:.2f} / {lat[b]['p95_ms']:.2f}" if b in lat else "—"
+                 for b in ("batch_1", "batch_32")]
+        lines.append(f"| {model} | {cost['parameters']:,} | {cost['size_mb']:.1f} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)

@@ -1,6 +1,9 @@
 """The `retrain` flow: the pipeline of dvc.yaml, as a Prefect flow over the same library calls.
 
-Run it:  python -m flows.retrain [--params params.yaml] [--incoming FILE] [--strategy NAME]
+Run it once:      python -m flows.retrain [--params params.yaml] [--incoming FILE] [--strategy NAME]
+On a schedule:    prefect.yaml deploys it (weekly cron, and on a `driftfit.batch.landed` event).
+Each task is cached by its dvc.yaml stage (tasks/cache.py): a re-run with unchanged inputs skips
+the work and leaves the outputs in place.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from driftfit.config import load_params
+from driftfit.config import Strategy, load_params
+from flows.tune import tune
 from tasks.augment import augment
 from tasks.evaluate import evaluate
 from tasks.measure_shift import measure_shift
@@ -22,9 +26,16 @@ from tasks.validate import validate
 
 
 @flow(name="retrain", log_prints=False)  # True would log dill's disassembly from `datasets`
-def retrain(params_path: str = "params.yaml", incoming_path: str | None = None, strategy: str | None = None,
+def retrain(params_path: str = "params.yaml", incoming_path: str | None = None, strategy: Strategy | None = None,
             overrides: dict[str, Any] | None = None) -> dict:
-    """Validate a new batch, measure shift, choose a strategy, train, evaluate, promote."""
+    """Validate a new batch, measure shift, choose a strategy, (tune,) train, evaluate, promote.
+
+    Args:
+        params_path: params.yaml of the project (relative to the working directory).
+        incoming_path: the new labelled batch (CSV/TSV/JSONL/Parquet); empty: `data.incoming.path`.
+        strategy: force a strategy; empty: the policy chooses and says why.
+        overrides: other params as dotted keys, e.g. {"train.epochs": 1, "promote.max_forgetting": 2.0}.
+    """
     overrides = dict(overrides or {})
     if incoming_path:
         overrides["data.incoming.path"] = incoming_path
@@ -41,6 +52,8 @@ def retrain(params_path: str = "params.yaml", incoming_path: str | None = None, 
     measure_shift(params)
     decision = select_strategy(params)
     logger.info("strategy %s: %s", decision["strategy"], decision["reason"])
+    if params.search.enabled:
+        tune(params)  # a subflow: hyperparameter trials as parallel tasks; train uses the best
     train(params)
     metrics = evaluate(params)
     verdict = promote(params)

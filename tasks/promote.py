@@ -1,14 +1,24 @@
+from pathlib import Path
+
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from driftfit import promote as promote_step
 from driftfit.config import Params
 from driftfit.report import promotion_md
+from tasks.cache import StageCache, record_outputs
 
 
-@task(name="promote")
+# No retries: a retry after the switch would judge the same metrics again and promote a second copy.
+@task(name="promote", cache_policy=StageCache("promote"))
 def promote(params: Params) -> dict:
-    """Make the candidate champion if it passes the gate."""
+    """Make the candidate champion if it passes the gate; publish the verdict and the model card."""
     verdict = promote_step.run(params)
     create_markdown_artifact(key="promotion", markdown=promotion_md(verdict), description="Promotion verdict")
+    if verdict.get("model_card"):
+        create_markdown_artifact(key="model-card", markdown=Path(verdict["model_card"]).read_text(encoding="utf-8"),
+                                 description=f"Model card of {verdict['champion']}")
     return verdict
+
+
+promote.on_commit(record_outputs)  # after a real run: remember what it wrote

@@ -1,10 +1,36 @@
-from prefect import task
+import time
 
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+from driftfit import search
 from driftfit import train as train_step
 from driftfit.config import Params
+from tasks.cache import StageCache, record_outputs
+
+UPDATE_EVERY_S = 1.0  # each update is an API call: at most one a second, plus the last step
 
 
-@task(name="train")
+@task(name="train", cache_policy=StageCache("train"))
 def train(params: Params) -> dict:
-    """Train the candidate with the chosen strategy."""
-    return train_step.run(params)
+    """Train the candidate with the chosen strategy (and the search's best values, when it ran);
+    a progress artifact follows the steps."""
+    artifact = create_progress_artifact(progress=0.0, key="training-progress", description="Training steps")
+    last = 0.0
+
+    def progress(step: int, total_steps: int, logs: dict) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if total_steps and (step >= total_steps or now - last >= UPDATE_EVERY_S):
+            last = now
+            loss = f", loss {logs['loss']:.3f}" if isinstance(logs.get("loss"), float) else ""
+            update_progress_artifact(artifact, 100.0 * step / total_steps,
+                                     description=f"Training: step {step} of {total_steps}{loss}")
+
+    log = train_step.run(search.best_params(params), progress=progress)  # tuned train.* values, if any
+    update_progress_artifact(artifact, 100.0, description=f"Trained: {log['strategy']}, "
+                                                          f"{log.get('steps', 0)} steps")
+    return log
+
+
+train.on_commit(record_outputs)  # after a real run: remember what it wrote

@@ -1,21 +1,30 @@
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from driftfit import validate as validate_step
 from driftfit.config import Params
 from driftfit.errors import ValidationFailed
 from driftfit.io import read_json
-from driftfit.report import validation_md
+from driftfit.report import validation_md, validation_rows
+from tasks.cache import StageCache, record_outputs
 
 
-@task(name="validate")
+def _publish(summary: dict) -> None:
+    create_markdown_artifact(key="validation", markdown=validation_md(summary), description="Data validation")
+    create_table_artifact(key="validation-checks", table=validation_rows(summary),
+                          description="Great Expectations checks, per split")
+
+
+@task(name="validate", cache_policy=StageCache("validate"))
 def validate(params: Params) -> dict:
     """Run the Great Expectations suite; a failing suite fails the flow with the report attached."""
     try:
         summary = validate_step.run(params)
     except ValidationFailed:
-        create_markdown_artifact(key="validation", markdown=validation_md(
-            read_json(f"{params.paths.validation}/summary.json")), description="Data validation")
+        _publish(read_json(f"{params.paths.validation}/summary.json"))
         raise
-    create_markdown_artifact(key="validation", markdown=validation_md(summary), description="Data validation")
+    _publish(summary)
     return summary
+
+
+validate.on_commit(record_outputs)  # after a real run: remember what it wrote

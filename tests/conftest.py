@@ -27,6 +27,7 @@ SHRINK = {
     "train.max_steps": 2,
     "train.batch_size": 16,
     "evaluate.batch_size": 32,
+    "evaluate.latency_examples": 4,
 }
 
 

@@ -1,88 +1,126 @@
-"""Evaluation against the champion, the promotion gate, the atomic registry, the model card."""
+"""Evaluation (quality, calibration, cost) against champion and baseline; the promotion gate in words."""
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from driftfit import augment, evaluate, promote, train
+from driftfit.config import PromoteConfig
+from driftfit.evaluate import expected_calibration_error, score
 from driftfit.io import read_json, write_json
 from driftfit.promote import decide
-from driftfit.registry import add_version, champion_dir, champion_info, set_champion
+
+GATE = PromoteConfig(min_improvement=0.0, max_forgetting=5.0, beat_baseline=True)
 
 
-def metrics(cand_new, champ_new=None, cand_ref=None, champ_ref=None):
-    m = {"strategy": "lora", "candidate": {"test": {"accuracy": cand_new, "macro_f1": cand_new}}}
+def metrics(cand_new, champ_new=None, cand_ref=None, champ_ref=None, base_new=0.1, strategy="lora"):
+    def m(v):
+        return {"accuracy": v, "macro_f1": v}
+    out = {"strategy": strategy, "candidate": {"test": m(cand_new)}, "baseline": {"test": m(base_new)}}
     if cand_ref is not None:
-        m["candidate"]["reference_test"] = {"accuracy": cand_ref, "macro_f1": cand_ref}
+        out["candidate"]["reference_test"] = m(cand_ref)
     if champ_new is not None:
-        m["champion"] = {"test": {"accuracy": champ_new, "macro_f1": champ_new}}
+        out["champion"] = {"test": m(champ_new)}
         if champ_ref is not None:
-            m["champion"]["reference_test"] = {"accuracy": champ_ref, "macro_f1": champ_ref}
-    return m
+            out["champion"]["reference_test"] = m(champ_ref)
+    return out
 
+
+# ---- the gate ---------------------------------------------------------------------------------
 
 def test_gate_first_model_is_promoted():
-    ok, reason = decide(metrics(0.5), True, 0.0, 5.0)
-    assert ok and "first model" in reason
+    verdict = decide(metrics(0.5), True, GATE)
+    assert verdict["promote"] and "first model" in verdict["reason"]
+    assert verdict["reason"].endswith("+40.0 over the pretrained baseline")
 
 
 def test_gate_needs_improvement_beyond_margin():
-    ok, reason = decide(metrics(0.80, 0.79, 0.9, 0.9), True, min_improvement=2.0, max_forgetting=5.0)
-    assert not ok and "+1.0 macro-F1" in reason and "needs more than +2.0" in reason
+    verdict = decide(metrics(0.80, 0.79, 0.9, 0.9), True, GATE.model_copy(update={"min_improvement": 2.0}))
+    assert not verdict["promote"]
+    assert verdict["reason"].startswith("rejected: +1.0 macro-F1 on new data, needs more than +2.0")
 
 
 def test_gate_rejects_forgetting_and_reports_it_in_words():
-    ok, reason = decide(metrics(0.90, 0.80, 0.70, 0.80), True, 0.0, 5.0)
-    assert not ok and "-10.0 on reference" in reason and "forgets too much" in reason
-    ok, reason = decide(metrics(0.90, 0.80, 0.78, 0.80), True, 0.0, 5.0)
-    assert ok and reason.startswith("promoted: +10.0 macro-F1 on new data, -2.0 on reference")
+    verdict = decide(metrics(0.90, 0.80, 0.70, 0.80), True, GATE)
+    assert not verdict["promote"]
+    assert verdict["reason"].startswith("rejected: -10.0 on reference, beyond the 5.0 limit: forgets too much")
+    verdict = decide(metrics(0.90, 0.80, 0.786, 0.79), True, GATE.model_copy(update={"max_forgetting": 1.0}))
+    assert verdict["promote"]
+    assert verdict["reason"] == ("promoted: +10.0 macro-F1 on new data; -0.4 on reference, within the 1.0 limit; "
+                                 "+80.0 over the pretrained baseline")
+    assert [c["name"] for c in verdict["checks"]] == ["new_data", "forgetting", "baseline"]
+
+
+def test_gate_must_beat_the_pretrained_baseline():
+    verdict = decide(metrics(0.30, base_new=0.35), True, GATE)
+    assert not verdict["promote"] and "-5.0 over the pretrained baseline, must beat it" in verdict["reason"]
+    assert decide(metrics(0.30, base_new=0.35), True, GATE.model_copy(update={"beat_baseline": False}))["promote"]
+    # the zero_shot strategy's candidate is the baseline: nothing to beat
+    assert decide(metrics(0.35, base_new=0.35, strategy="zero_shot"), True, GATE)["promote"]
 
 
 def test_gate_skip_keeps_champion():
-    ok, reason = decide({"strategy": "skip"}, False, 0.0, 5.0)
-    assert not ok and "skip" in reason
+    verdict = decide({"strategy": "skip"}, False, GATE)
+    assert not verdict["promote"] and "skip" in verdict["reason"]
 
 
-def test_registry_pointer_switches_atomically(tmp_path):
-    model = tmp_path / "m"
-    model.mkdir()
-    (model / "w.txt").write_text("1")
-    reg = tmp_path / "registry"
-    assert champion_dir(reg) is None
-    v1 = add_version(reg, model)
-    set_champion(reg, v1, {"note": "a"})
-    v2 = add_version(reg, model)
-    assert (v1, v2) == ("v1", "v2") and champion_dir(reg) == reg / "v1"
-    set_champion(reg, v2, {"note": "b"})
-    assert champion_info(reg)["version"] == "v2"
-    assert not [p for p in reg.iterdir() if p.name.startswith(".")]  # no temp files left behind
-    with pytest.raises(FileNotFoundError):
-        set_champion(reg, "v9", {})
+# ---- scores -------------------------------------------------------------------------------------
+
+def test_expected_calibration_error():
+    correct = np.array([1, 1, 0, 0], float)
+    assert expected_calibration_error(np.array([1.0, 1.0, 0.0, 0.0]), correct, 10) == 0.0
+    # always 90% sure, right half the time: off by 0.4
+    assert expected_calibration_error(np.full(4, 0.9), correct, 10) == pytest.approx(0.4)
+    assert expected_calibration_error(np.zeros(0), np.zeros(0), 10) == 0.0
 
 
-def test_first_run_promotes_then_a_worse_candidate_is_rejected(prepared_params, make_params):
-    p = prepared_params
+def test_score_has_per_class_report_and_confusion():
+    r = score(["a", "a", "b", "c"], ["a", "b", "b", "zz"], np.array([0.9, 0.6, 0.8, 0.5]), bins=5)
+    assert r["accuracy"] == 0.5 and r["rows"] == 4
+    assert r["per_class"]["a"]["recall"] == 0.5 and r["per_class"]["b"]["precision"] == 0.5
+    assert r["confusion"]["labels"] == ["a", "b", "c"] and r["confusion"]["matrix"][0] == [1, 1, 0]
+    assert 0 <= r["ece"] <= 1
+
+
+# ---- the real steps on the shrunk data -------------------------------------------------------------
+
+def test_first_run_promotes_then_an_equal_candidate_is_rejected(prepared_params, make_params):
+    p = make_params({"evaluate.latency_examples": 2, "promote.beat_baseline": False})  # 2 steps can't beat it
     augment.run(p)
     write_json(p.paths.decision, {"strategy": "head", "reason": "test"})
     train.run(p)
     m = evaluate.run(p)
-    assert "champion" not in m and 0 <= m["candidate"]["test"]["accuracy"] <= 1
-    assert "reference_test" in m["candidate"]
+    assert "champion" not in m and {"test", "reference_test"} <= set(m["candidate"]) <= set(m["baseline"])
+    assert 0 <= m["candidate"]["test"]["accuracy"] <= 1 and 0 <= m["candidate"]["test"]["ece"] <= 1
+    assert m["cost"]["candidate"]["parameters"] > 1e6 and m["cost"]["candidate"]["size_mb"] > 1
+    evaluation = Path(p.paths.evaluation)
+    for model in ("candidate", "baseline"):
+        assert (evaluation / f"confusion_{model}_test.csv").is_file()
+        assert (evaluation / f"confusion_{model}_reference_test.png").read_bytes()[:4] == b"\x89PNG"
+    report = read_json(evaluation / "candidate_test.json")
+    assert sum(map(sum, report["confusion"]["matrix"])) == report["rows"]
+    assert set(report["per_class"][report["confusion"]["labels"][0]]) >= {"precision", "recall", "f1-score"}
+    latency = read_json(evaluation / "latency.json")["models"]["candidate"]
+    assert latency["batch_1"]["p50_ms"] > 0 and latency["batch_32"]["p95_ms"] >= latency["batch_32"]["p50_ms"]
+
     verdict = promote.run(p)
     assert verdict["promoted"] and verdict["champion"] == "v1"
     card = Path(verdict["model_card"]).read_text()
-    assert "strategy **head**" in card and "sha256" in card and "Limitations" in card
-    evaluation = Path(p.paths.evaluation)
-    assert (evaluation / "confusion_candidate_test.csv").is_file()
-    report = read_json(evaluation / "candidate_test.json")
-    assert sum(map(sum, report["confusion"]["matrix"])) == report["rows"]
+    for part in ("strategy **head**", "sha256", "## Why it was promoted", "first model", "## Inference cost",
+                 "## Limitations", "| baseline | test |"):
+        assert part in card, part
+    record = read_json(Path(p.paths.registry) / "v1" / "version.json")
+    assert record["data"]["test"] == read_json(Path(p.paths.prepared) / "manifest.json")["splits"]["test"]["sha256"]
+    assert record["params"]["promote"]["beat_baseline"] is False and record["reason"] == verdict["reason"]
 
     # A second candidate from the same data and seed scores the same: it must not replace v1.
     train.run(p)
     m2 = evaluate.run(p)
-    assert m2["champion"]["test"] == m2["candidate"]["test"]
+    assert m2["champion_version"] == "v1" and m2["champion"]["test"] == m2["candidate"]["test"]
+    assert (evaluation / "confusion_champion_reference_test.png").is_file()
     verdict2 = promote.run(p)
     assert not verdict2["promoted"] and verdict2["champion"] == "v1"
-    assert "rejected" in verdict2["reason"]
+    assert verdict2["reason"].startswith("rejected: +0.0 macro-F1 on new data, needs more than +0.0")
     assert json.loads((Path(p.paths.registry) / "champion.json").read_text())["version"] == "v1"

@@ -137,6 +137,7 @@ class TrainConfig(_Section):
     lora_r: int = Field(8, gt=0, description="LoRA rank")
     lora_alpha: int = Field(16, gt=0, description="LoRA scaling numerator")
     lora_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on LoRA inputs")
+    lora_learning_rate: float = Field(5e-4, gt=0, description="learning rate of the LoRA matrices")
     scratch_init: Literal["he", "xavier"] = Field("xavier", description="initialisation for 'scratch'")
     scratch_learning_rate: float = Field(5e-4, gt=0, description="learning rate for 'scratch'")
     scratch_tokenizer: Literal["auto", "keep", "new"] = Field(

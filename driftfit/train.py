@@ -188,6 +188,8 @@ def make_optimizer(model: TextClassifier, strategy: str, cfg: TrainConfig, devic
     """
     if strategy == "scratch":
         body_lr = cfg.scratch_learning_rate
+    elif strategy == "lora":
+        body_lr = cfg.lora_learning_rate
     elif strategy in NEW_MODULE_STRATEGIES:
         body_lr = cfg.head_learning_rate
     else:

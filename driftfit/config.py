@@ -148,6 +148,9 @@ class TrainConfig(_Section):
     virtual_tokens: int = Field(10, gt=0, description="prefix/prompt/ptuning virtual tokens")
     adapter_size: int = Field(32, gt=0, description="bottleneck width of 'adapter' modules")
     checkpoint_steps: int = Field(0, ge=0, description="save a resumable checkpoint every N steps (0: off)")
+    auto_batch_size: bool = Field(False, description="halve batch_size on CUDA out-of-memory until it fits")
+    compile: bool = Field(False, description="torch.compile the model (pays off on long GPU runs)")
+    gradient_checkpointing: bool = Field(False, description="trade compute for memory (large models)")
 
 
 class EvaluateConfig(_Section):

@@ -332,10 +332,15 @@ def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, label_ids: di
         report_to="none",
         dataloader_num_workers=0,
         disable_tqdm=False,
+        auto_find_batch_size=cfg.auto_batch_size,  # halve the batch on CUDA out-of-memory and go on
+        torch_compile=cfg.compile,
     )
+    if cfg.gradient_checkpointing:  # recompute activations in backward: less memory, ~30% more compute
+        model.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        # Dynamic padding (to the longest text of each length-grouped batch); multiples of 8 suit tensor cores.
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if device.type == "cuda" else None),
         optimizers=(make_optimizer(model, strategy, cfg, device), None),
         callbacks=[_progress_callback(progress)] if progress is not None else None)
     trainer.l1 = cfg.l1

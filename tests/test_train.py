@@ -223,3 +223,15 @@ def test_replay_mixes_in_reference_rows():
     ref = pd.DataFrame({"text": list("pqrs"), "label": ["y"] * 4})
     out = training_frame(inc, ref, TrainConfig(replay_fraction=0.5))
     assert len(out) == 5 and (out["label"] == "y").sum() == 1
+
+
+def test_memory_and_speed_switches_train(prepared_params):
+    """Gradient checkpointing and the automatic batch size are real Trainer paths (CPU here)."""
+    from driftfit.data import read_split
+    from driftfit.train import train_model
+
+    params = prepared_params.model_copy(update={"train": prepared_params.train.model_copy(
+        update={"gradient_checkpointing": True, "auto_batch_size": True, "max_steps": 2})})
+    train, val = read_split(params.paths.prepared, "train"), read_split(params.paths.prepared, "val")
+    log = train_model(train, val, "full", params, Path(params.paths.candidate))
+    assert log["steps"] == 2 and log["train_loss"] > 0

@@ -87,7 +87,8 @@ def test_flow_fails_cleanly_on_bad_input(prefect_api, tmp_path):
     assert state.is_failed()
     with pytest.raises(Exception, match=r"no text column 'text'"):
         state.result()
-    assert not (root / "data" / "prepared").exists() and not (root / "models").exists()
+    assert not (root / "data" / "prepared").exists()
+    assert not (root / "models" / "candidate").exists() and not (root / "models" / "registry").exists()
 
 
 def test_dvc_repro_matches_the_flow_and_second_repro_does_nothing(flow_run, tmp_path):

@@ -15,7 +15,7 @@ from driftfit import shift
 from driftfit.config import ModelConfig, ShiftConfig, parse_params
 from driftfit.io import read_json
 from driftfit.model import TextClassifier, load_encoder, load_tokenizer, save_classifier
-from driftfit.registry import set_champion
+from driftfit.registry import add_version, set_champion
 
 CORPUS = Path(chatterbot_corpus.__file__).parent / "data"
 CATEGORIES = ["ai", "emotion", "psychology", "literature"]  # present in English, Chinese and Korean
@@ -183,8 +183,9 @@ def test_run_reads_prepared_splits_and_scores_the_champion(tmp_path, pretrained,
     reference.to_parquet(prepared / "reference_train.parquet")
     registry = tmp_path / "registry"
     known = CATEGORIES[:3]  # the champion does not know the fourth label
-    save_classifier(TextClassifier(load_encoder(ModelConfig()), len(known)), tokenizer, known, registry / "v1")
-    set_champion(registry, "v1", {"note": "test"})
+    save_classifier(TextClassifier(load_encoder(ModelConfig()), len(known)), tokenizer, known, tmp_path / "model")
+    add_version(registry, "v1", tmp_path / "model", {"note": "test"}, "# test champion\n")
+    set_champion(registry, "v1", "promote", "test")
     params = parse_params({"data": {"incoming": {"path": "unused.csv"}},
                            "paths": {"prepared": str(prepared), "registry": str(registry),
                                      "shift": str(tmp_path / "reports" / "shift.json")},

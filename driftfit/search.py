@@ -256,6 +256,7 @@ def optimise(params: Params, run_batch=None) -> dict:
         result = {"enabled": True, "strategy": "skip", **empty}
         write_outputs(params, result, [])
         return result
+    _warm_imports()
     run_batch = run_batch or (lambda batch, *args: [run_trial(t, v, *args) for t, v, _ in batch])
     budget = min(cfg.trials, len(_grid_points(cfg))) if cfg.sampler == "grid" else cfg.trials
     results, start = [], time.perf_counter()
@@ -277,6 +278,16 @@ def optimise(params: Params, run_batch=None) -> dict:
     out = summary(results, strategy, cfg, time.perf_counter() - start)
     write_outputs(params, out, results)
     return out
+
+
+def _warm_imports() -> None:
+    """Resolve transformers' lazy imports once, here: two trial threads resolving them at the same
+    time can fail ("cannot import name 'set_seed'"), as the lazy module is not thread-safe."""
+    import peft  # noqa: F401
+    from transformers import (DataCollatorWithPadding, Trainer, TrainerCallback,  # noqa: F401
+                              TrainingArguments, set_seed)
+
+    import driftfit.train  # noqa: F401
 
 
 def run(params: Params) -> dict:

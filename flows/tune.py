@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from driftfit import search
 from driftfit.config import Params, load_params
+from driftfit.io import read_json
 
 
 @task(name="trial", task_run_name="trial {number}", cache_policy=NO_CACHE)
@@ -39,7 +40,11 @@ def _tune(params: Params) -> dict:
     result = search.optimise(params, run_batch=_run_batch)
     if result.get("enabled") and result.get("trials"):
         with open(f"{params.paths.search}/search.md", encoding="utf-8") as fh:
-            create_markdown_artifact(key="search", markdown=fh.read(), description="Hyperparameter search trials")
+            create_markdown_artifact(key="search", markdown=fh.read(), description="Hyperparameter search summary")
+        trials = read_json(f"{params.paths.search}/trials.json")
+        create_table_artifact(key="search-trials", description="One row per trial: values, state, validation accuracy",
+                              table=[{"trial": t["number"], **t["params"], "state": t["state"],
+                                      "val_accuracy": t["value"], "seconds": t["seconds"]} for t in trials])
     return result
 
 

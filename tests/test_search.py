@@ -97,6 +97,14 @@ def test_flow_runs_trials_as_parallel_prefect_tasks(searchable, runner):
         state = tune(params, return_state=True)
         assert state.is_completed(), state.message
         result = state.result()
+        from prefect import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+        from prefect.client.schemas.sorting import ArtifactSort
+
+        with get_client(sync_client=True) as client:
+            table = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["search-trials"])),
+                                          limit=10, offset=0, sort=ArtifactSort.CREATED_DESC)
+        assert table and table[0].type == "table"
     assert result["trials"] == 4 and result["best_params"]
     trials = read_json(f"{params.paths.search}/trials.json")
     assert sorted(t["number"] for t in trials) == [0, 1, 2, 3]

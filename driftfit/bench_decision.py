@@ -230,6 +230,7 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
                  "reference": None if reference is None else len(reference),
                  "classes": int(train["label"].nunique())},
         "choice": chosen, "runner_up": decision["runner_up"], "rule": decision["rule"],
+        "measures": decision["measures"],
         "reason": decision["reason"], "best": best,
         "regret_points": round(100 * (oracle[best]["accuracy"] - oracle[chosen]["accuracy"]), 2),
         "selector_seconds": round(selector_seconds, 2),
@@ -330,3 +331,48 @@ def combine(spec: ScenarioFile, base: Params, out_dir: Path) -> dict:
     write_json(out_dir / "decision.json", out)
     write_text(out_dir / "decision.md", render_md(out))
     return out["summary"]
+
+
+def rescore(out_dir: str | Path = "bench/results", scenarios_path: str | Path = "bench/scenarios.yaml",
+            params_path: str | Path = "params.yaml") -> dict:
+    """Re-score saved results under the current policy without training anything again.
+
+    The oracle (every strategy trained and tested) does not depend on the choice, and the rule that
+    fires depends only on the measures and thresholds; so the current policy's choice for each saved
+    scenario follows from its rule (and, for tokenizer_misfit, its size). Writes decision-rescored.md.
+    Note: a policy revised after seeing these results is scored in-sample here.
+    """
+    from driftfit.strategy import CHOICES
+
+    spec, base = load_scenarios(scenarios_path), load_params(params_path)
+    out_dir = Path(out_dir)
+    rows, regrets = [], []
+    for sc in spec.scenarios:
+        path = out_dir / "scenarios" / f"{sc.name}.json"
+        if not path.is_file():
+            continue
+        r = json.loads(path.read_text(encoding="utf-8"))
+        rule = r["rule"].removeprefix("probe (").removesuffix(")")
+        if rule == "tokenizer_misfit" and r["rows"]["train"] >= base.strategy.scratch_min_examples:
+            rule = "tokenizer_misfit_large"
+        choice = CHOICES[rule][0] if rule in CHOICES else r["choice"]
+        acc = r["strategies"]
+        best = max(acc, key=lambda n: acc[n]["accuracy"])
+        regret = round(100 * (acc[best]["accuracy"] - acc[choice]["accuracy"]), 2) if choice in acc else None
+        regrets.append(regret)
+        rows.append(f"| {sc.name} | {r['rule']} | {r['choice']} ({r['regret_points']:.1f}) | {choice} "
+                    f"({'n/a' if regret is None else f'{regret:.1f}'}) | {best} |")
+    known = [x for x in regrets if x is not None]
+    summary = {"scenarios": len(rows), "regret_at_most_1_point": sum(x <= 1.0 for x in known),
+               "mean_regret_points": round(float(np.mean(known)), 2) if known else None}
+    md = ["# Decision benchmark, re-scored under the current policy", "",
+          "Command: `driftfit bench decision --rescore` (no training: the saved oracle results of "
+          "`bench/results/scenarios/` with the current rule -> strategy table of `driftfit/strategy.py`).", "",
+          "Caution: the policy was revised after these results were seen, so this is an in-sample score; "
+          "a fresh run of the benchmark (or new scenarios) is the out-of-sample check.", "",
+          f"**{summary['regret_at_most_1_point']} of {summary['scenarios']}** scenarios within 1 accuracy point; "
+          f"mean regret {summary['mean_regret_points']} points.", "",
+          "| scenario | rule | chosen when run (regret) | current policy (regret) | best |", "|---|---|---|---|---|",
+          *rows]
+    write_text(out_dir / "decision-rescored.md", "\n".join(md) + "\n")
+    return summary

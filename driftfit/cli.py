@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="bench/results", help="folder for decision.json and decision.md")
     bench.add_argument("--params", default="params.yaml", help="base params (model, shift, strategy thresholds)")
     bench.add_argument("--only", action="append", default=None, metavar="NAME", help="run only this scenario")
+    bench.add_argument("--rescore", action="store_true",
+                       help="no training: re-score the saved results under the current policy")
     rollback = sub.add_parser("rollback", help="make an earlier registry version champion again")
     rollback.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     rollback.add_argument("--to", dest="version", default=None, metavar="vN",
@@ -86,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _bench(args) -> int:
     from driftfit import bench_decision
 
+    if args.rescore:
+        print(json.dumps(bench_decision.rescore(args.out, args.scenarios, args.params)))
+        return 0
     summary = bench_decision.run(args.scenarios, args.out, args.params, args.only,
                                  command=" ".join(["driftfit", *sys.argv[1:]]))
     print(json.dumps(summary))

@@ -73,3 +73,18 @@ def test_bench_trains_every_listed_strategy_and_reports_regret(tmp_path):
     assert 0 < sc["selector_cost_fraction"]
     md = (out / "decision.md").read_text()
     assert "en-to-zh" in md and "regret" in md and sc["choice"] in md
+
+
+def test_rescore_maps_each_saved_rule_to_the_current_choice(tmp_path):
+    from driftfit.bench_decision import rescore
+    from driftfit.io import write_json
+    from driftfit.strategy import CHOICES
+
+    saved = {"rule": "few_shot", "choice": "head", "regret_points": 10.0, "rows": {"train": 32},
+             "strategies": {"head": {"accuracy": 0.5}, "ia3": {"accuracy": 0.55}, "zero_shot": {"accuracy": 0.6}}}
+    write_json(tmp_path / "scenarios" / "en-to-zh.json", saved)
+    summary = rescore(tmp_path, TINY, write_params(tmp_path))
+    assert summary["scenarios"] == 1
+    expected = 100 * (0.6 - saved["strategies"][CHOICES["few_shot"][0]]["accuracy"])
+    assert summary["mean_regret_points"] == pytest.approx(expected, abs=0.01)
+    assert "in-sample" in (tmp_path / "decision-rescored.md").read_text()

@@ -14,7 +14,7 @@ from driftfit.io import read_json, write_json
 
 CFG = StrategyConfig()  # defaults: unk 0.05, tokens/word 2.5, scratch 20000, few-shot 16, probe 0.9, full 5000
 
-# A report that no specific rule matches: the policy falls through to the default (lora).
+# A report that no specific rule matches: the policy falls through to the default (ia3).
 BASE = {
     "tokenizer": {"incoming": {"unk_rate": 0.0, "tokens_per_word": 1.3}, "seconds": 0.1},
     "embedding": {"mmd2": 0.1, "p_value": 0.005, "domain_classifier": {"auc": 0.8}},
@@ -48,14 +48,14 @@ SKIPPABLE = {"embedding.p_value": 0.4, "champion.val_accuracy": 0.95}
 
 
 @pytest.mark.parametrize("changes, champion, expected", [
-    ({}, False, ("lora", "partial", "default")),
+    ({}, False, ("ia3", "full", "default")),
     (SKIPPABLE, True, ("skip", "head", "champion_holds")),
     ({"embedding.mmd2": 0.001, "champion.val_accuracy": 0.95}, True, ("skip", "head", "champion_holds")),
     ({"tokenizer.incoming.unk_rate": 0.2}, False, ("full", "scratch", "tokenizer_misfit")),
     ({"tokenizer.incoming.tokens_per_word": 3.1}, False, ("full", "scratch", "tokenizer_misfit")),
     ({"tokenizer.incoming.unk_rate": 0.2, "data_size.rows": 30000}, False, ("scratch", "full", "tokenizer_misfit")),
-    ({"data_size.min_per_class": 8}, False, ("head", "lora", "few_shot")),
-    ({"probe.accuracy": 0.95}, False, ("head", "partial", "features_suffice")),
+    ({"data_size.min_per_class": 8}, False, ("ia3", "head", "few_shot")),
+    ({"probe.accuracy": 0.95}, False, ("ia3", "head", "features_suffice")),
     ({"data_size.rows": 8000}, False, ("full", "lora", "large_data")),
 ])
 def test_each_rule_fires(changes, champion, expected):
@@ -89,7 +89,7 @@ def test_rules_apply_in_order():
 
 def test_thresholds_come_from_config():
     rep = report(**{"data_size.rows": 1000})
-    assert decide(rep)["strategy"] == "lora"
+    assert decide(rep)["strategy"] == "ia3"
     assert decide(rep, full_min_examples=500)["strategy"] == "full"
     assert decide(report(**{"probe.accuracy": 0.8}), probe_good=0.75)["rule"] == "features_suffice"
 
@@ -98,8 +98,8 @@ def test_force_wins_and_keeps_the_policy_pick():
     d = decide(report(**SKIPPABLE), champion_exists=True, force="full")
     assert (d["strategy"], d["rule"], d["forced"], d["runner_up"]) == ("full", "forced", True, "skip")
     assert "skip" in d["reason"] and "champion_holds" in d["reason"]
-    same = decide(report(), force="lora")
-    assert (same["strategy"], same["runner_up"], same["forced"]) == ("lora", "partial", True)
+    same = decide(report(), force="ia3")
+    assert (same["strategy"], same["runner_up"], same["forced"]) == ("ia3", "full", True)
 
 
 def test_measures_record_the_numbers():
@@ -124,7 +124,7 @@ def test_run_reads_the_report_and_writes_the_decision(tmp_path):
                                      "registry": str(tmp_path / "registry")}})
     decision = strategy.run(params)
     assert read_json(tmp_path / "out" / "decision.json") == decision
-    assert decision["strategy"] == "head" and decision["measures"]["champion_exists"] is False
+    assert decision["strategy"] == "ia3" and decision["measures"]["champion_exists"] is False
 
 
 def test_run_without_shift_report_says_what_to_do(tmp_path):

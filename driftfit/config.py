@@ -98,7 +98,7 @@ class AugmentConfig(_Section):
 
 
 class ShiftConfig(_Section):
-    sample_size: int = Field(500, gt=1, description="texts per side for embedding statistics")
+    sample_size: int = Field(1000, gt=1, description="texts per side for embedding statistics")
     permutations: int = Field(200, ge=10, description="MMD permutation-test permutations")
     batch_size: int = Field(64, gt=0, description="encoder batch size for embeddings")
     seed: int = Field(0, description="seed of subsampling and permutations")

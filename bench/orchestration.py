@@ -41,7 +41,7 @@ def project_copy(dest: Path) -> Path:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
                            capture_output=True, text=True).stdout.split()
     for rel in files:
-        if rel.startswith(("reports/", "models/", "data/", "dvc.lock", "bench/results/")) or not (ROOT / rel).is_file():
+        if rel.startswith(("reports/", "models/registry/", "models/candidate/", "data/default/", "data/prepared/", "data/augmented/", "dvc.lock", "bench/results/")) or not (ROOT / rel).is_file():
             continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, dest / rel)
@@ -193,7 +193,7 @@ def markdown(r: dict) -> str:
     return f"""# Orchestration overhead
 
 Command: `{r['command']}` ({r['date']}; Prefect {r['prefect']}; {r['machine']};
-load average {r['load_average_at_start']} at the start: other work shared the CPU)
+load average {r['load_average_at_start']} (1, 5, 15 min) at the start)
 
 Default params and data, the flow in this process reporting to `prefect server start` on loopback.
 

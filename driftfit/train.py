@@ -403,6 +403,7 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
             "train_rows": len(train_df),
             **fit, "trainable_params": trainable, "total_params": total,
             "tokenizer": f"new ({len(tokenizer)} tokens)" if vocab else "pretrained",
+            "learning_rates": {"body": cfg.learning_rate, "head": cfg.head_learning_rate, "lora": cfg.lora_learning_rate},
             "val_accuracy": val_accuracy}
 
 

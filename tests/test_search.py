@@ -108,3 +108,27 @@ def test_flow_runs_trials_as_parallel_prefect_tasks(searchable, runner):
     assert result["trials"] == 4 and result["best_params"]
     trials = read_json(f"{params.paths.search}/trials.json")
     assert sorted(t["number"] for t in trials) == [0, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_retrain_flow_tunes_then_trains_with_the_best(tmp_path):
+    """search.enabled in the retrain flow: the tune subflow runs its trials, then train uses the best values."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.retrain import retrain
+    from tests.conftest import project_copy
+
+    root = project_copy(tmp_path / "project")
+    write_params(root, {"search.enabled": True, "search.trials": 2, "search.max_steps": 1, "search.pruner": "none",
+                        "strategy.force": "head", "train.max_steps": 2, "promote.beat_baseline": False,
+                        "search.space": {"train.head_learning_rate": {"type": "categorical",
+                                                                       "choices": [0.005, 0.02]}}})
+    with prefect_test_harness(server_startup_timeout=120):
+        state = retrain(params_path=str(root / "params.yaml"), return_state=True)
+        assert state.is_completed(), state.message
+    best = read_json(root / "reports" / "search" / "best.json")
+    assert best["enabled"] and best["trials"] == 2 and best["strategy"] == "head"
+    assert best["best_params"]["train.head_learning_rate"] in (0.005, 0.02)
+    assert (root / "models" / "registry" / "v1").is_dir()
+    log = read_json(root / "models" / "candidate" / "train_log.json")
+    assert log["learning_rates"]["head"] == best["best_params"]["train.head_learning_rate"]

@@ -8,7 +8,8 @@ the same step.
 
 The search is driven with Optuna's ask/tell interface so a caller can run trials anywhere: `run`
 runs them one after another (the DVC stage); the Prefect flow asks for `search.parallel` trials at
-once and runs each as a Prefect task on a task runner (flows/tune.py: threads, or Dask workers). The
+once and runs each as a Prefect task on a task runner (flows/tune.py: threads, or Dask workers; within
+one process the training itself is serialised, see _ONE_TRAINER). The
 values are drawn in the driving process; a trial elsewhere gets them plus a picklable handle and
 reports its intermediate losses through the study's journal file (so workers must share that
 filesystem: one machine, or a shared volume).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -157,7 +159,7 @@ def run_trial(trial, values: dict[str, Any], train_df: pd.DataFrame, val_df: pd.
 
     start = time.perf_counter()
     state, value = "complete", None
-    with tempfile.TemporaryDirectory(prefix=f"driftfit-trial-{trial.number}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"driftfit-trial-{trial.number}-") as tmp, _ONE_TRAINER:
         try:
             log_ = train_model(train_df, val_df, strategy, trial_params, Path(tmp), progress=report)
             value = log_.get("val_accuracy")
@@ -278,6 +280,12 @@ def optimise(params: Params, run_batch=None) -> dict:
     out = summary(results, strategy, cfg, time.perf_counter() - start)
     write_outputs(params, out, results)
     return out
+
+
+# Trainer keeps process-global state (accelerate's AcceleratorState): two Trainers in threads of one
+# process reset it under each other. So within a process trials train one at a time; trials run in
+# parallel in separate processes (Dask process workers, several Prefect workers, several machines).
+_ONE_TRAINER = threading.Lock()
 
 
 def _warm_imports() -> None:

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,28 +30,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import free_port, project_copy  # noqa: E402  (the tests' project copy, one definition)
 STEPS = [("driftfit.data", "run_default_data"), ("driftfit.data", "run"), ("driftfit.validate", "run"),
          ("driftfit.augment", "run"), ("driftfit.shift", "run"), ("driftfit.strategy", "run"),
          ("driftfit.train", "run"), ("driftfit.evaluate", "run"), ("driftfit.promote", "run")]
 
 
-def project_copy(dest: Path) -> Path:
-    """Tracked + untracked (not ignored) project files, without earlier outputs, in a fresh git repo."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.split()
-    for rel in files:
-        if rel.startswith(("reports/", "models/registry/", "models/candidate/", "data/default/", "data/prepared/", "data/augmented/", "dvc.lock", "bench/results/")) or not (ROOT / rel).is_file():
-            continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, dest / rel)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    return dest
-
-
 def start_server(home: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],

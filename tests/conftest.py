@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -92,10 +93,17 @@ def project_copy(dest: Path) -> Path:
     for rel in files:
         # Outputs of an earlier local run (reports/, models/, data/*) are not part of the project.
         outputs = ("reports/", "models/registry/", "models/candidate/", "data/default/", "data/prepared/",
-                   "data/augmented/", "dvc.lock")
+                   "data/augmented/", "dvc.lock", "bench/results/")
         if rel.startswith(outputs) or not (ROOT / rel).is_file():
             continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, dest / rel)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for servers the tests start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

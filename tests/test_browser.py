@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, project_copy, write_params
+from tests.conftest import ROOT, free_port, project_copy, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -70,9 +69,7 @@ def finished(url: str, run_id: str) -> dict | None:
 def server(tmp_path_factory):
     """`prefect server start` on a free loopback port, with its own PREFECT_HOME."""
     home = tmp_path_factory.mktemp("prefect-home")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": url, "HF_HUB_OFFLINE": "1",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2"}

@@ -16,15 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import project_copy
+from tests.conftest import free_port, project_copy
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

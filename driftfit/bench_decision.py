@@ -99,17 +99,9 @@ def load_scenarios(path: str | Path) -> ScenarioFile:
 
 def chatterbot_frame(language: str) -> pd.DataFrame:
     """Every utterance of one chatterbot-corpus language, labelled by category; ambiguous ones dropped."""
-    import chatterbot_corpus
+    from driftfit.data import chatterbot_conversations
 
-    folder = Path(chatterbot_corpus.__file__).parent / "data" / language
-    if not folder.is_dir():
-        raise DataError(f"chatterbot-corpus has no language '{language}' (folder {folder})")
-    rows = []
-    for path in sorted(folder.glob("*.yml")):
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        label = ((doc.get("categories") or [path.stem])[0])
-        for conv in doc.get("conversations") or []:
-            rows += [(str(u).strip(), str(label)) for u in conv if str(u).strip()]
+    rows = [(u, label) for label, convs in chatterbot_conversations(language).values() for c in convs for u in c]
     df = pd.DataFrame(rows, columns=["text", "label"]).drop_duplicates()
     owners = df.groupby("text")["label"].nunique()
     return df[df["text"].map(owners) == 1].reset_index(drop=True)

@@ -23,6 +23,23 @@ SPLITS = ("train", "val", "test", "reference_train", "reference_test")
 
 # ---- the embedded default: chatterbot-corpus English ----------------------------------------
 
+def chatterbot_conversations(language: str) -> dict[str, tuple[str, list[list[str]]]]:
+    """chatterbot-corpus, one language: file stem -> (its category, its conversations of stripped,
+    non-empty utterances)."""
+    import chatterbot_corpus
+    import yaml
+
+    folder = Path(chatterbot_corpus.__file__).parent / "data" / language
+    if not folder.is_dir():
+        raise DataError(f"chatterbot-corpus has no language '{language}' (folder {folder})")
+    out = {}
+    for path in sorted(folder.glob("*.yml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        convs = [[str(u).strip() for u in c if str(u).strip()] for c in doc.get("conversations") or [] if c]
+        out[path.stem] = (str((doc.get("categories") or [path.stem])[0]), convs)
+    return out
+
+
 def make_default_data(cfg: DefaultDataConfig, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(reference, incoming) from chatterbot-corpus English, labelled by category (the file name).
 
@@ -30,17 +47,10 @@ def make_default_data(cfg: DefaultDataConfig, seed: int = 0) -> tuple[pd.DataFra
     saw, the other the new batch. Categories in `cfg.incoming_only` appear only in the new batch,
     so the default run sees a real label-set change as well as new utterances.
     """
-    import chatterbot_corpus
-    import yaml
-
     from driftfit.validate import normalise
 
-    folder = Path(chatterbot_corpus.__file__).parent / "data" / "english"
     rng = np.random.default_rng(seed)
-    convs_by_label: dict[str, list[list[str]]] = {}
-    for path in sorted(folder.glob("*.yml")):
-        convs = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("conversations") or []
-        convs_by_label[path.stem] = [[str(u).strip() for u in c if str(u).strip()] for c in convs if c]
+    convs_by_label = {stem: convs for stem, (_, convs) in chatterbot_conversations("english").items()}
     # Texts are compared as the validation step compares them (case, punctuation and spaces ignored),
     # so "What is Baseball" and "what is baseball?" are one text and cannot leak across splits.
     every = sorted({u for convs in convs_by_label.values() for c in convs for u in c})

@@ -7,10 +7,10 @@ realistic in length and vocabulary, and almost all distinct), labelled with the 
 then split 70/15/15 into train/val/test. Each size runs driftfit.validate.validate_splits without Data
 Docs, as `prepare` checks a batch before writing it (the default contract: GX suite, pass/fail first,
 + duplicates + leakage), warm (GX already imported and initialised in this process): the first run at
-a size is reported apart (new memory for the bigger frames), then the median of --repeats runs. The fixed cost is the median time of a run on 30 rows. GX's import and first run
-in a process are reported apart, as is the `validate` stage's report path at 100k rows (a new GX
-context, detailed results, Data Docs HTML). Targets (issue 4): >= 500,000 rows/s at 100k rows;
-<= 0.2 s fixed cost.
+a size is reported apart (new memory for the bigger frames), then the median of --repeats runs. The
+fixed cost is the median time of a run on 30 rows. GX's import and first run in a process are
+reported apart, as is the `validate` stage's report path (a new GX context, detailed results, Data
+Docs HTML). Targets (issue 4): >= 500,000 rows/s at 100k rows; <= 0.2 s fixed cost.
 Writes bench/results/gx_throughput.json and .md.
 """
 
@@ -31,7 +31,9 @@ import pandas as pd
 
 from driftfit.config import ValidateConfig
 from driftfit.io import write_json, write_text
-from driftfit.validate import contract_from_config, text_ids, validate_splits
+from driftfit.contract import contract_from_config
+from driftfit.texts import text_ids
+from driftfit.validate import validate_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "data" / "sst2" / "train.tsv"

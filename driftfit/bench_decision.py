@@ -39,7 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from driftfit.config import STRATEGIES, Params, SourceConfig, load_params
-from driftfit.errors import ConfigError, DataError
+from driftfit.errors import ConfigError
 from driftfit.io import write_json, write_text
 
 log = logging.getLogger(__name__)

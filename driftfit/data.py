@@ -47,7 +47,7 @@ def make_default_data(cfg: DefaultDataConfig, seed: int = 0) -> tuple[pd.DataFra
     saw, the other the new batch. Categories in `cfg.incoming_only` appear only in the new batch,
     so the default run sees a real label-set change as well as new utterances.
     """
-    from driftfit.validate import normalise
+    from driftfit.texts import normalise
 
     rng = np.random.default_rng(seed)
     convs_by_label = {stem: convs for stem, (_, convs) in chatterbot_conversations("english").items()}
@@ -250,9 +250,10 @@ def run(params: Params) -> dict:
     is written to data/prepared/ (the validation report goes to paths.validation).
     """
     from driftfit import validate
+    from driftfit.contract import contract_for
 
     src = params.data
-    validate.contract_for(params.validate_)  # a bad contract fails before any data is read
+    contract_for(params.validate_)  # a bad contract fails before any data is read
     incoming = load_table(src.incoming, seed=params.split.seed, lines=True)
     incoming_test = (load_table(src.incoming, path=src.incoming.test_path, lines=True)
                      if src.incoming.test_path else None)

@@ -12,7 +12,8 @@ from driftfit.config import STRATEGIES, TrainConfig
 from driftfit.data import read_split
 from driftfit.io import read_json, write_json
 from driftfit.model import load_classifier, load_tokenizer, predict_proba
-from driftfit.train import build_model, make_optimizer, training_frame, wants_new_tokenizer
+from driftfit.strategy_model import build_model, make_optimizer
+from driftfit.train import training_frame, wants_new_tokenizer
 from driftfit.zero_shot import label_text, zero_shot_classifier
 
 TRAINED = [s for s in STRATEGIES if s != "skip"]

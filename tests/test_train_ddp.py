@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, write_params
+from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
 

@@ -15,8 +15,9 @@ import pytest
 
 from driftfit.config import Params, ValidateConfig
 from driftfit.errors import ConfigError, ValidationFailed
-from driftfit.validate import (Contract, allowed_labels, contract_from_config, find_duplicates, find_leakage,
-                               load_contract, normalise, run, text_ids, validate_splits)
+from driftfit.contract import Contract, contract_from_config, load_contract
+from driftfit.texts import find_duplicates, find_leakage, normalise, text_ids
+from driftfit.validate import allowed_labels, run, validate_splits
 from tests.conftest import ROOT
 
 CONTRACT = contract_from_config(ValidateConfig(max_text_chars=100))

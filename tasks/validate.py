@@ -1,5 +1,7 @@
+from pathlib import Path
+
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from driftfit import validate as validate_step
 from driftfit.config import Params
@@ -13,6 +15,9 @@ def _publish(summary: dict) -> None:
     create_markdown_artifact(key="validation", markdown=validation_md(summary), description="Data validation")
     create_table_artifact(key="validation-checks", table=validation_rows(summary),
                           description="Great Expectations checks, per split")
+    if summary.get("data_docs"):  # a file on the machine that ran the flow, where the UI usually is too
+        create_link_artifact(key="validation-data-docs", link=Path(summary["data_docs"]).resolve().as_uri(),
+                             link_text="Great Expectations Data Docs", description="The full validation report")
 
 
 @task(name="validate", cache_policy=StageCache("validate"))

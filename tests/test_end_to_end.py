@@ -73,7 +73,10 @@ def test_flow_runs_and_publishes_artifacts(flow_run):
     assert {"prepare", "validate", "augment", "measure shift", "select strategy", "train", "evaluate",
             "promote"} <= task_runs
     assert (root / "models" / "registry" / "v1" / "MODEL_CARD.md").is_file()
-    assert (root / "reports" / "validation" / "data_docs" / "index.html").is_file()
+    docs = root / "reports" / "validation" / "data_docs" / "index.html"
+    assert docs.is_file()
+    link = next(a for a in artifacts if a.key == "validation-data-docs")
+    assert docs.resolve().as_uri() in link.data  # the artifact links the Data Docs this run built
 
 
 def test_flow_fails_cleanly_on_bad_input(prefect_api, tmp_path):

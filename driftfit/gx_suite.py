@@ -146,7 +146,7 @@ def label_expectations(contract: Contract, has_reference: bool) -> list:
     return out
 
 
-_CONTEXT = None  # the in-memory context that runs without Data Docs share, one per process
+_CONTEXT = None  # the in-memory context for runs without Data Docs: one per process, reused
 
 
 def gx_context(docs_dir: Path | None):
@@ -183,7 +183,7 @@ _SUITES: dict[str, str] = {}  # suite name -> key of the expectations it holds, 
 
 
 def run_suite(context, name: str, df: pd.DataFrame, expectations: Callable[[], list], key: str,
-               index_columns: list[str], detailed: bool) -> dict:
+              index_columns: list[str], detailed: bool) -> dict:
     """Validate `df` as the dataframe asset `name` against the suite driftfit_<name>.
 
     The asset, suite and validation definition are made on first use in a context; the suite's

@@ -17,6 +17,7 @@ SHOWN_CHARS = 60      # texts are cut to this many characters in messages and th
 
 
 def is_string_dtype(values: pd.Series) -> bool:
+    """A pandas/Arrow string column: every non-null value is a str, without looking at each."""
     return isinstance(values.dtype, pd.StringDtype) or str(values.dtype).startswith(("string", "large_string"))
 
 

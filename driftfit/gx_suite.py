@@ -45,6 +45,15 @@ def _stripped_chars(text: pd.Series, text_type: pd.Categorical) -> np.ndarray:
     return np.where(missing, 0.0, text.str.strip().str.len().astype("float64").to_numpy())
 
 
+def _checked_labels(split: str, labels: pd.Series) -> pd.Series:
+    """The labels as strings in train/val/test; null in the reference splits (see row_profile)."""
+    if split not in REQUIRED_SPLITS:
+        return pd.Series(None, index=labels.index, dtype="str")
+    if is_string_dtype(labels):
+        return labels
+    return labels.map(lambda v: v if pd.isna(v) else str(v)).astype("str")  # 1 -> '1'; label_type says int
+
+
 def row_profile(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per text of every split: split, row, [line], text_type, chars, label, label_type.
 
@@ -55,10 +64,7 @@ def row_profile(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
     names, frames = list(splits), list(splits.values())
     sizes = [len(df) for df in frames]
     text_types = [_type_names(df["text"]) for df in frames]
-    labels = [df["label"] if is_string_dtype(df["label"])  # a label 1 reads as '1'; label_type says int
-              else df["label"].map(lambda v: v if pd.isna(v) else str(v)).astype("str") for df in frames]
-    labels = [lab if name in REQUIRED_SPLITS else pd.Series(None, index=lab.index, dtype="str")
-              for name, lab in zip(names, labels)]
+    labels = [_checked_labels(name, df["label"]) for name, df in splits.items()]
     out = pd.DataFrame({
         "split": pd.Categorical.from_codes(np.repeat(np.arange(len(names), dtype=np.int8), sizes), categories=names),
         "row": np.concatenate([np.arange(n) for n in sizes]),

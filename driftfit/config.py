@@ -39,6 +39,7 @@ class PathsConfig(_Section):
     registry: str = Field("models/registry", description="champion versions + pointer")
     promotion: str = Field("reports/promotion.json", description="promotion verdict")
     search: str = Field("reports/search", description="hyperparameter search results + best params")
+    rejected: str = Field("reports/rejected", description="reports of batches that failed validation (no stage's output)")
 
 
 class ModelConfig(_Section):

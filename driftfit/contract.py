@@ -62,7 +62,8 @@ class Contract(_Strict):
     text: TextRules = TextRules()
     labels: LabelRules = LabelRules()
     duplicates: DuplicateRules = DuplicateRules()
-    leakage: Severity = Field("error", description="a train text found again in val/test")
+    leakage: Severity = Field("error", description="a train or reference_train (replayed) text found again "
+                                                      "in val/test")
 
     @field_validator("columns")
     @classmethod

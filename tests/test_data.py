@@ -130,3 +130,18 @@ def test_explicit_test_file_is_used_as_is():
     test = pd.DataFrame({"text": ["x", "y"], "label": ["a", "z"]})
     splits = prepare_splits(None, inc, test, SplitConfig())
     assert splits["test"].equals(test) and "reference_test" not in splits
+
+
+def test_a_reference_that_is_the_incoming_file_is_leakage(make_params, tmp_path):
+    """reference_train is replayed in training: the same file as reference and incoming puts test rows in it."""
+    from driftfit import data
+    from driftfit.errors import ValidationFailed
+
+    rows = [f"text number {i} about {lab}" for i in range(10) for lab in ("a", "b")]
+    (tmp_path / "in.csv").write_text("text,label\n" + "\n".join(f"{t},{t[-1]}" for t in rows) + "\n")
+    same = {"path": str(tmp_path / "in.csv"), "text": "text", "label": "label"}
+    params = make_params({"data.reference": same, "data.incoming.path": same["path"]})
+    with pytest.raises(ValidationFailed, match=r"test: column 'text' shares \d+ text\(s\) with reference_train.*"
+                                               r"expected no text in both reference_train and test"):
+        data.run(params)
+    assert not (tmp_path / "data" / "prepared").exists()

@@ -82,7 +82,30 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     rollback.add_argument("--to", dest="version", default=None, metavar="vN",
                           help="version to return to (default: the one the current champion replaced)")
+    reg = sub.add_parser("registry", help="the champion registry: list its versions, or repair its pointer")
+    reg.add_argument("action", choices=["list", "repair"],
+                     help="list: one line per version; repair: rebuild a missing or broken champion.json")
+    reg.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    reg.add_argument("--registry", default=None, metavar="DIR", help="registry folder (default: paths.registry)")
+    reg.add_argument("--to", dest="version", default=None, metavar="vN",
+                     help="repair: the version that serves (default: the newest version with a record)")
     return parser
+
+
+def _registry(args) -> int:
+    from driftfit import registry
+
+    folder = args.registry
+    if folder is None:
+        from driftfit.config import load_params
+
+        folder = load_params(args.params).paths.registry
+    if args.action == "repair":
+        print(json.dumps(registry.repair(folder, args.version)))
+    else:
+        for row in registry.list_versions(folder):
+            print(json.dumps(row, default=str))
+    return 0
 
 
 def _bench(args) -> int:
@@ -109,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.step == "bench":
             return _bench(args)
+        if args.step == "registry":
+            return _registry(args)
         if args.step == "rollback":
             from driftfit.config import load_params
             from driftfit.registry import rollback

@@ -27,7 +27,7 @@ from driftfit.config import Params
 from driftfit.data import read_split
 from driftfit.io import atomic_dir, read_json, write_json
 from driftfit.model import load_classifier, load_tokenizer, pick_device, predict_proba
-from driftfit.registry import champion_dir, champion_info
+from driftfit.registry import champion_info
 
 SPLITS = ("test", "reference_test")
 LATENCY_BATCHES = (1, 32)
@@ -128,16 +128,16 @@ def task_labels(params: Params) -> list[str]:
     return sorted(labels)
 
 
-def load_models(params: Params) -> dict[str, tuple]:
-    """{name: (model, tokenizer, labels, folder or None)} for candidate, champion and baseline."""
+def load_models(params: Params, champion: str | None) -> dict[str, tuple]:
+    """{name: (model, tokenizer, labels, folder or None)} for candidate, champion (a version) and baseline."""
     from driftfit.zero_shot import zero_shot_classifier
 
     models: dict[str, tuple] = {}
     candidate = Path(params.paths.candidate)
     if read_json(candidate / "train_log.json").get("trained"):
         models["candidate"] = (*load_classifier(candidate, params.model.trust_remote_code), candidate)
-    champ = champion_dir(params.paths.registry)
-    if champ is not None:
+    if champion is not None:
+        champ = Path(params.paths.registry) / champion
         models["champion"] = (*load_classifier(champ, params.model.trust_remote_code), champ)
     labels = task_labels(params)
     models["baseline"] = (zero_shot_classifier(params, labels), load_tokenizer(params.model), labels, None)
@@ -153,23 +153,39 @@ def evaluate_model(model, tokenizer, labels: list[str], df: pd.DataFrame, params
     return score(list(df["label"]), pred, confidence, params.evaluate.calibration_bins), pred
 
 
+def read_test_splits(params: Params) -> dict[str, pd.DataFrame]:
+    return {name: df for name in SPLITS if (df := read_split(params.paths.prepared, name)) is not None}
+
+
+def headline(result: dict) -> dict:
+    """The numbers metrics.json keeps per model and split (reproducible ones only)."""
+    return {k: round(result[k], 6) for k in ("accuracy", "macro_f1", "ece")}
+
+
+def score_folder(params: Params, folder: Path) -> dict:
+    """One saved classifier's headline scores on every test split (promote re-scores a champion with it)."""
+    model, tokenizer, labels = load_classifier(folder, params.model.trust_remote_code)
+    device = pick_device(params.train.device)
+    return {split: headline(evaluate_model(model, tokenizer, labels, df, params, device)[0])
+            for split, df in read_test_splits(params).items()}
+
+
 def run(params: Params) -> dict:
     """Score every model on every test split; write metrics.json and the evaluation folder."""
     log = read_json(Path(params.paths.candidate) / "train_log.json")
-    splits = {name: df for name in SPLITS if (df := read_split(params.paths.prepared, name)) is not None}
+    splits = read_test_splits(params)
     device = pick_device(params.train.device)
-    models = load_models(params)
+    info = champion_info(params.paths.registry)  # read once: the version scored is the version recorded
+    models = load_models(params, info["version"] if info else None)
 
     results: dict = {}
     for name, (model, tokenizer, labels, _) in models.items():
         results[name] = {split: evaluate_model(model, tokenizer, labels, df, params, device)
                          for split, df in splits.items()}
 
-    info = champion_info(params.paths.registry)
     metrics: dict = {"strategy": log["strategy"], "champion_version": info["version"] if info else None}
     for name, per_split in results.items():
-        metrics[name] = {split: {k: round(r[k], 6) for k in ("accuracy", "macro_f1", "ece")}
-                         for split, (r, _) in per_split.items()}
+        metrics[name] = {split: headline(r) for split, (r, _) in per_split.items()}
     metrics["cost"] = {name: {"parameters": sum(p.numel() for p in model.parameters()),
                               "size_mb": round(size_on_disk(folder) / 2**20, 3)}
                        for name, (model, _, _, folder) in models.items() if folder is not None}

@@ -147,8 +147,34 @@ def model_card(version: str, log: dict, decision: dict, verdict: dict, metrics: 
     ])
 
 
+def _rescore(params: Params, metrics: dict, serving: str | None) -> tuple[dict, str]:
+    """metrics.json scored another champion than the one serving now (a rollback, or another run promoted
+    meanwhile): score the serving one on the same test splits, so the gate never judges a stale champion."""
+    from driftfit.evaluate import score_folder
+
+    scored = metrics.get("champion_version")
+    fresh = {k: v for k, v in metrics.items() if k != "champion"}
+    fresh["champion_version"] = serving
+    if serving is not None:
+        fresh["champion"] = score_folder(params, Path(params.paths.registry) / serving)
+    note = (f"metrics.json scored {scored or 'no champion'}, but {serving or 'no champion'} serves now"
+            + (f": {serving} was re-scored on the same test splits" if serving else ""))
+    return fresh, note
+
+
+def _already_registered(existing: str, serving: str | None, served: set[str]) -> str:
+    if existing == serving:
+        return f"kept the champion: the candidate is {existing}, which serves already"
+    return (f"kept {serving}: the candidate is {existing}, which served before and was replaced (rolled back or "
+            f"superseded); promoting it again would undo that ('driftfit rollback --to {existing}' serves it again)")
+
+
 def run(params: Params) -> dict:
-    """Apply the gate; on a pass, add the candidate as a new registry version and make it champion."""
+    """Apply the gate; on a pass, add the candidate as a new registry version and make it champion.
+
+    Under the registry lock: the champion the gate compares with is the one serving now (re-scored when
+    metrics.json scored another), and a candidate that already is a version is never added twice.
+    """
     metrics = read_json(params.paths.metrics)
     candidate = Path(params.paths.candidate)
     log = read_json(candidate / "train_log.json")
@@ -156,21 +182,36 @@ def run(params: Params) -> dict:
     manifest = read_json(Path(params.paths.prepared) / "manifest.json")
     latency_file = Path(params.paths.evaluation) / "latency.json"
     latency = read_json(latency_file) if latency_file.is_file() else None
-    gate = decide(metrics, bool(log.get("trained")), params.promote)
+    trained = bool(log.get("trained"))
+    digest = registry.model_digest(candidate) if trained else None
     root = params.paths.registry
 
     with registry.lock(root):
-        registry.clean_leftovers(root)  # what a killed run may have left: never a champion
-        previous = registry.champion_info(root)
+        registry.clean_leftovers(root)  # temp files a killed run may have left (never a version)
+        previous = registry.champion_info(root)  # a missing or broken pointer stops here, with the fix
+        serving = previous["version"] if previous else None
+        notes = []
+        if metrics.get("champion_version") != serving:
+            metrics, note = _rescore(params, metrics, serving)
+            notes.append(note)
+        gate = decide(metrics, trained, params.promote)
+        existing = registry.find_version(root, digest) if trained else None
+        served = registry.served(root)
         verdict = {"promoted": gate["promote"], "reason": gate["reason"], "checks": gate["checks"],
-                   "strategy": log["strategy"], "previous_champion": previous["version"] if previous else None,
-                   "champion": previous["version"] if previous else None}
-        if gate["promote"]:
+                   "strategy": log["strategy"], "previous_champion": serving, "champion": serving, "notes": notes}
+        if existing is not None and existing in served:
+            verdict.update(promoted=False, reason=_already_registered(existing, serving, served), version=existing)
+        elif gate["promote"] and existing is not None:  # a complete version whose switch a killed run never made
+            registry.set_champion(root, existing, action="promote", reason=gate["reason"])
+            verdict.update(champion=existing, version=existing,
+                           model_card=str(Path(root) / existing / registry.CARD))
+            notes.append(f"completed the interrupted promotion of {existing}")
+        elif gate["promote"]:
             version = registry.next_version(root)
             now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
             record = {
                 "version": version, "promoted_at": now, "strategy": log["strategy"], "reason": gate["reason"],
-                "checks": gate["checks"], "previous": verdict["previous_champion"],
+                "checks": gate["checks"], "previous": serving, "model_sha256": digest,
                 "data": {name: s["sha256"] for name, s in manifest["splits"].items()},
                 "sources": manifest.get("sources", {}),
                 "metrics": {k: metrics[k] for k in ("candidate", "champion", "baseline", "cost") if k in metrics},
@@ -180,7 +221,6 @@ def run(params: Params) -> dict:
             card = model_card(version, log, decision, verdict, metrics, manifest, latency, params)
             registry.add_version(root, version, candidate, record, card)  # staged, then renamed in
             registry.set_champion(root, version, action="promote", reason=gate["reason"])  # the switch
-            verdict["champion"] = version
-            verdict["model_card"] = str(Path(root) / version / registry.CARD)
+            verdict.update(champion=version, version=version, model_card=str(Path(root) / version / registry.CARD))
     write_json(params.paths.promotion, verdict)
     return verdict

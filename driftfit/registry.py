@@ -7,16 +7,24 @@
                        rollbacks
     .lock              held while a promotion or rollback changes the registry
 
-Atomicity: a version folder is assembled under a temp name and renamed in (one rename), and the
-pointer is replaced with os.replace (atomic on POSIX), so a reader sees the old champion or the
-new one, never half of either. A run killed between the two renames leaves a version that never
-became champion; `clean_leftovers` (run at the start of the next promotion) removes it.
+What it guarantees:
+- No version is lost. A version folder with a version.json is never deleted by driftfit. A registry
+  whose pointer is missing or unreadable is an error (nothing is changed) until `driftfit registry
+  repair` rebuilds the pointer from the versions' records.
+- An atomic switch. A version folder is assembled under a temp name and renamed in (one rename),
+  and the pointer is replaced with os.replace (atomic on POSIX), so a reader sees the old champion or
+  the new one, never half of either. A run killed between the two renames leaves a complete version
+  that never served; the next promotion of the same candidate completes the switch.
+- One writer at a time: promotions and rollbacks hold an advisory lock on `.lock`.
+- A rollback sticks: a candidate that is already a version (same model files) is never added again,
+  and one that served and was rolled back is not re-promoted by the next run (see driftfit.promote).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -31,14 +39,52 @@ from driftfit.errors import DriftfitError
 POINTER = "champion.json"
 RECORD = "version.json"
 CARD = "MODEL_CARD.md"
+TEMP_PREFIXES = (".incoming-", ".champion-")  # what add_version / set_champion stage before a rename
+
+
+class RegistryError(DriftfitError):
+    """The registry's pointer is missing or broken: nothing is changed until it is repaired."""
+
+
+def _repair_hint(root: Path) -> str:
+    return (f"run 'driftfit registry repair --registry {root}' to rebuild it from the versions' records "
+            "(it lists what it chose; --to vN picks the champion)")
 
 
 # ---- reading -------------------------------------------------------------------------------
 
 def champion_info(registry: str | Path) -> dict | None:
-    """The pointer (version, why, history), or None when nothing was promoted yet."""
-    pointer = Path(registry) / POINTER
-    return json.loads(pointer.read_text(encoding="utf-8")) if pointer.is_file() else None
+    """The pointer (version, why, history), or None when nothing was promoted yet.
+
+    A registry holding versions but no pointer, or a pointer that is not a valid record, is an error:
+    guessing would risk serving, or deleting, the wrong model.
+    """
+    root = Path(registry)
+    pointer = root / POINTER
+    if not pointer.is_file():
+        recorded = [v for v in versions(root) if (root / v / RECORD).is_file()]
+        if recorded:
+            raise RegistryError(f"registry {root}: {POINTER} is missing but versions {_span(recorded)} exist; "
+                                + _repair_hint(root))
+        return None
+    try:
+        info = json.loads(pointer.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RegistryError(f"registry {root}: {pointer} is not valid JSON ({err}); "
+                            + _repair_hint(root)) from None
+    if isinstance(info, dict) and "version" in info and info["version"] is None:
+        return None  # written before the first version: nothing has served yet
+    if not isinstance(info, dict) or not isinstance(info.get("version"), str) or _number(info["version"]) is None:
+        raise RegistryError(f"registry {root}: {pointer} has no 'version' naming a version folder (vN); "
+                            + _repair_hint(root))
+    if not (root / info["version"] / RECORD).is_file():
+        raise RegistryError(f"registry {root}: {pointer} points at {info['version']}, which has no "
+                            f"{RECORD}; " + _repair_hint(root))
+    return info
+
+
+def _span(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{names[0]}..{names[-1]} ({len(names)})"
 
 
 def champion_dir(registry: str | Path) -> Path | None:
@@ -65,17 +111,51 @@ def version_record(registry: str | Path, version: str) -> dict:
     if not path.is_file():
         known = ", ".join(versions(registry)) or "none"
         raise DriftfitError(f"registry {registry}: no version '{version}' (versions: {known})")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RegistryError(f"registry {registry}: {path} is not valid JSON ({err})") from None
+
+
+def model_digest(folder: str | Path) -> str:
+    """SHA-256 over a model folder's files (names and contents), leaving out the registry's own
+    version.json and MODEL_CARD.md: a candidate and the version made from it have the same digest."""
+    root = Path(folder)
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel in (RECORD, CARD):
+            continue
+        h.update(rel.encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def find_version(registry: str | Path, digest: str) -> str | None:
+    """The version whose model files have this digest (recorded at promotion, else computed), if any."""
+    root = Path(registry)
+    for name in reversed(versions(root)):
+        if not (root / name / RECORD).is_file():
+            continue
+        recorded = version_record(root, name).get("model_sha256")
+        if (recorded or model_digest(root / name)) == digest:
+            return name
+    return None
 
 
 def list_versions(registry: str | Path) -> list[dict]:
-    """One row per version: stage (champion / retired), when, strategy, new-data macro-F1, why."""
+    """One row per version: stage (champion / retired / never served), when, strategy, new-data macro-F1, why."""
     info = champion_info(registry) or {}
+    served = _ever_champion(info)
     rows = []
     for name in versions(registry):
         rec = version_record(registry, name) if (Path(registry) / name / RECORD).is_file() else {}
         f1 = ((rec.get("metrics") or {}).get("candidate") or {}).get("test", {}).get("macro_f1")
-        rows.append({"version": name, "stage": "champion" if name == info.get("version") else "retired",
+        stage = "champion" if name == info.get("version") else "retired" if name in served else "never served"
+        rows.append({"version": name, "stage": stage,
                      "promoted_at": rec.get("promoted_at"), "strategy": rec.get("strategy"),
                      "macro_f1_new": f1, "data": rec.get("data"), "reason": rec.get("reason")})
     return rows
@@ -102,17 +182,20 @@ def _ever_champion(info: dict | None) -> set[str]:
     return {info["version"], *(h["version"] for h in info.get("history", []))}
 
 
+def served(registry: str | Path) -> set[str]:
+    """Every version that was champion at some time (the pointer's history)."""
+    return _ever_champion(champion_info(registry))
+
+
 def clean_leftovers(registry: str | Path) -> list[str]:
-    """Remove what a killed run left: temp folders/files and versions that never became champion."""
+    """Remove what a killed run left: the temp folders and files staged before a rename. Never a version:
+    a complete version that never served (killed between the two renames) stays, listed as 'never served'."""
     root = Path(registry)
     if not root.is_dir():
         return []
-    promoted = [_number(v) for v in _ever_champion(champion_info(root))]
-    newest = max((n for n in promoted if n is not None), default=0)
     removed = []
     for p in root.iterdir():
-        n = _number(p.name)
-        if p.name.startswith((".incoming-", ".champion-")) or (p.is_dir() and n is not None and n > newest):
+        if p.name.startswith(TEMP_PREFIXES):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:
@@ -136,6 +219,9 @@ def add_version(registry: str | Path, version: str, model_dir: Path, record: dic
     """Copy the model in as `version` with its record and card: assembled under a temp name, then renamed."""
     root = Path(registry)
     root.mkdir(parents=True, exist_ok=True)
+    if champion_info(root) is None and not (root / POINTER).is_file():
+        # An empty pointer before the first version: from now on a missing pointer always means damage.
+        _replace_json(root / POINTER, {"version": None, "history": []})
     tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=root))
     try:
         shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
@@ -152,28 +238,39 @@ def add_version(registry: str | Path, version: str, model_dir: Path, record: dic
 def set_champion(registry: str | Path, version: str, action: str, reason: str) -> dict:
     """Point the registry at `version` (one atomic rename) and append the change to the history."""
     root = Path(registry)
-    record = version_record(root, version)  # fails for a missing or incomplete version
+    version_record(root, version)  # fails for a missing or incomplete version
     old = champion_info(root)
+    return _write_pointer(root, version, action, reason, old["version"] if old else None,
+                          (old or {}).get("history", []))
+
+
+def _write_pointer(root: Path, version: str, action: str, reason: str, previous: str | None,
+                   history: list[dict]) -> dict:
+    record = version_record(root, version)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     pointer = {
         "version": version, "since": now, "action": action, "reason": reason,
         "strategy": record.get("strategy"), "promoted_at": record.get("promoted_at"),
         "data": record.get("data"), "metrics": (record.get("metrics") or {}).get("candidate"),
-        "previous": old["version"] if old else None,
-        "history": [*((old or {}).get("history", [])),
-                    {"version": version, "action": action, "at": now, "reason": reason}],
+        "previous": previous,
+        "history": [*history, {"version": version, "action": action, "at": now, "reason": reason}],
     }
-    fd, tmp = tempfile.mkstemp(prefix=".champion-", suffix=".json", dir=root)
+    _replace_json(root / POINTER, pointer)
+    return pointer
+
+
+def _replace_json(path: Path, obj: dict) -> None:
+    """Write, fsync, then rename over `path`: readers see the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(prefix=".champion-", suffix=".json", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(pointer, f, indent=2)
+            json.dump(obj, f, indent=2)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, root / POINTER)
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return pointer
 
 
 def rollback(params: Params, version: str | None = None) -> dict:
@@ -197,3 +294,41 @@ def rollback(params: Params, version: str | None = None) -> dict:
         reason = f"rolled back from {current} to {target}"
         set_champion(root, target, action="rollback", reason=reason)
     return {"champion": target, "previous": current, "reason": reason}
+
+
+def repair(registry: str | Path, version: str | None = None) -> dict:
+    """Rebuild a missing or broken pointer from the versions' records: `version` serves, or the newest
+    version with a record. The history is rebuilt from each record's promotion time and predecessor
+    (rollbacks are not in the records and cannot be recovered). A sound pointer is left alone."""
+    root = Path(registry)
+    with lock(root):
+        try:
+            info = champion_info(root)
+        except RegistryError:
+            info = None
+        else:
+            if info is not None:
+                raise DriftfitError(f"registry {root}: {POINTER} is sound ({info['version']} serves); nothing to "
+                                    "repair (use 'driftfit rollback --to vN' to change the champion)")
+        recorded = [v for v in versions(root) if (root / v / RECORD).is_file()]
+        if not recorded:
+            raise DriftfitError(f"registry {root}: no version has a {RECORD}; nothing to rebuild the pointer from")
+        target = version or recorded[-1]
+        if target not in recorded:
+            raise DriftfitError(f"registry {root}: no version '{target}' with a record (versions: "
+                                f"{', '.join(recorded)})")
+        broken = root / POINTER
+        kept = None
+        if broken.exists():  # keep the broken file for a person to look at, never delete it
+            kept = root / f"{POINTER}.broken-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+            os.replace(broken, kept)
+        history = []
+        for name in recorded:
+            rec = version_record(root, name)
+            history.append({"version": name, "action": "promote", "at": rec.get("promoted_at"),
+                            "reason": rec.get("reason")})
+        previous = version_record(root, target).get("previous")
+        pointer = _write_pointer(root, target, "repair", f"pointer rebuilt from the versions' records; {target} serves",
+                                 previous, history)
+    return {"champion": target, "versions": recorded, "broken_pointer_kept_as": kept and kept.name,
+            "history": len(pointer["history"])}

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from driftfit import augment, evaluate, promote, train
+from driftfit import augment, evaluate, promote, registry, train
 from driftfit.config import PromoteConfig
 from driftfit.evaluate import expected_calibration_error, score
 from driftfit.io import read_json, write_json
@@ -114,6 +114,16 @@ def test_first_run_promotes_then_an_equal_candidate_is_rejected(prepared_params,
     record = read_json(Path(p.paths.registry) / "v1" / "version.json")
     assert record["data"]["test"] == read_json(Path(p.paths.prepared) / "manifest.json")["splits"]["test"]["sha256"]
     assert record["params"]["promote"]["beat_baseline"] is False and record["reason"] == verdict["reason"]
+
+    # metrics.json scored no champion, yet v1 serves now (as after a concurrent run): promote re-scores v1
+    # rather than judging the new candidate "a first model, no champion to beat".
+    train.run(p)
+    stale = promote.run(p)
+    assert not stale["promoted"] and stale["champion"] == "v1", stale
+    assert stale["reason"].startswith("rejected: +0.0 macro-F1 on new data"), stale["reason"]
+    assert stale["notes"] == ["metrics.json scored no champion, but v1 serves now: v1 was re-scored on the same "
+                              "test splits"]
+    assert registry.versions(p.paths.registry) == ["v1"]
 
     # A second candidate from the same data and seed scores the same: it must not replace v1.
     train.run(p)

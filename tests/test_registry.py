@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from driftfit import promote, registry
+from driftfit import cli, promote, registry
 from driftfit.errors import DriftfitError
 from driftfit.io import read_json, write_json
 
@@ -21,7 +21,8 @@ def stage_candidate(p, f1: float, champion_f1: float | None = None) -> None:
     write_json(cand / "train_log.json", {"strategy": "head", "trained": True, "labels": ["a", "b"], "steps": 3,
                                          "seconds": 1.0, "device": "cpu", "trainable_params": 10,
                                          "total_params": 100})
-    m = {"strategy": "head", "candidate": {"test": {"accuracy": f1, "macro_f1": f1},
+    info = registry.champion_info(p.paths.registry)  # evaluate scores the champion serving now
+    m = {"strategy": "head", "champion_version": info["version"] if info else None, "candidate": {"test": {"accuracy": f1, "macro_f1": f1},
                                            "reference_test": {"accuracy": 0.5, "macro_f1": 0.5}},
          "baseline": {"test": {"accuracy": 0.1, "macro_f1": 0.1}}}
     if champion_f1 is not None:
@@ -98,7 +99,7 @@ def test_failed_promotion_leaves_the_champion(make_params, monkeypatch):
 
 KILL_DURING_SWITCH = """
 import os, signal, sys
-from driftfit import promote, registry
+from driftfit import cli, promote, registry
 from driftfit.config import load_params
 
 def die(*args, **kwargs):
@@ -126,7 +127,7 @@ def test_killed_promotion_never_leaves_a_half_promoted_champion(make_params, tmp
     assert read_json(reg / "v2" / "version.json")["previous"] == "v1"
 
 
-def test_clean_leftovers_keeps_every_version_that_was_champion(tmp_path):
+def test_clean_leftovers_removes_temp_files_never_a_version(tmp_path):
     reg = tmp_path / "reg"
     model = tmp_path / "m"
     model.mkdir()
@@ -134,7 +135,86 @@ def test_clean_leftovers_keeps_every_version_that_was_champion(tmp_path):
         registry.add_version(reg, v, model, {"version": v}, "card")
         registry.set_champion(reg, v, action="promote", reason="test")
     registry.set_champion(reg, "v1", action="rollback", reason="test")
-    registry.add_version(reg, "v3", model, {"version": "v3"}, "card")  # as a killed run leaves it
+    registry.add_version(reg, "v3", model, {"version": "v3"}, "card")  # as a run killed before the switch leaves it
     (reg / ".incoming-x").mkdir()
-    assert registry.clean_leftovers(reg) == [".incoming-x", "v3"]
-    assert registry.versions(reg) == ["v1", "v2"]
+    (reg / ".champion-y.json").write_text("{")
+    assert registry.clean_leftovers(reg) == [".champion-y.json", ".incoming-x"]
+    assert registry.versions(reg) == ["v1", "v2", "v3"]
+    assert [r["stage"] for r in registry.list_versions(reg)] == ["champion", "retired", "never served"]
+
+
+# ---- a registry without its pointer, or with a broken one --------------------------------------
+
+def eighteen_versions(p) -> Path:
+    for n in range(18):
+        stage_candidate(p, 0.2 + 0.04 * n, None if n == 0 else 0.2 + 0.04 * (n - 1))
+        assert promote.run(p)["champion"] == f"v{n + 1}"
+    return Path(p.paths.registry)
+
+
+def record_files(reg: Path) -> dict[str, bytes]:
+    return {str(q.relative_to(reg)): q.read_bytes() for q in sorted(reg.glob("v*/*"))}
+
+
+def test_a_missing_pointer_loses_no_version_and_repair_rebuilds_it(make_params, capsys):
+    p = make_params()
+    reg = eighteen_versions(p)
+    before = record_files(reg)
+    stage_candidate(p, 0.95, 0.88)
+    (reg / "champion.json").unlink()
+    with pytest.raises(registry.RegistryError, match=r"champion.json is missing but versions v1..v18 \(18\) exist; "
+                                                     r"run 'driftfit registry repair --registry "):
+        promote.run(p)
+    assert registry.versions(reg) == [f"v{n}" for n in range(1, 19)] and record_files(reg) == before
+    # the same through the CLI: one line, status 2, then the repair it names
+    assert cli.main(["promote", "--params", str(Path(p.paths.registry).parents[1] / "params.yaml")]) == 2
+    stderr = capsys.readouterr().err
+    err = [line for line in stderr.splitlines() if ": error: " in line]
+    assert len(err) == 1 and err[0].startswith("driftfit promote: error: registry ") and "Traceback" not in stderr
+    assert cli.main(["registry", "repair", "--registry", str(reg)]) == 0
+    repaired = json.loads(capsys.readouterr().out)
+    assert repaired["champion"] == "v18" and repaired["versions"][-1] == "v18"
+    info = registry.champion_info(reg)
+    assert info["version"] == "v18" and info["action"] == "repair" and len(info["history"]) == 19
+    assert promote.run(p)["champion"] == "v19"  # and the registry works again
+    assert record_files(reg).items() >= before.items()
+
+
+@pytest.mark.parametrize("content", ["", '{"version": "v2", "hist', "[1, 2]", '{"version": "v9"}', "\xff\xfe"])
+def test_a_broken_pointer_is_one_clear_line_for_promote_evaluate_and_rollback(make_params, capsys, content):
+    p = make_params()
+    promote_three(p)
+    reg = Path(p.paths.registry)
+    (reg / "champion.json").write_bytes(content.encode("latin-1"))
+    before = record_files(reg)
+    params_file = str(reg.parents[1] / "params.yaml")
+    for step in (["promote"], ["evaluate"], ["rollback"], ["rollback", "--to", "v1"]):
+        capsys.readouterr()
+        assert cli.main([*step, "--params", params_file]) == 2
+        stderr = capsys.readouterr().err
+        err = [line for line in stderr.splitlines() if ": error: " in line]
+        assert len(err) == 1 and "Traceback" not in stderr, stderr
+        assert err[0].startswith(f"driftfit {step[0]}: error: registry {reg}: ") and str(reg / "champion.json") in err[0]
+        assert "driftfit registry repair" in err[0] and "Traceback" not in err[0]
+    assert record_files(reg) == before and (reg / "champion.json").read_bytes() == content.encode("latin-1")
+    assert registry.repair(reg, "v2")["champion"] == "v2"
+    assert registry.champion_info(reg)["version"] == "v2"
+    assert [q.name for q in reg.glob("champion.json.broken-*")]  # the broken file is kept, not deleted
+    with pytest.raises(DriftfitError, match="nothing to repair"):
+        registry.repair(reg)
+
+
+# ---- a rollback sticks ------------------------------------------------------------------------
+
+def test_re_running_promote_after_a_rollback_keeps_the_rollback(make_params):
+    p = make_params()
+    stage_candidate(p, 0.5)
+    promote.run(p)
+    stage_candidate(p, 0.7, 0.5)
+    assert promote.run(p)["champion"] == "v2"
+    registry.rollback(p)  # v1 serves again; the candidate on disk is still v2's
+    again = promote.run(p)  # what `dvc repro` does when it sees the registry changed
+    assert not again["promoted"] and again["champion"] == "v1" and again["version"] == "v2"
+    assert "the candidate is v2, which served before and was replaced" in again["reason"]
+    assert registry.versions(p.paths.registry) == ["v1", "v2"]
+    assert registry.champion_info(p.paths.registry)["version"] == "v1"

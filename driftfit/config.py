@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import os
+import typing
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from driftfit.errors import ConfigError
 
@@ -21,9 +24,29 @@ Strategy = Literal["skip", "zero_shot", "head", "partial", "lora", "ia3", "prefi
                    "adapter", "full", "scratch"]
 
 
+def _takes_bool(annotation: Any) -> bool:
+    return annotation is bool or any(_takes_bool(a) for a in typing.get_args(annotation))
+
+
+def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+    """YAML's true/false are not numbers: `max_seq_len: true` must not become 1."""
+    field = cls.model_fields.get(info.field_name)
+    if isinstance(value, bool) and field is not None and not _takes_bool(field.annotation):
+        raise ValueError(f"expected {'a number' if _numeric(field.annotation) else 'a value of its type'}, "
+                         f"not {str(value).lower()}")
+    return value
+
+
+def _numeric(annotation: Any) -> bool:
+    return annotation in (int, float) or any(_numeric(a) for a in typing.get_args(annotation))
+
+
 class _Section(BaseModel):
-    # Unknown or misspelt keys are errors, not silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown or misspelt keys are errors, not silently ignored; .inf/.nan are never a valid number here
+    # (epochs: .inf would train forever).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    _check_bools = field_validator("*", mode="before")(classmethod(_no_bool_for_numbers))
 
 
 class PathsConfig(_Section):
@@ -222,7 +245,7 @@ class Params(_Section):
     promote: PromoteConfig = PromoteConfig()
     search: SearchConfig = SearchConfig()
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _check_split_sizes(self) -> "Params":
@@ -236,7 +259,18 @@ class Params(_Section):
         return any(Path(s.path).is_relative_to(self.paths.default_data) for s in sources)
 
     def resolve(self, root: Path) -> "Params":
-        """Return a copy whose relative paths are anchored at `root` (the project directory)."""
+        """Return a copy whose relative paths are anchored at `root` (the project directory).
+
+        Every `paths.*` output must lie inside the project: DVC 3 refuses outputs outside it (after the step
+        already wrote them), and a registry elsewhere would be changed without a word.
+        """
+        for key, value in self.paths.model_dump().items():
+            where = Path(os.path.abspath(root / Path(value).expanduser()))
+            if not where.is_relative_to(os.path.abspath(root)):
+                raise ConfigError(f"paths.{key} = '{value}': outside the project folder {root} (where the params "
+                                  "file is); DVC cannot track outputs outside it. Use a path inside it (a DVC "
+                                  "remote stores data and models elsewhere)")
+
         def anchor(p: str) -> str:
             return p if p.startswith("hf:") or Path(p).is_absolute() else str((root / p).resolve())
 

@@ -73,3 +73,23 @@ def test_relative_paths_are_anchored_at_the_params_folder(tmp_path):
     assert params.data.incoming.path == str(tmp_path / "data" / "default" / "incoming.csv")
     assert params.uses_default_data()
     assert isinstance(params, Params)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("train.epochs", float("inf"), "key 'train.epochs' = inf: Input should be a finite number"),
+    ("train.learning_rate", float("nan"), "key 'train.learning_rate' = nan: Input should be a finite number"),
+    ("model.max_seq_len", True, "key 'model.max_seq_len' = True: Value error, expected a number, not true"),
+    ("shift.sample_size", False, "key 'shift.sample_size' = False: Value error, expected a number, not false"),
+    ("paths.registry", "/tmp/a-registry-elsewhere", "paths.registry = '/tmp/a-registry-elsewhere': outside the project"),
+    ("paths.metrics", "../metrics.json", "paths.metrics = '../metrics.json': outside the project folder"),
+])
+def test_values_that_used_to_slip_through_are_rejected_up_front(tmp_path, key, value, message):
+    with pytest.raises(ConfigError) as err:
+        load_params(write_params(tmp_path, {key: value}))
+    assert message in str(err.value)
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "models").exists()
+
+
+def test_yaml_infinity_from_an_override_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="'train.epochs' = inf"):
+        load_params(write_params(tmp_path), {"train.epochs": yaml.safe_load(".inf")})

@@ -48,6 +48,16 @@ def resolve_pretrained(name: str) -> str:
     return name  # a hub id: only works where the user has it cached or has network
 
 
+def _needs_remote_code(err: Exception) -> bool:
+    return isinstance(err, ValueError) and "trust_remote_code" in str(err)
+
+
+def _remote_code_error(cfg: ModelConfig) -> ConfigError:
+    return ConfigError(f"model.pretrained = '{cfg.pretrained}': the model ships its own Python code, and "
+                       "model.trust_remote_code is false, so driftfit will not run it; read that code, then set "
+                       "model.trust_remote_code: true only if you trust it")
+
+
 def load_tokenizer(cfg: ModelConfig, source: str | None = None):
     from transformers import AutoTokenizer
 
@@ -56,6 +66,10 @@ def load_tokenizer(cfg: ModelConfig, source: str | None = None):
         return AutoTokenizer.from_pretrained(src, trust_remote_code=cfg.trust_remote_code)
     except OSError as err:
         raise ConfigError(f"model.pretrained = '{cfg.pretrained}': cannot load tokenizer: {err}") from None
+    except ValueError as err:
+        if _needs_remote_code(err):
+            raise _remote_code_error(cfg) from None
+        raise
 
 
 def load_encoder(cfg: ModelConfig, source: str | None = None, from_scratch: bool = False,
@@ -76,6 +90,10 @@ def load_encoder(cfg: ModelConfig, source: str | None = None, from_scratch: bool
         return AutoModel.from_pretrained(src, trust_remote_code=cfg.trust_remote_code, use_safetensors=True)
     except OSError as err:
         raise ConfigError(f"model.pretrained = '{cfg.pretrained}': cannot load weights: {err}") from None
+    except ValueError as err:
+        if _needs_remote_code(err):
+            raise _remote_code_error(cfg) from None
+        raise
 
 
 def pick_device(wanted: str = "auto") -> torch.device:

@@ -56,3 +56,24 @@ def test_model_path_that_does_not_exist(tmp_path, default_data_dir):
     out = driftfit(tmp_path, "prepare")  # fails at parse time, before any step does work
     assert out.returncode == 2 and "model.pretrained = './no/such/model'" in out.stderr
     assert not (tmp_path / "data" / "prepared").exists()
+
+
+def test_a_model_that_ships_code_is_refused_in_one_line(prepared_params, tmp_path):
+    """A local model whose config asks for its own Python code: one line, and the code never runs."""
+    model = tmp_path / "custom_model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "driftfit_custom", "auto_map": {'
+                                       '"AutoConfig": "configuration_custom.CustomConfig", '
+                                       '"AutoModel": "modeling_custom.CustomModel"}}')
+    (model / "tokenizer_config.json").write_text('{"auto_map": {"AutoTokenizer": ["tokenization_custom.T", null]}}')
+    ran = tmp_path / "remote-code-ran"
+    for name in ("configuration_custom.py", "modeling_custom.py", "tokenization_custom.py"):
+        (model / name).write_text(f"open({str(ran)!r}, 'w').write('ran')\n")
+    write_params(tmp_path, {"model.pretrained": "./custom_model"})
+    out = driftfit(tmp_path, "measure-shift")
+    assert out.returncode == 2, out.stderr
+    errors = [line for line in out.stderr.splitlines() if ": error: " in line]
+    assert errors == [f"driftfit measure-shift: error: model.pretrained = '{model}': the model ships its own "
+                      "Python code, and model.trust_remote_code is false, so driftfit will not run it; read that "
+                      "code, then set model.trust_remote_code: true only if you trust it"], out.stderr
+    assert "Traceback" not in out.stderr and not ran.exists()

@@ -39,12 +39,53 @@ def write_text(path: str | Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# ---- temp folders that name their process, so a later run can tell a dead run's leftovers ---------
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale(folder: str | Path, prefix: str) -> list[str]:
+    """Remove `<prefix><pid>-*` entries whose process is gone (a run killed with SIGKILL leaves them), and
+    `<prefix>*` entries without a pid (made before temp names carried one). Live runs' entries stay."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.glob(f"{prefix}*"):
+        pid = p.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p.name)
+    return removed
+
+
+def run_tempdir(kind: str) -> Path:
+    """A new folder in the system temp dir, `driftfit-<kind>-<pid>-*`, after removing dead runs' ones."""
+    remove_stale(tempfile.gettempdir(), f"driftfit-{kind}-")
+    return Path(tempfile.mkdtemp(prefix=f"driftfit-{kind}-{os.getpid()}-"))
+
+
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a temp folder; on success it replaces `target`, on error it is removed."""
+    """Yield a temp folder; on success it replaces `target`, on error it is removed.
+
+    The temp folder is `.<name>.tmp-<pid>-*` beside the target; those of killed runs are removed first."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    remove_stale(target.parent, f".{target.name}.tmp-")
+    remove_stale(target.parent, f".{target.name}.old-")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         yield tmp
     except BaseException:

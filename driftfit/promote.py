@@ -190,13 +190,13 @@ def run(params: Params) -> dict:
         registry.clean_leftovers(root)  # temp files a killed run may have left (never a version)
         previous = registry.champion_info(root)  # a missing or broken pointer stops here, with the fix
         serving = previous["version"] if previous else None
+        existing = registry.find_version(root, digest) if trained else None
+        served = registry.served(root)
         notes = []
-        if metrics.get("champion_version") != serving:
+        if metrics.get("champion_version") != serving and existing not in served:
             metrics, note = _rescore(params, metrics, serving)
             notes.append(note)
         gate = decide(metrics, trained, params.promote)
-        existing = registry.find_version(root, digest) if trained else None
-        served = registry.served(root)
         verdict = {"promoted": gate["promote"], "reason": gate["reason"], "checks": gate["checks"],
                    "strategy": log["strategy"], "previous_champion": serving, "champion": serving, "notes": notes}
         if existing is not None and existing in served:

@@ -49,7 +49,7 @@ import torch
 from driftfit.config import Params, TrainConfig
 from driftfit.data import read_split
 from driftfit.errors import ConfigError, DataError
-from driftfit.io import atomic_dir, read_json, write_json
+from driftfit.io import atomic_dir, read_json, run_tempdir, write_json
 from driftfit.model import TextClassifier, load_tokenizer, pick_device, predict_proba, save_classifier
 from driftfit.strategy_model import build_model, make_optimizer
 
@@ -194,7 +194,7 @@ def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, label_ids: di
         resume = _last_checkpoint(checkpoint_dir, _fingerprint(train_df, strategy, params, tokenizer))
         output_dir = checkpoint_dir
     else:
-        output_dir = Path(tempfile.mkdtemp(prefix="driftfit-trainer-"))
+        output_dir = run_tempdir("trainer")  # a killed run's trainer folders are removed here
     args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=cfg.batch_size,

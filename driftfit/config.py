@@ -91,6 +91,8 @@ class DataConfig(_Section):
     reference: SourceConfig | None = Field(None, description="what the champion was trained on")
     incoming: SourceConfig = Field(..., description="the new labelled batch")
     default: DefaultDataConfig = DefaultDataConfig()
+    roots: list[str] = Field(["data"], min_length=1,
+                             description="folders a data path given as a flow parameter must lie in")
 
 
 class SplitConfig(_Section):
@@ -253,6 +255,18 @@ class Params(_Section):
             raise ValueError("split.val_fraction + split.test_fraction must leave at least 20% for training")
         return self
 
+    def check_in_data_roots(self, key: str, path: str) -> None:
+        """A data path that came from outside params.yaml (a flow parameter the UI can edit) must lie in one of
+        `data.roots` once symlinks are followed: a link to /etc/passwd is refused, not read."""
+        if path.startswith("hf:"):
+            return
+        real = Path(path).resolve()
+        roots = [Path(r).resolve() for r in self.data.roots]
+        if not any(real.is_relative_to(r) for r in roots):
+            shown = f" (a link to {real})" if Path(path).is_symlink() or real != Path(os.path.abspath(path)) else ""
+            raise ConfigError(f"{key} = '{path}'{shown}: outside the data roots {[str(r) for r in roots]}; a path "
+                              "given as a flow parameter must lie in data.roots (params.yaml)")
+
     def uses_default_data(self) -> bool:
         """True when a data source points into the embedded default's folder."""
         sources = [s for s in (self.data.reference, self.data.incoming) if s is not None]
@@ -291,6 +305,7 @@ class Params(_Section):
                 raise ConfigError(f"model.pretrained = '{model.pretrained}': no model folder at {folder} "
                                   "(expected a directory with config.json and safetensors weights)")
             model = model.model_copy(update={"pretrained": str(folder)})
+        data = data.model_copy(update={"roots": [anchor(r) for r in self.data.roots]})
         validate = self.validate_
         if validate.contract:
             validate = validate.model_copy(update={"contract": anchor(validate.contract)})

@@ -9,11 +9,13 @@ the work and leaves the outputs in place.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from prefect import flow, get_run_logger
 
 from driftfit.config import Strategy, load_params
+from tasks import logs
 from flows.tune import tune
 from tasks.augment import augment
 from tasks.evaluate import evaluate
@@ -23,6 +25,11 @@ from tasks.promote import promote
 from tasks.select_strategy import select_strategy
 from tasks.train import train
 from tasks.validate import validate
+
+logs.install()  # our errors as one line in the run's logs, not under two tracebacks
+
+# Flow parameters that name data files: the UI can edit them, so they must lie in data.roots.
+DATA_KEYS = ("data.incoming.path", "data.incoming.test_path", "data.reference.path")
 
 
 @flow(name="retrain", log_prints=False)  # True would log dill's disassembly from `datasets`
@@ -42,6 +49,11 @@ def retrain(params_path: str = "params.yaml", incoming_path: str | None = None, 
     if strategy:
         overrides["strategy.force"] = strategy
     params = load_params(params_path, overrides)  # a bad value fails here, before any work
+    for key in DATA_KEYS:
+        if overrides.get(key):
+            source = params.data.reference if key.startswith("data.reference") else params.data.incoming
+            params.check_in_data_roots("incoming_path" if key == "data.incoming.path" and incoming_path else key,
+                                       getattr(source, key.rsplit(".", 1)[1]))
     logger = get_run_logger()
 
     if params.uses_default_data():
@@ -67,7 +79,11 @@ def main() -> None:
     parser.add_argument("--incoming", default=None, help="path of the new labelled batch")
     parser.add_argument("--strategy", default=None, help="force a strategy")
     args = parser.parse_args()
-    result = retrain(params_path=args.params, incoming_path=args.incoming, strategy=args.strategy)
+    state = retrain(params_path=args.params, incoming_path=args.incoming, strategy=args.strategy, return_state=True)
+    if not state.is_completed():
+        print(f"retrain: error: {state.message}", file=sys.stderr)
+        sys.exit(2)
+    result = state.result()
     print(f"strategy: {result['decision']['strategy']} | {result['promotion']['reason']}")
 
 

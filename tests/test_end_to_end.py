@@ -79,19 +79,39 @@ def test_flow_runs_and_publishes_artifacts(flow_run):
     assert docs.resolve().as_uri() in link.data  # the artifact links the Data Docs this run built
 
 
-def test_flow_fails_cleanly_on_bad_input(prefect_api, tmp_path):
+def test_flow_fails_cleanly_on_bad_input(prefect_api, tmp_path, capfd):
     from flows.retrain import retrain
 
     root = project_copy(tmp_path)
     write_params(root, E2E)
-    bad = root / "bad.csv"
+    bad = root / "data" / "bad.csv"
+    bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_text("sentence,label\nhello,a\n")
+    capfd.readouterr()
     state = retrain(params_path=str(root / "params.yaml"), incoming_path=str(bad), return_state=True)
     assert state.is_failed()
     with pytest.raises(Exception, match=r"no text column 'text'"):
         state.result()
     assert not (root / "data" / "prepared").exists()
     assert not (root / "models" / "candidate").exists() and not (root / "models" / "registry").exists()
+    logged = "".join(capfd.readouterr())
+    assert "Traceback" not in logged and "no text column 'text'" in logged, logged  # one line, not two tracebacks
+    assert len(logged.splitlines()) < 40, logged
+
+
+def test_flow_refuses_a_data_path_outside_the_data_roots(prefect_api, tmp_path):
+    from flows.retrain import retrain
+
+    root = project_copy(tmp_path)
+    write_params(root, E2E)
+    (root / "data").mkdir(exist_ok=True)
+    (root / "data" / "batch.csv").symlink_to("/etc/passwd")
+    for given in (root / "data" / "batch.csv", Path("/etc/passwd")):
+        state = retrain(params_path=str(root / "params.yaml"), incoming_path=str(given), return_state=True)
+        assert state.is_failed()
+        assert "incoming_path = " in state.message and "outside the data roots" in state.message, state.message
+        assert "root:" not in state.message  # nothing of the file is echoed
+    assert not (root / "data" / "prepared").exists() and not (root / "reports").exists()
 
 
 def test_dvc_repro_matches_the_flow_and_second_repro_does_nothing(flow_run, tmp_path):

@@ -1,7 +1,7 @@
 # driftfit: set up, run, test. Every target creates the virtual environment first if it is missing.
 #   make run    runs the whole pipeline on the embedded default data (dvc repro)
 #   make flow   the same pipeline as a Prefect flow (ephemeral Prefect API unless PREFECT_API_URL is set)
-#   make test   runs the test suite (slow end-to-end tests included)
+#   make test   runs the test suite (slow end-to-end tests included; installs chromium for the browser test)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run flow test test-fast clean
+.PHONY: setup browser run flow test test-fast clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,13 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
+
+# The browser test drives Debian's chromium (with its fonts); installed once, as root or with sudo.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	    sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	    $$sudo apt-get update -qq && \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 run: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
@@ -34,7 +41,7 @@ run: setup
 flow: setup
 	$(BIN)/python -m flows.retrain
 
-test: setup
+test: setup browser
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
 
 test-fast: setup

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import yaml
 
+from driftfit import strategies
 from driftfit.errors import DriftfitError
 
 # step name -> (module, function). Imported only when that step runs, so `driftfit prepare` never
@@ -44,7 +45,7 @@ STEP_HELP = {
     "validate": "run the Great Expectations suite; stop on errors",
     "augment": "augment the training split (seeded; val/test untouched)",
     "measure-shift": "tokenizer fit, embedding shift, label shift, frozen-feature probe",
-    "select-strategy": "choose skip/head/partial/lora/full/scratch and say why",
+    "select-strategy": "choose how to adapt the model and say why (strategies: see --strategy)",
     "tune": "hyperparameter search with Optuna (when search.enabled; otherwise records that it is off)",
     "train": "train the candidate with the chosen strategy (and the tuned params, if any)",
     "evaluate": "score candidate and champion on new and reference test splits",
@@ -69,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a param, e.g. -S train.epochs=1 (repeatable)")
         if name in ("select-strategy", "run"):
-            p.add_argument("--strategy", default=None, help="force a strategy (same as -S strategy.force=...)")
+            p.add_argument("--strategy", default=None, choices=strategies.names(), metavar="NAME",
+                           help="force a strategy (same as -S strategy.force=...); one of: "
+                                + strategies.help_text())
     bench = sub.add_parser("bench", help="benchmarks (decision: the strategy selector vs training every strategy)")
     bench.add_argument("which", choices=["decision"], help="which benchmark")
     bench.add_argument("--scenarios", default="bench/scenarios.yaml", help="scenario YAML file")

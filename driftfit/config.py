@@ -16,12 +16,12 @@ import typing
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from driftfit.errors import ConfigError
+from driftfit.strategies import names as strategy_names
 
-# Every way to adapt the model, roughly from cheapest to most expensive.
-STRATEGIES = ("skip", "zero_shot", "head", "partial", "lora", "ia3", "prefix", "prompt", "ptuning",
-              "adapter", "full", "scratch")
-Strategy = Literal["skip", "zero_shot", "head", "partial", "lora", "ia3", "prefix", "prompt", "ptuning",
-                   "adapter", "full", "scratch"]
+# Every way to adapt the model (driftfit.strategies holds one entry per strategy): the type of
+# strategy.force and strategy.probe_candidates, so a flow's drop-down and the CLI derive from it too.
+STRATEGIES = strategy_names()
+Strategy = Literal[STRATEGIES]  # type: ignore[valid-type]
 
 
 def _takes_bool(annotation: Any) -> bool:

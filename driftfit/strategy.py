@@ -53,6 +53,7 @@ from pathlib import Path
 from driftfit.config import Params, StrategyConfig
 from driftfit.errors import DataError
 from driftfit.io import read_json, write_json
+from driftfit.strategies import spec
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ CHOICES = {
     "large_data": ("full", "lora"),
     "default": ("ia3", "full"),
 }
+for _pair in CHOICES.values():  # a rule names only strategies of the table (fails at import, not mid-run)
+    for _name in _pair:
+        spec(_name)
 
 
 def _f(x) -> str:
@@ -195,8 +199,8 @@ def with_probe(decision: dict, train_df, val_df, params: Params) -> dict:
     """Let short trial runs pick among the rule's choice, its runner-up and strategy.probe_candidates."""
     cfg = params.strategy
     candidates = [c for c in (decision["strategy"], decision["runner_up"], *cfg.probe_candidates)
-                  if c not in ("skip", None)]
-    if decision["strategy"] == "skip" or decision["forced"]:
+                  if c is not None and spec(c).makes_model]
+    if not spec(decision["strategy"]).makes_model or decision["forced"]:
         return decision  # nothing to train, or a person decided
     result = probe(candidates, train_df, val_df, params, cfg.probe_max_steps)
     rules_pick = decision["strategy"]

@@ -4,29 +4,13 @@ Hugging Face `Trainer` runs the loop (CUDA + bf16 when present, CPU otherwise); 
 LoRA, IA3 and the prompt-learning methods; bottleneck adapters are our own (driftfit.adapters).
 Every strategy starts from the same classifier shape (encoder + mean pooling + linear head), and
 every saved model loads with `driftfit.model.load_classifier`, so evaluation and serving never
-depend on how a model was trained.
+depend on how a model was trained. What each strategy trains, which learning rate it uses and how
+it is saved is its entry in driftfit.strategies (`driftfit select-strategy --help` lists them).
 
-  strategy   what trains (+ the head)                    what is saved
-  skip       nothing; the champion stays                 nothing
-  zero_shot  nothing: the head is the label names'       plain classifier
-             embeddings (driftfit.zero_shot)
-  head       only the new head, encoder frozen           plain classifier
-  partial    top layers (embeddings and the lower        plain classifier
-             `partial_frozen_layers` layers frozen)
-  lora       low-rank updates of attention               plain classifier (merged)
-  ia3        learned rescaling of keys, values and FFN   plain classifier (merged)
-  prefix     learned key/value prefixes in every layer   encoder + peft adapter/
-  prompt     learned virtual input tokens                encoder + peft adapter/
-  ptuning    virtual tokens from a small MLP (P-tuning)  encoder + peft adapter/
-  adapter    bottleneck adapters after each layer        encoder + adapters.safetensors
-  full       every weight                                plain classifier
-  scratch    every weight, freshly initialised (He or    plain classifier (+ new tokenizer)
-             Xavier); optionally a new tokenizer
-
-Learning rates: the head and the small freshly made modules (IA3 vectors, prompts, prefixes,
-adapters) use `head_learning_rate`, as new parameters need larger steps; the pretrained encoder
-uses `learning_rate` (times `layer_lr_decay` per layer downwards for full/partial); scratch uses
-`scratch_learning_rate`. `l1` adds an L1 penalty on the trainable weight matrices to the loss.
+Learning rates: the head uses `head_learning_rate`, as new parameters need larger steps; the rest
+uses the entry's `learning_rate` field (the small fresh modules of IA3, prompts, prefixes and adapters
+the head's rate, the pretrained encoder `learning_rate`, times `layer_lr_decay` per layer downwards
+where the entry allows it). `l1` adds an L1 penalty on the trainable weight matrices to the loss.
 With `checkpoint_steps` > 0 a run saves resumable checkpoints in `<candidate>.checkpoints/` and a
 re-run of the same configuration on the same data continues from the last one.
 """
@@ -51,6 +35,7 @@ from driftfit.data import read_split
 from driftfit.errors import ConfigError, DataError
 from driftfit.io import atomic_dir, read_json, run_tempdir, write_json
 from driftfit.model import TextClassifier, load_tokenizer, pick_device, predict_proba, save_classifier
+from driftfit.strategies import spec
 from driftfit.strategy_model import build_model, make_optimizer
 
 
@@ -256,12 +241,13 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
     label_ids = {l: i for i, l in enumerate(labels)}
     set_seed(cfg.seed)  # the head (and scratch weights) are drawn from this seed
     tokenizer = load_tokenizer(params.model)
+    entry = spec(strategy)
     vocab = None
-    if strategy == "scratch" and wants_new_tokenizer(params):
+    if entry.fresh_weights and wants_new_tokenizer(params):
         tokenizer = train_tokenizer(tokenizer, list(train_df["text"]), cfg.scratch_vocab_size)
         vocab = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
 
-    if strategy == "zero_shot":  # nothing trains: the head is the label names' embeddings
+    if not entry.trains:  # zero_shot: nothing trains, the head is the label names' embeddings
         from driftfit.zero_shot import zero_shot_classifier
 
         model = zero_shot_classifier(params, labels)
@@ -273,7 +259,7 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
         total = sum(p.numel() for p in model.parameters())
         model, fit = _fit(model, tokenizer, train_df, label_ids, strategy, params, device, progress,
                           checkpoint_dir if cfg.checkpoint_steps > 0 else None)
-        if strategy in ("lora", "ia3"):
+        if entry.merges:
             model.encoder = model.encoder.merge_and_unload()  # ship plain weights: no peft needed to serve
     model = model.to("cpu").eval()
     save_classifier(model, tokenizer, labels, out_dir)
@@ -287,7 +273,8 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
             "train_rows": len(train_df),
             **fit, "trainable_params": trainable, "total_params": total,
             "tokenizer": f"new ({len(tokenizer)} tokens)" if vocab else "pretrained",
-            "learning_rates": {"body": cfg.learning_rate, "head": cfg.head_learning_rate, "lora": cfg.lora_learning_rate},
+            "learning_rates": {"body": getattr(cfg, entry.learning_rate), "body_param": entry.learning_rate,
+                               "head": cfg.head_learning_rate},
             "val_accuracy": val_accuracy}
 
 
@@ -314,15 +301,16 @@ def run(params: Params, progress: Progress | None = None) -> dict:
     reference = read_split(params.paths.prepared, "reference_train")
     if len(train) == 0:
         raise DataError(f"{params.paths.augmented}/train.parquet has no rows; nothing to train on")
-    if strategy not in ("skip", "zero_shot") and not is_main_process():
+    entry = spec(strategy)
+    if entry.trains and not is_main_process():
         # Distributed (DDP) training: every process trains on its shard and Trainer keeps the weights in
         # step; only the main process writes the candidate, the others save into a throwaway folder.
         with tempfile.TemporaryDirectory(prefix="driftfit-rank-") as tmp:
             return train_model(training_frame(train, reference, params.train), val.iloc[:0], strategy, params,
                                Path(tmp), progress=progress)
     with atomic_dir(params.paths.candidate) as tmp:
-        if strategy == "skip":
-            log = {"strategy": "skip", "reason": decision.get("reason"), "trained": False}
+        if not entry.makes_model:
+            log = {"strategy": strategy, "reason": decision.get("reason"), "trained": False}
         else:
             log = {**train_model(training_frame(train, reference, params.train), val, strategy, params, tmp,
                                  progress=progress, checkpoint_dir=checkpoint_dir(params)),

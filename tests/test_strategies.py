@@ -1,0 +1,88 @@
+"""The strategy table: one entry per strategy, and everything else derives from it."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from driftfit import strategies
+from driftfit.config import STRATEGIES, TrainConfig, parse_params
+from driftfit.errors import ConfigError
+from tests.conftest import ROOT
+
+
+def test_every_entry_is_complete():
+    assert STRATEGIES == tuple(strategies.STRATEGIES)
+    for s in strategies.STRATEGIES.values():
+        assert s.learning_rate in TrainConfig.model_fields and s.learning_rate.endswith("learning_rate"), s.name
+        assert s.summary and s.modalities
+        assert s.trains <= s.makes_model, s.name  # a strategy that trains writes a model
+        assert not (s.merges and s.peft is None), s.name  # only peft weights merge
+    with pytest.raises(ConfigError, match="unknown strategy 'bitfit'; known: skip, zero_shot, head"):
+        strategies.spec("bitfit")  # never a silent fallback
+
+
+def test_params_and_readme_list_exactly_the_table():
+    force = next(line for line in (ROOT / "params.yaml").read_text().splitlines() if line.strip().startswith("force:"))
+    assert re.search(r"#\s*([a-z0-9_|]+)", force).group(1).split("|") == list(STRATEGIES)
+    readme = (ROOT / "README.md").read_text()
+    for name in STRATEGIES:
+        assert f"`{name}`" in readme, name
+
+
+def test_a_strategy_outside_the_table_is_refused_by_params():
+    with pytest.raises(ConfigError, match="strategy.force"):
+        parse_params({"data": {"incoming": {"path": "x.csv"}}, "strategy": {"force": "bitfit"}})
+
+
+# A toy strategy, BitFit (train only the biases and the head; Ben Zaken et al. 2022), added as one table entry
+# before anything else imports the table: it must then be a valid param, in the CLI help and the flow's
+# drop-down, and train and evaluate like the others.
+TOY = r"""
+import json, sys
+import pandas as pd
+from pathlib import Path
+from driftfit import strategies
+
+def biases_only(model, cfg):
+    for name, p in model.encoder.named_parameters():
+        p.requires_grad = name.endswith(".bias")
+
+strategies.STRATEGIES["bitfit"] = strategies.StrategySpec("bitfit", "only the encoder's biases", prepare=biases_only)
+
+from driftfit import cli, evaluate
+from driftfit.config import load_params
+from driftfit.train import train_model
+from flows.retrain import retrain
+
+params = load_params(sys.argv[1], {"strategy.force": "bitfit"})
+folder = Path(params.paths.prepared)
+train, val = pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "val.parquet")
+out = Path(sys.argv[2])
+log = train_model(train, val, "bitfit", params, out)
+schema = retrain.parameters.model_dump()["properties"]["strategy"]
+print(json.dumps({
+    "force": params.strategy.force,
+    "help": "bitfit: only the encoder's biases" in cli.build_parser()._subparsers._group_actions[0].choices[
+        "select-strategy"].format_help().replace("\n", " ").replace("  ", " "),
+    "flow_choices": json.dumps(schema),
+    "log": {k: log[k] for k in ("strategy", "steps", "trainable_params", "total_params")},
+    "scores": evaluate.score_folder(params, out),
+}))
+"""
+
+
+def test_adding_a_strategy_takes_one_table_entry(prepared_params, tmp_path):
+    out = subprocess.run([sys.executable, "-c", TOY, str(tmp_path / "params.yaml"), str(tmp_path / "bitfit")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["force"] == "bitfit" and result["help"]
+    assert '"bitfit"' in result["flow_choices"]
+    log = result["log"]
+    assert log["strategy"] == "bitfit" and log["steps"] == 2
+    assert 0 < log["trainable_params"] < 0.01 * log["total_params"]  # biases + head: a sliver of the model
+    assert set(result["scores"]) == {"test", "reference_test"}
+    assert 0 <= result["scores"]["test"]["accuracy"] <= 1

@@ -174,7 +174,7 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
     from driftfit.model import load_classifier, load_encoder, load_tokenizer
     from driftfit.shift import measure_shift
     from driftfit.strategy import select_strategy, with_probe
-    from driftfit.train import train_model
+    from driftfit.train import settle_scratch_tokenizer, train_model
 
     seed = base.train.seed
     data = scenario_data(sc, spec.budget, seed)
@@ -192,6 +192,7 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
     champion = load_classifier(champion_dir, base.model.trust_remote_code) if champion_dir else None
     report = measure_shift(reference, train, val, encoder, tokenizer, base.shift, base.model.max_seq_len, champion)
     decision = select_strategy(report, base.strategy, champion is not None)
+    base = settle_scratch_tokenizer(base, report)  # scratch's tokenizer from this scenario's own shift report
     if base.strategy.mode == "probe":
         decision = with_probe(decision, train, val, base)
     selector_seconds = time.perf_counter() - start

@@ -32,6 +32,7 @@ import pandas as pd
 from driftfit.config import Params, SearchConfig
 from driftfit.errors import DataError
 from driftfit.io import atomic_dir, read_json, write_json
+from driftfit.strategies import spec
 
 log = logging.getLogger(__name__)
 
@@ -182,23 +183,20 @@ def tell(study, trial, result: dict) -> None:
 
 # ---- inputs and outputs ---------------------------------------------------------------------
 
-def load_inputs(params: Params) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    from driftfit.data import read_split
-    from driftfit.train import training_frame
+def load_inputs(params: Params) -> tuple[pd.DataFrame, pd.DataFrame, str, Params]:
+    """(training rows, validation split, the decided strategy, params with the scratch tokenizer settled)."""
+    from driftfit.train import load_training_inputs, settle_scratch_tokenizer
 
     decision_path = Path(params.paths.decision)
     if not decision_path.is_file():
         raise DataError(f"decision record '{decision_path}' not found (run select-strategy first)")
     strategy = read_json(decision_path)["strategy"]
-    train_path = Path(params.paths.augmented) / "train.parquet"
-    if not train_path.is_file():
-        raise DataError(f"'{train_path}' not found (run augment first)")
-    train = training_frame(pd.read_parquet(train_path), read_split(params.paths.prepared, "reference_train"),
-                           params.train)
-    val = read_split(params.paths.prepared, "val")
-    if val is None or len(val) == 0:
-        raise DataError(f"'{params.paths.prepared}/val.parquet' is missing or empty: trials are scored on it")
-    return train, val, strategy
+    shift = Path(params.paths.shift)
+    params = settle_scratch_tokenizer(params, read_json(shift) if shift.is_file() else None)
+    train, val = load_training_inputs(params)
+    if len(val) == 0:
+        raise DataError(f"'{params.paths.prepared}/val.parquet' is empty: trials are scored on it")
+    return train, val, strategy, params
 
 
 def summary(results: list[dict], strategy: str, cfg: SearchConfig, seconds: float) -> dict:
@@ -253,9 +251,9 @@ def optimise(params: Params, run_batch=None) -> dict:
     if not cfg.enabled:
         write_outputs(params, {"enabled": False, "strategy": None, **empty}, [])
         return {"enabled": False, "best_params": {}}
-    train, val, strategy = load_inputs(params)
-    if strategy == "skip":
-        result = {"enabled": True, "strategy": "skip", **empty}
+    train, val, strategy, trial_base = load_inputs(params)
+    if not spec(strategy).trains:
+        result = {"enabled": True, "strategy": strategy, **empty}
         write_outputs(params, result, [])
         return result
     _warm_imports()
@@ -273,7 +271,7 @@ def optimise(params: Params, run_batch=None) -> dict:
             for _ in range(min(cfg.parallel, budget - len(results))):
                 trial, values = ask(study, cfg)
                 batch.append((trial, values, handle(study, trial, journal)))
-            for (trial, _, _), result in zip(batch, run_batch(batch, train, val, strategy, params)):
+            for (trial, _, _), result in zip(batch, run_batch(batch, train, val, strategy, trial_base)):
                 tell(study, trial, result)
                 results.append(result)
                 log.info("trial %d: %s %s", result["number"], result["state"], result["value"])

@@ -224,16 +224,13 @@ def run(params: Params) -> dict:
     if not path.is_file():
         raise DataError(f"shift report '{path}' not found (run the shift step first)")
     champion_exists = champion_dir(params.paths.registry) is not None
-    decision = select_strategy(read_json(path), params.strategy, champion_exists)
+    report = read_json(path)
+    decision = select_strategy(report, params.strategy, champion_exists)
     if params.strategy.mode == "probe":
-        import pandas as pd
+        from driftfit.train import load_training_inputs, settle_scratch_tokenizer
 
-        from driftfit.data import read_split
-        from driftfit.train import training_frame
-
-        train = pd.read_parquet(Path(params.paths.augmented) / "train.parquet")
-        train = training_frame(train, read_split(params.paths.prepared, "reference_train"), params.train)
-        decision = with_probe(decision, train, read_split(params.paths.prepared, "val"), params)
+        train, val = load_training_inputs(params)
+        decision = with_probe(decision, train, val, settle_scratch_tokenizer(params, report))
     write_json(params.paths.decision, decision)
     log.info("strategy %s (rule %s): %s", decision["strategy"], decision["rule"], decision["reason"])
     return decision

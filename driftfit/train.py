@@ -54,19 +54,39 @@ def training_frame(train: pd.DataFrame, reference: pd.DataFrame | None, cfg: Tra
     return pd.concat([train[["text", "label"]], replay], ignore_index=True)
 
 
+def load_training_inputs(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(what to train on, the validation split): the augmented training rows plus the reference replay.
+    The one reader of training inputs, for train, probe mode and the search."""
+    train_path = Path(params.paths.augmented) / "train.parquet"
+    if not train_path.is_file():
+        raise DataError(f"'{train_path}' not found (run augment first)")
+    train = pd.read_parquet(train_path)
+    if len(train) == 0:
+        raise DataError(f"{train_path} has no rows; nothing to train on")
+    val = read_split(params.paths.prepared, "val")
+    if val is None:
+        raise DataError(f"'{params.paths.prepared}/val.parquet' not found (run prepare first)")
+    return training_frame(train, read_split(params.paths.prepared, "reference_train"), params.train), val
+
+
 # ---- the tokenizer (scratch may train its own) ----------------------------------------------
 
+def settle_scratch_tokenizer(params: Params, shift_report: dict | None) -> Params:
+    """`train.scratch_tokenizer: auto` decided from the measured tokenizer fit: 'new' when the shift report
+    says the pretrained tokenizer fits the incoming text badly, else 'keep'. Callers decide this at their
+    edge (train.run, probe mode, the search, the benchmark); training itself reads no report."""
+    if params.train.scratch_tokenizer != "auto":
+        return params
+    fit = ((shift_report or {}).get("tokenizer") or {}).get("incoming") or {}
+    bad = (fit.get("unk_rate", 0.0) > params.strategy.unk_rate_bad
+           or fit.get("tokens_per_word", 0.0) > params.strategy.tokens_per_word_bad)
+    return params.model_copy(update={"train": params.train.model_copy(
+        update={"scratch_tokenizer": "new" if bad else "keep"})})
+
+
 def wants_new_tokenizer(params: Params) -> bool:
-    """scratch_tokenizer 'new', or 'auto' and the shift report says the pretrained one fits badly."""
-    mode = params.train.scratch_tokenizer
-    if mode != "auto":
-        return mode == "new"
-    shift = Path(params.paths.shift)
-    if not shift.is_file():
-        return False
-    fit = (read_json(shift).get("tokenizer") or {}).get("incoming") or {}
-    return (fit.get("unk_rate", 0.0) > params.strategy.unk_rate_bad
-            or fit.get("tokens_per_word", 0.0) > params.strategy.tokens_per_word_bad)
+    """Only 'new' trains a tokenizer; 'auto' that no caller settled keeps the pretrained one."""
+    return params.train.scratch_tokenizer == "new"
 
 
 def train_tokenizer(tokenizer, texts: list[str], vocab_size: int):
@@ -243,7 +263,7 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
     tokenizer = load_tokenizer(params.model)
     entry = spec(strategy)
     vocab = None
-    if entry.fresh_weights and wants_new_tokenizer(params):
+    if entry.fresh_weights and wants_new_tokenizer(params):  # callers settle 'auto' from the shift report
         tokenizer = train_tokenizer(tokenizer, list(train_df["text"]), cfg.scratch_vocab_size)
         vocab = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
 
@@ -293,27 +313,25 @@ def checkpoint_dir(params: Params) -> Path:
 
 
 def run(params: Params, progress: Progress | None = None) -> dict:
-    """Read the decision and the data, train (unless skip), write models/candidate/ atomically."""
+    """Read the decision, the shift report and the data, train (unless the strategy keeps the champion),
+    write models/candidate/ atomically."""
     decision = read_json(params.paths.decision)
     strategy = decision["strategy"]
-    train = pd.read_parquet(Path(params.paths.augmented) / "train.parquet")
-    val = read_split(params.paths.prepared, "val")
-    reference = read_split(params.paths.prepared, "reference_train")
-    if len(train) == 0:
-        raise DataError(f"{params.paths.augmented}/train.parquet has no rows; nothing to train on")
     entry = spec(strategy)
+    shift = Path(params.paths.shift)
+    params = settle_scratch_tokenizer(params, read_json(shift) if shift.is_file() else None)
+    train, val = load_training_inputs(params)
     if entry.trains and not is_main_process():
         # Distributed (DDP) training: every process trains on its shard and Trainer keeps the weights in
         # step; only the main process writes the candidate, the others save into a throwaway folder.
         with tempfile.TemporaryDirectory(prefix="driftfit-rank-") as tmp:
-            return train_model(training_frame(train, reference, params.train), val.iloc[:0], strategy, params,
-                               Path(tmp), progress=progress)
+            return train_model(train, val.iloc[:0], strategy, params, Path(tmp), progress=progress)
     with atomic_dir(params.paths.candidate) as tmp:
         if not entry.makes_model:
             log = {"strategy": strategy, "reason": decision.get("reason"), "trained": False}
         else:
-            log = {**train_model(training_frame(train, reference, params.train), val, strategy, params, tmp,
-                                 progress=progress, checkpoint_dir=checkpoint_dir(params)),
+            log = {**train_model(train, val, strategy, params, tmp, progress=progress,
+                                 checkpoint_dir=checkpoint_dir(params)),
                    "trained": True}
         write_json(tmp / "train_log.json", log)
     if params.train.checkpoint_steps > 0:  # the candidate is in place: its checkpoints are never needed again

@@ -53,7 +53,7 @@ def test_median_pruner_stops_a_hopeless_trial(searchable):
     """Two good trials, then one whose learning rate is too small to move the loss: it is pruned."""
     params = with_search(searchable, sampler="random", trials=3, max_steps=30, pruner="median",
                          space={"train.head_learning_rate": {"type": "float", "low": 1e-9, "high": 1.0, "log": True}})
-    train, val, strategy = search.load_inputs(params)
+    train, val, strategy, params = search.load_inputs(params)
     study = search.make_study(params.search)
     for lr in (0.05, 0.05, 1e-9):
         study.enqueue_trial({"train.head_learning_rate": lr})

@@ -13,7 +13,7 @@ from driftfit.data import read_split
 from driftfit.io import read_json, write_json
 from driftfit.model import load_classifier, load_tokenizer, predict_proba
 from driftfit.strategy_model import build_model, make_optimizer
-from driftfit.train import training_frame, wants_new_tokenizer
+from driftfit.train import settle_scratch_tokenizer, training_frame, wants_new_tokenizer
 from driftfit.zero_shot import label_text, zero_shot_classifier
 
 TRAINED = [s for s in STRATEGIES if s != "skip"]
@@ -155,13 +155,16 @@ def test_scratch_trains_a_new_tokenizer(prepared_params, make_params):
 def test_scratch_tokenizer_auto_follows_the_shift_report(make_params):
     params = make_params()
     assert params.train.scratch_tokenizer == "auto"
-    assert not wants_new_tokenizer(params)  # no shift report: keep the pretrained tokenizer
+    assert not wants_new_tokenizer(settle_scratch_tokenizer(params, None))  # no report: keep the pretrained one
+    assert not wants_new_tokenizer(params)  # an unsettled 'auto' reads nothing and keeps it too
     fits = {"good": {"unk_rate": 0.0, "tokens_per_word": 1.2}, "unk": {"unk_rate": 0.5, "tokens_per_word": 1.2},
             "fragmented": {"unk_rate": 0.0, "tokens_per_word": 4.0}}
     for name, fit in fits.items():
-        write_json(params.paths.shift, {"tokenizer": {"incoming": fit}})
-        assert wants_new_tokenizer(params) == (name != "good"), name
-    assert not wants_new_tokenizer(make_params({"train.scratch_tokenizer": "keep"}))
+        settled = settle_scratch_tokenizer(params, {"tokenizer": {"incoming": fit}})
+        assert settled.train.scratch_tokenizer == ("keep" if name == "good" else "new"), name
+        assert wants_new_tokenizer(settled) == (name != "good"), name
+    keep = make_params({"train.scratch_tokenizer": "keep"})
+    assert not wants_new_tokenizer(settle_scratch_tokenizer(keep, {"tokenizer": {"incoming": fits["unk"]}}))
 
 
 def test_l1_penalty_adds_to_the_loss(prepared_params, make_params, tmp_path):

@@ -30,6 +30,13 @@ class TextRules(_Strict):
     min_chars: int = Field(1, ge=1, description="fewest characters once surrounding whitespace is stripped; "
                                                 "a missing (null) text has 0 (error)")
     max_chars: int = Field(5000, gt=0, description="most characters once stripped (error)")
+    numeric: Severity = Field("warning", description="a text that is only a number ('12345', '-3.5'): likely "
+                                                     "the wrong column")
+    nul: Severity = Field("error", description="a NUL character inside a text: a binary or broken file")
+    control: Severity = Field("warning", description="another control character (not tab, line feed or "
+                                                     "carriage return) inside a text")
+    zero_width: Severity = Field("warning", description="a zero-width character (U+200B..U+200D, U+2060, "
+                                                        "U+FEFF) inside a text: invisible, but a different text")
 
 
 class LabelRules(_Strict):

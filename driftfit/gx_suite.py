@@ -1,8 +1,9 @@
 """The contract's rules as Great Expectations suites, run on two batches.
 
 - `rows`: one row per text of every split, profiled once in pandas (split, row, Python type, length after
-  stripping, label). GX sees the profile, not the raw texts: GX fingerprints (hashes) every dataframe it
-  is given, and with the text column that hashing was most of a 1M-row run;
+  stripping, label, and flags: only a number, NUL, other control or zero-width characters). GX sees the
+  profile, not the raw texts: GX fingerprints (hashes) every dataframe it is given, and with the text
+  column that hashing was most of a 1M-row run;
 - `labels`: one row per label (train rows, share in train and in the reference), for rows per class,
   number of classes, imbalance and divergence from the reference's label mix.
 Each rule is one expectation with a severity (GX `critical` = error, `warning` = warning). GX is
@@ -20,9 +21,11 @@ import pandas as pd
 from pandas.api.types import union_categoricals
 
 from driftfit.contract import REQUIRED_SPLITS, Contract, Severity
-from driftfit.texts import EXAMPLES, is_string_dtype, plain
+from driftfit.texts import EXAMPLES, is_string_dtype, plain, text_flags
 
 DOCS_SITE = "driftfit"
+# Profile columns about the text (messages name the column 'text'): its type, length and flags.
+TEXT_COLUMNS = ("text_type", "chars", "numeric", "nul", "control", "zero_width")
 
 
 # ---- the two batches: a per-row profile and a per-label table ----------------------------------
@@ -55,7 +58,8 @@ def _checked_labels(split: str, labels: pd.Series) -> pd.Series:
 
 
 def row_profile(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per text of every split: split, row, [line], text_type, chars, label, label_type.
+    """One row per text of every split: split, row, [line], text_type, chars, numeric, nul, control,
+    zero_width, label, label_type.
 
     `label` is null in the reference splits: they may hold labels retired since, and only train, val
     and test must use the allowed ones. Columns are built whole (categoricals, numpy), not per split
@@ -65,11 +69,13 @@ def row_profile(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
     sizes = [len(df) for df in frames]
     text_types = [_type_names(df["text"]) for df in frames]
     labels = [_checked_labels(name, df["label"]) for name, df in splits.items()]
+    flags = [text_flags(df["text"]) for df in frames]
     out = pd.DataFrame({
         "split": pd.Categorical.from_codes(np.repeat(np.arange(len(names), dtype=np.int8), sizes), categories=names),
         "row": np.concatenate([np.arange(n) for n in sizes]),
         "text_type": union_categoricals(text_types),
         "chars": np.concatenate([_stripped_chars(df["text"], t) for df, t in zip(frames, text_types)]),
+        **{flag: np.concatenate([f[flag] for f in flags]) for flag in ("numeric", "nul", "control", "zero_width")},
         "label": pd.concat(labels, ignore_index=True).astype("category"),
         "label_type": union_categoricals([_type_names(df["label"], missing="null") for df in frames]),
     })
@@ -116,6 +122,15 @@ def row_expectations(contract: Contract, allowed: list[str], allowed_from: str, 
               min_value=c.text.min_chars, max_value=c.text.max_chars,
               description=f"between {c.text.min_chars} and {c.text.max_chars} characters once surrounding "
                           "whitespace is stripped (a missing text has 0)"),
+        _rule(E.ExpectColumnValuesToBeInSet, "text.numeric", c.text.numeric, column="numeric", value_set=[False],
+              description="texts that are words, not only a number"),
+        _rule(E.ExpectColumnValuesToBeInSet, "text.nul", c.text.nul, column="nul", value_set=[False],
+              description="texts without NUL characters"),
+        _rule(E.ExpectColumnValuesToBeInSet, "text.control", c.text.control, column="control", value_set=[False],
+              description="texts without control characters other than tab, line feed and carriage return"),
+        _rule(E.ExpectColumnValuesToBeInSet, "text.zero_width", c.text.zero_width, column="zero_width",
+              value_set=[False], description="texts without zero-width characters (U+200B..U+200D, U+2060, "
+                                             "U+FEFF)"),
         _rule(E.ExpectColumnValuesToBeInSet, "columns.label", column="label_type", value_set=["str"],
               description="a label in every row, a string"),
     ]

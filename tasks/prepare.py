@@ -38,11 +38,11 @@ def prepare(params: Params) -> dict:
     """Load reference + incoming data, check them against the contract, split them, record content hashes."""
     try:
         return data.run(params)
-    except ValidationFailed:  # the contract failed before any split was written: show the report
-        summary = Path(params.paths.validation) / "summary.json"
-        if summary.is_file():
+    except ValidationFailed as err:  # the contract failed before any split was written: show the report
+        summary = getattr(err, "summary_path", None)  # a new folder under paths.rejected
+        if summary and Path(summary).is_file():
             create_markdown_artifact(key="validation", markdown=validation_md(read_json(summary)),
-                                     description="Data validation (failed in prepare)")
+                                     description=f"Data validation (failed in prepare; report in {summary})")
         raise
 
 

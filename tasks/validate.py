@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from driftfit import validate as validate_step
@@ -25,9 +25,12 @@ def validate(params: Params) -> dict:
     """Run the Great Expectations suite; a failing suite fails the flow with the report attached."""
     try:
         summary = validate_step.run(params)
-    except ValidationFailed:
-        _publish(read_json(f"{params.paths.validation}/summary.json"))
+    except ValidationFailed as err:  # the report went to paths.rejected; paths.validation is as it was
+        if getattr(err, "summary_path", None):
+            _publish(read_json(err.summary_path))
         raise
+    for warning in summary["warnings"]:  # in the flow run's log too, not only in the artifact
+        get_run_logger().warning("data validation warning: %s", warning)
     _publish(summary)
     return summary
 

@@ -1,5 +1,7 @@
 """Loaders, the default data, the stratified split: real files, real errors."""
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -96,10 +98,19 @@ def test_prepare_checks_the_contract_before_writing(make_params, tmp_path):
     lines[5] = ",b"  # line 6 of the file: an empty text
     (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
     params = make_params({"data.reference": None, "data.incoming.path": str(tmp_path / "in.csv")})
-    with pytest.raises(ValidationFailed, match=rf"row \d+ \(file '{tmp_path / 'in.csv'}' line 6\) = ''"):
+    validation = tmp_path / "reports" / "validation"
+    (validation / "data_docs").mkdir(parents=True)  # the last good batch's report: the DVC validate stage's output
+    (validation / "summary.json").write_bytes(b'{"success": true}\n')
+    (validation / "data_docs" / "index.html").write_bytes(b"<html>good batch</html>")
+    before = {p: p.read_bytes() for p in validation.rglob("*") if p.is_file()}
+    with pytest.raises(ValidationFailed, match=rf"row \d+ \(file '{tmp_path / 'in.csv'}' line 6\) = ''") as err:
         data.run(params)
     assert not (tmp_path / "data" / "prepared").exists()
-    assert (tmp_path / "reports" / "validation" / "summary.json").is_file()  # the report is there
+    assert {p: p.read_bytes() for p in validation.rglob("*") if p.is_file()} == before  # byte-identical
+    [report] = (tmp_path / "reports" / "rejected").glob("*/summary.json")  # the report is there instead
+    assert str(err.value).endswith(f"(details: {report})") and err.value.summary_path == str(report)
+    assert json.loads(report.read_text())["success"] is False
+    assert (report.parent / "data_docs" / "index.html").is_file()
 
 
 def test_prepare_writes_splits_without_the_line_column(make_params, tmp_path):
@@ -145,3 +156,75 @@ def test_a_reference_that_is_the_incoming_file_is_leakage(make_params, tmp_path)
                                                r"expected no text in both reference_train and test"):
         data.run(params)
     assert not (tmp_path / "data" / "prepared").exists()
+
+
+# ---- what the loader no longer accepts silently (issue 10) ----------------------------------------
+
+@pytest.mark.parametrize("name,content,match", [
+    ("d.jsonl", '{"text": "a", "label": "x"}\n\n{"text": 3.5, "label": "y"}\n',  # a blank line still counts
+     r"line 3, column 'text': 3.5 is a float"),
+    ("d.jsonl", '{"text": "a", "label": "x"}\n["a", "x"]\n', r"line 2: an array, not an object"),
+    ("d.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": }\n', r"line 2: not valid JSON \(Expecting value"),
+    ("d.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 2.5}\n', r"line 2, column 'label': 2.5 is a float"),
+    ("d.jsonl", '{"text": "a", "label": "x", "label": "y"}\n', r"line 1: key 'label' appears more than once"),
+    ("d.csv", "text,label\na,x\nb,null\nc,<NA>\nd,nan\n",
+     r"3 row\(s\) without a label \(first at line/row \[3, 4, 5\]"),
+    ("d.csv", "text,label\na,pos\nb,neg\nc, pos\n", r"labels ' pos', 'pos' differ only in case/whitespace"),
+    ("d.tsv", "text\tlabel\tlabel\na\tx\ty\n", r"line 1: column 'label' appears 2 times in the header"),
+    ("d.csv", 'text,label\na,x\n"b,x\nc,y\n', r"not a CSV table \(the quote opened on line 3 is never closed"),
+    ("d.csv", "text,label\na,x\nb,x,extra\n", r"not a CSV table \(line 3 has 3 fields, expected 2"),
+])
+def test_bad_values_name_the_line(tmp_path, name, content, match):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataError, match=match) as err:
+        load_table(src(path))
+    assert str(path) in str(err.value)
+
+
+def test_integer_and_boolean_labels_stay_allowed(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 10}\n')
+    assert load_table(src(path))["label"].tolist() == ["1", "10"]
+    path.write_text('{"text": "a", "label": true}\n{"text": "b", "label": false}\n')
+    assert load_table(src(path))["label"].tolist() == ["True", "False"]
+
+
+def test_parquet_integer_labels_with_a_gap_are_missing_not_floats(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"text": ["a", "b", "c"], "label": pa.array([1, None, 2])}), path)
+    with pytest.raises(DataError, match=r"1 row\(s\) without a label \(first at line/row \[1\]"):
+        load_table(src(path))
+    pq.write_table(pa.table({"text": ["a", "b"], "label": [1.0, 2.0]}), path)
+    with pytest.raises(DataError, match=r"row 0, column 'label': 1.0 is a float"):
+        load_table(src(path))
+
+
+def test_lines_after_a_quoted_line_break_are_right(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\n"two\nlines",a\nnext,a\n"x, y",b\nlast,b\n')
+    out = load_table(src(path), lines=True)
+    assert out["line"].tolist() == [2, 4, 5, 6] and out["text"][0] == "two\nlines"  # a real line break is fine
+
+
+@pytest.mark.parametrize("content", [
+    "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n",
+    "root:x:0:0:root,,,:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",  # ragged: 4 fields, then 1
+])
+def test_a_file_that_is_no_table_is_never_quoted(tmp_path, content):
+    path = tmp_path / "batch.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=r"not a CSV table with a text column 'text'") as err:
+        load_table(src(path))
+    assert "root" not in str(err.value).replace(str(path), "") and "bin" not in str(err.value)
+
+
+def test_non_utf8_bytes_are_not_quoted(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"text,label\nhi,a\ncaf\xe9 au lait,b\n")
+    with pytest.raises(DataError, match=r"line 3: bytes that are not UTF-8 \(byte 4 of the line\)") as err:
+        load_table(src(path))
+    assert "\\x" not in str(err.value)

@@ -6,6 +6,8 @@ A GX run costs time, so each scenario is validated once (module fixtures) and as
 from __future__ import annotations
 
 import json
+import logging
+import re
 import subprocess
 import sys
 
@@ -16,7 +18,7 @@ import pytest
 from driftfit.config import Params, ValidateConfig
 from driftfit.errors import ConfigError, ValidationFailed
 from driftfit.contract import Contract, contract_from_config, load_contract
-from driftfit.texts import find_duplicates, find_leakage, normalise, text_ids
+from driftfit.texts import find_duplicates, find_leakage, normalise, text_flags, text_ids
 from driftfit.validate import allowed_labels, run, validate_splits
 from tests.conftest import ROOT
 
@@ -235,6 +237,32 @@ def test_normalise_duplicates_and_leakage():
     assert leak == {"count": 1, "examples": [{"row": 0, "source_row": 4, "text": "OTHER."}]}
 
 
+def test_text_flags():
+    texts = pd.Series(["12345", " -3.5 ", "50%", "1,200", "route 66", "hel\x00lo", "bell\x07", "c1\x85",
+                       "tab\tand\r\n", "zero\u200bwidth", "\ufeffbom", "word\u2060joiner", "café ’quotes’",
+                       None, 7, ""], dtype=object)
+    flags = {name: np.flatnonzero(rows).tolist() for name, rows in text_flags(texts).items()}
+    assert flags == {"numeric": [0, 1, 2, 3], "nul": [5], "control": [6, 7], "zero_width": [9, 10, 11]}
+
+
+def test_nul_is_an_error_and_other_hidden_characters_warnings():
+    splits = clean_splits()
+    for row, text in enumerate(["12345", "hel\x00lo there", "bell\x07 here", "zero\u200bwidth space"]):
+        splits["train"].loc[row, "text"] = text
+    s = validate_splits(splits, None, CONTRACT, None)
+    assert errors_about(s, "text", "train row 1 = 'hel\\x00lo there'", "without NUL characters", "contract text.nul")
+    assert errors_about(s, "text", "train row 0 = '12345'", "not only a number", "text.numeric", warnings=True)
+    assert errors_about(s, "text", "train row 2 = 'bell\\x07 here'", "control characters", "text.control",
+                        warnings=True)
+    assert errors_about(s, "text", "train row 3 = 'zero\\u200bwidth space'", "zero-width", "text.zero_width",
+                        warnings=True)
+    assert len(s["errors"]) == 1 and len(s["warnings"]) == 3
+    strict = Contract.model_validate({"text": {"numeric": "error", "nul": "warning"}})
+    s = validate_splits(splits, None, strict, None)
+    assert errors_about(s, "text", "train row 0 = '12345'", "text.numeric")
+    assert errors_about(s, "text", "train row 1", "text.nul", warnings=True)
+
+
 def test_import_does_not_load_great_expectations():
     code = "import sys, driftfit.validate; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -245,7 +273,8 @@ def test_import_does_not_load_great_expectations():
 
 def params_for(tmp_path, contract: str | None = None, **validate) -> Params:
     return Params.model_validate({
-        "paths": {"prepared": str(tmp_path / "prepared"), "validation": str(tmp_path / "validation")},
+        "paths": {"prepared": str(tmp_path / "prepared"), "validation": str(tmp_path / "validation"),
+                  "rejected": str(tmp_path / "rejected")},
         "data": {"incoming": {"path": str(tmp_path / "incoming.csv")}},
         "validate": {"max_text_chars": 100, "contract": contract, **validate},
     })
@@ -257,24 +286,36 @@ def write_prepared(tmp_path, splits: dict[str, pd.DataFrame]) -> None:
         df.to_parquet(tmp_path / "prepared" / f"{name}.parquet", index=False)
 
 
-def test_run_writes_summary_and_docs_then_raises(tmp_path):
+def rejected_reports(tmp_path) -> list:
+    return sorted((tmp_path / "rejected").glob("*/summary.json"))
+
+
+def test_run_writes_a_rejected_report_then_raises(tmp_path):
+    """A failed run writes its report under paths.rejected (a folder per batch), never paths.validation."""
     splits = clean_splits()
     splits["reference_train"] = frame({"greet": 4, "bye": 4}, "ref")  # no 'ask' in the reference
     splits["reference_test"] = frame({"greet": 1, "bye": 1}, "reftest")
     write_prepared(tmp_path, splits)
+    (tmp_path / "validation").mkdir()
+    (tmp_path / "validation" / "summary.json").write_text('{"success": true}')  # the last good batch's report
     with pytest.raises(ValidationFailed) as err:
         run(params_for(tmp_path, allowed_labels="reference"))
     message = str(err.value)
     assert message.startswith("data validation failed:") and "\n" not in message
     assert "column 'label': train row" in message and "'ask'" in message and "labels.allowed" in message
-    assert str(tmp_path / "validation" / "summary.json") in message
-    summary = json.loads((tmp_path / "validation" / "summary.json").read_text())
+    [report] = rejected_reports(tmp_path)
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{8}", report.parent.name)  # time + hash of the split files
+    assert message.endswith(f"(details: {report})") and err.value.summary_path == str(report)
+    assert (tmp_path / "validation" / "summary.json").read_text() == '{"success": true}'  # as it was
+    assert [p.name for p in (tmp_path / "validation").iterdir()] == ["summary.json"]
+    summary = json.loads(report.read_text())
     assert summary["success"] is False and summary["allowed_labels"] == ["bye", "greet"]
     assert summary["contract_from"] == "validate.* keys in params.yaml"
     assert set(summary["splits"]) == {"train", "val", "test", "reference_train", "reference_test"}
-    assert summary["data_docs"] == str(tmp_path / "validation" / "data_docs" / "index.html")
-    assert (tmp_path / "validation" / "data_docs" / "index.html").is_file()
+    assert summary["data_docs"] == str(report.parent / "data_docs" / "index.html")
+    assert (report.parent / "data_docs" / "index.html").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folder left
+    assert [p.name for p in (tmp_path / "rejected").iterdir() if p.name.startswith(".")] == []
 
 
 def test_the_contract_file_drives_the_suite(tmp_path):
@@ -283,7 +324,9 @@ def test_the_contract_file_drives_the_suite(tmp_path):
     contract.write_text("text:\n  min_chars: 30\n")  # the clean texts are shorter
     with pytest.raises(ValidationFailed, match=r"between 30 and 5000 characters.*text.min_chars"):
         run(params_for(tmp_path, contract=str(contract)))
-    summary = json.loads((tmp_path / "validation" / "summary.json").read_text())
+    assert not (tmp_path / "validation").exists()
+    [report] = rejected_reports(tmp_path)
+    summary = json.loads(report.read_text())
     assert summary["contract_from"] == str(contract) and summary["contract"]["text"]["min_chars"] == 30
 
 
@@ -292,3 +335,17 @@ def test_run_passes_on_clean_files(tmp_path):
     summary = run(params_for(tmp_path, contract=str(ROOT / "data" / "contract.yaml")))
     assert summary["success"]
     assert json.loads((tmp_path / "validation" / "summary.json").read_text())["success"] is True
+
+
+def test_warnings_are_reported_and_logged(tmp_path, caplog):
+    """A warning does not stop the run: it is in summary.json and in the validate step's log."""
+    splits = clean_splits()
+    splits["train"].loc[0, "text"] = "12345"
+    write_prepared(tmp_path, splits)
+    with caplog.at_level(logging.WARNING, logger="driftfit.validate"):
+        summary = run(params_for(tmp_path, contract=str(ROOT / "data" / "contract.yaml")))
+    assert summary["success"] and not (tmp_path / "rejected").exists()
+    [warning] = errors_about(summary, "text", "train row 0 = '12345'", "contract text.numeric", warnings=True)
+    logged = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "driftfit.validate"]
+    assert [r.getMessage() for r in logged] == [f"data validation warning: {warning}"]
+    assert json.loads((tmp_path / "validation" / "summary.json").read_text())["warnings"] == [warning]

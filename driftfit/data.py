@@ -120,7 +120,8 @@ def _line_of(raw: bytes, offset: int) -> int:
 
 def _header_fields(text: str, sep: str, fmt: str) -> list[str]:
     """The first line's fields, as the CSV/TSV reader splits them."""
-    first = text.split("\n", 1)[0].rstrip("\r")
+    end = text.find("\n")  # not split(): that would copy the rest of a big file
+    first = (text if end < 0 else text[:end]).rstrip("\r")
     return next(csv.reader([first], delimiter=sep, quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL),
                 [])
 
@@ -207,16 +208,16 @@ def _read_csv(path: Path, text: str, src: SourceConfig, fmt: str) -> tuple[pd.Da
     return df, lines
 
 
+class _RepeatedKey(ValueError):
+    """A JSON object names a key twice: json.loads would silently keep the last value."""
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
     keys = [k for k, _ in pairs]
     repeated = next((k for k in keys if keys.count(k) > 1), None)
     if repeated is not None:
         raise _RepeatedKey(repeated)
     return dict(pairs)
-
-
-class _RepeatedKey(ValueError):
-    pass
 
 
 _JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true/false",
@@ -402,13 +403,14 @@ def load_table(src: SourceConfig, path: str | None = None, seed: int = 0, lines:
     df = df.reset_index(drop=True)
     texts = _checked_texts(df[src.text], where, src.text, at)
     labels = _label_strings(df[src.label], where, src.label, line_of, at)
-    missing = labels.isna().to_numpy() | labels.str.strip().str.casefold().isin(MISSING_LABELS).to_numpy()
+    stripped = labels.str.strip()
+    missing = labels.isna().to_numpy() | stripped.str.casefold().isin(MISSING_LABELS).to_numpy()
     if missing.any():
         rows = [int(line_of[i]) for i in np.flatnonzero(missing)[:5]]
         raise DataError(f"data file '{where}', column {src.label!r}: {int(missing.sum())} row(s) without a label "
                         f"(first at line/row {rows}; empty, or NaN/None/null/NA); expected a label in every row")
     _check_spellings(labels, where, src.label, at)
-    out = pd.DataFrame({"text": texts, "label": labels.str.strip()})
+    out = pd.DataFrame({"text": texts, "label": stripped})
     if lines:
         out["line"] = line_of
     if src.sample is not None and src.sample < len(out):

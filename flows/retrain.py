@@ -2,8 +2,9 @@
 
 Run it once:      python -m flows.retrain [--params params.yaml] [--incoming FILE] [--strategy NAME]
 On a schedule:    prefect.yaml deploys it (weekly cron, and on a `driftfit.batch.landed` event).
-Each task is cached by its dvc.yaml stage (tasks/cache.py): a re-run with unchanged inputs skips
-the work and leaves the outputs in place.
+Each task is cached by its dvc.yaml stage, as DVC sees it (tasks/stage.py): a re-run with unchanged
+inputs skips the work, and a task that ran is recorded in dvc.lock, so `dvc repro` after a flow run
+does nothing either.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tasks.prepare import make_default_data, prepare
 from tasks.promote import promote
 from tasks.select_strategy import select_strategy
 from tasks.train import train
+from tasks.tune import record_search_off
 from tasks.validate import validate
 
 logs.install()  # our errors as one line in the run's logs, not under two tracebacks
@@ -66,6 +68,8 @@ def retrain(params_path: str = "params.yaml", incoming_path: str | None = None, 
     logger.info("strategy %s: %s", decision["strategy"], decision["reason"])
     if params.search.enabled:
         tune(params)  # a subflow: hyperparameter trials as parallel tasks; train uses the best
+    else:
+        record_search_off(params)  # as the tune stage does: its record is one of train's inputs
     train(params)
     metrics = evaluate(params)
     verdict = promote(params)

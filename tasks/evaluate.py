@@ -1,14 +1,13 @@
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from driftfit import evaluate as evaluate_step
 from driftfit.config import Params
 from driftfit.io import read_json
 from driftfit.report import cost_md, metrics_rows
-from tasks.cache import StageCache, record_outputs
+from tasks.stage import stage_task
 
 
-@task(name="evaluate", cache_policy=StageCache("evaluate"))
+@stage_task("evaluate", name="evaluate")
 def evaluate(params: Params) -> dict:
     """Score candidate, champion and pretrained baseline on the new and reference test splits."""
     metrics = evaluate_step.run(params)
@@ -18,5 +17,3 @@ def evaluate(params: Params) -> dict:
     create_markdown_artifact(key="inference-cost", markdown=cost_md(metrics, latency), description="Inference cost")
     return metrics
 
-
-evaluate.on_commit(record_outputs)  # after a real run: remember what it wrote

@@ -1,16 +1,15 @@
 from pathlib import Path
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from driftfit import promote as promote_step
 from driftfit.config import Params
 from driftfit.report import promotion_md
-from tasks.cache import StageCache, record_outputs
+from tasks.stage import stage_task
 
 
 # No retries: a retry after the switch would judge the same metrics again and promote a second copy.
-@task(name="promote", cache_policy=StageCache("promote"))
+@stage_task("promote", name="promote")
 def promote(params: Params) -> dict:
     """Make the candidate champion if it passes the gate; publish the verdict and the model card."""
     verdict = promote_step.run(params)
@@ -20,5 +19,3 @@ def promote(params: Params) -> dict:
                                  description=f"Model card of {verdict['champion']}")
     return verdict
 
-
-promote.on_commit(record_outputs)  # after a real run: remember what it wrote

@@ -1,17 +1,16 @@
 import time
 
-from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from driftfit import search
 from driftfit import train as train_step
 from driftfit.config import Params
-from tasks.cache import StageCache, record_outputs
+from tasks.stage import stage_task
 
 UPDATE_EVERY_S = 1.0  # each update is an API call: at most one a second, plus the last step
 
 
-@task(name="train", cache_policy=StageCache("train"))
+@stage_task("train", name="train")
 def train(params: Params) -> dict:
     """Train the candidate with the chosen strategy (and the search's best values, when it ran);
     a progress artifact follows the steps."""
@@ -32,5 +31,3 @@ def train(params: Params) -> dict:
                                                           f"{log.get('steps', 0)} steps")
     return log
 
-
-train.on_commit(record_outputs)  # after a real run: remember what it wrote

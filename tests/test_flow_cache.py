@@ -1,14 +1,24 @@
-"""Task caching of the retrain flow: the cache key follows the dvc.yaml stage, and the outputs must
-still be as the last run left them. Under a real Prefect API: a re-run with unchanged inputs skips
-every step; a changed param re-runs only the steps that use it; a missing output is rebuilt."""
+"""Task caching of the retrain flow by DVC itself (tasks/stage.py): DVC says whether a stage is up to date,
+and a task that ran is recorded in dvc.lock. Under a real Prefect API: a re-run with unchanged inputs skips
+every step; a changed param re-runs only the steps that use it; a missing output is rebuilt; `dvc status`
+after a flow run says everything is up to date."""
 
-from types import SimpleNamespace
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import project_copy, write_params
 
 FAST = {"train.max_steps": 2, "evaluate.latency_examples": 2, "promote.beat_baseline": False}
+BIN = Path(sys.executable).parent
+
+
+def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([str(BIN / "dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def task_states(flow_run_id) -> dict[str, str]:
@@ -37,56 +47,52 @@ stages:
 """
 
 
-def test_cache_key_follows_the_stage_and_its_outputs(tmp_path):
-    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-
+def test_the_key_is_dvcs_verdict_on_the_stage(tmp_path):
     from driftfit.config import load_params
-    from tasks.cache import StageCache, record_outputs, stage_files
+    from tasks.stage import DvcStage, record_stage
 
     params_path = write_params(tmp_path)
     (tmp_path / "dvc.yaml").write_text(STAGES)
+    assert DvcStage("decide").compute_key(None, {"params": load_params(params_path)},
+                                          {"params_path": str(params_path)}) is None  # not a DVC repo yet
+    assert dvc(tmp_path, "init", "--no-scm", "-q").returncode == 0
     flow_parameters = {"params_path": str(params_path)}
-    policy = StageCache("decide")
+    policy = DvcStage("decide")
 
     def key(overrides=None):
         return policy.compute_key(None, {"params": load_params(params_path, overrides)}, flow_parameters)
 
+    def ran():  # the task ran: record the stage as the task wrapper does
+        return record_stage("decide", load_params(params_path), str(params_path))
+
     shift, decision, registry = (tmp_path / "reports" / "shift.json", tmp_path / "reports" / "decision.json",
                                  tmp_path / "models" / "registry")
-    files = stage_files(tmp_path / "dvc.yaml", "decide", load_params(params_path))
-    assert files.deps == [tmp_path / "code.py", shift] and files.params.keys() == {"strategy"}
-    assert files.outs == [decision] and files.persist == [registry]
     (tmp_path / "code.py").write_text("x = 1")
     shift.parent.mkdir()
     shift.write_text('{"mmd": 0.1}')
     decision.write_text('{"strategy": "head"}')
     registry.mkdir(parents=True)
+    (registry / "champion.json").write_text('{"version": null}')
 
-    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "storage"}):
-        first = key()
-        assert key() != first  # the outputs were never recorded: run again, under a fresh key
-        ran = key()
-        record_outputs(SimpleNamespace(key=ran))  # as Prefect does when the task's result is committed
-        assert key() == ran  # unchanged deps, params and outputs: the cached result
-        assert key({"train.epochs": 1}) == ran  # a param of another stage
-        (registry / "champion.json").write_text("{}")  # persistent state changes (a rollback): still cached
-        assert key() == ran
-        assert key({"strategy.mmd_small": 0.5}) != ran  # a param of this stage changed
-        ran = key()
-        record_outputs(SimpleNamespace(key=ran))
-        decision.write_text('{"strategy": "lora"}')  # the output was changed by hand
-        assert key() != ran
-        ran = key()
-        record_outputs(SimpleNamespace(key=ran))
-        decision.unlink()  # the output is gone
-        assert key() != ran
-        decision.write_text('{"strategy": "lora"}')
-        ran = key()
-        record_outputs(SimpleNamespace(key=ran))
-        (tmp_path / "code.py").write_text("x = 2")  # the code changed
-        assert key().split("-")[2] != ran.split("-")[2]
+    first = key()
+    assert "-run-" in first and key() != first  # never recorded: run, under a fresh key each time
+    recorded = ran()
+    assert key() == recorded and "-run-" not in recorded  # up to date: the result stored under the entry
+    assert "decide:" in (tmp_path / "dvc.lock").read_text()
+    assert dvc(tmp_path, "status").stdout.strip().endswith("up to date.")  # DVC itself agrees
+    assert key({"train.epochs": 1}) == recorded  # a param of another stage
+    assert key({"strategy.mmd_small": 0.5}) is None  # an override of this stage's param: DVC can't know it
+    decision.write_text('{"strategy": "lora"}')  # an output changed by hand
+    assert "-run-" in key()
+    recorded = ran()
+    decision.unlink()  # an output gone
+    assert "-run-" in key()
+    decision.write_text('{"strategy": "lora"}')
+    recorded = ran()
+    (tmp_path / "code.py").write_text("x = 2")  # the code changed
+    assert "-run-" in key()
+    assert ran() != recorded
     assert policy.compute_key(None, {"params": load_params(params_path)}, {}) is None  # not run by the flow
-    assert StageCache("nope").compute_key(None, {"params": load_params(params_path)}, flow_parameters) is None
 
 
 @pytest.mark.slow
@@ -98,17 +104,19 @@ def test_rerun_with_unchanged_inputs_is_cached(tmp_path):
 
     root = project_copy(tmp_path / "project")
     params = str(write_params(root, FAST))
-    # cached results and stamps in tmp_path, not in ~/.prefect
+    # cached results in tmp_path, not in ~/.prefect
     with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "storage"}), \
             prefect_test_harness(server_startup_timeout=120):
         first = retrain(params_path=params, return_state=True)
         assert first.is_completed(), first.message
         assert set(task_states(first.state_details.flow_run_id).values()) == {"Completed"}
         metrics = (root / "reports" / "metrics.json").read_bytes()
+        status = dvc(root, "status")
+        assert status.stdout.strip().endswith("up to date."), status.stdout  # the flow recorded every stage
 
         second = retrain(params_path=params, return_state=True)
         states = task_states(second.state_details.flow_run_id)
-        assert set(states.values()) == {"Cached"} and len(states) == 9, states
+        assert set(states.values()) == {"Cached"} and len(states) == 10, states
         assert second.result()["promotion"] == first.result()["promotion"]
         assert (root / "reports" / "metrics.json").read_bytes() == metrics
 
@@ -119,3 +127,5 @@ def test_rerun_with_unchanged_inputs_is_cached(tmp_path):
         ran = {name for name, state in states.items() if state != "Cached"}
         assert ran == {"evaluate", "promote"}, states
         assert (root / "reports" / "evaluation" / "latency.json").is_file()
+    repro = dvc(root, "repro")  # after the flow, the other door has nothing to do
+    assert repro.returncode == 0 and "Running stage" not in repro.stdout, repro.stdout

@@ -1,6 +1,6 @@
 """What orchestration costs: the retrain flow against a running Prefect server, and no-op `dvc repro`.
 
-    python bench/orchestration.py [--out bench/results]
+    python -m bench.orchestration [--out bench/results]
 
 In a fresh copy of the project (default params.yaml, default data):
 1. starts `prefect server start` on loopback (or uses PREFECT_API_URL if set);
@@ -30,9 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT))
 
-from tests.conftest import free_port, project_copy  # noqa: E402  (the tests' project copy, one definition)
+from tests.conftest import free_port, project_copy  (the tests' project copy, one definition)
 STEPS = [("driftfit.data", "run_default_data"), ("driftfit.data", "run"), ("driftfit.validate", "run"),
          ("driftfit.augment", "run"), ("driftfit.shift", "run"), ("driftfit.strategy", "run"),
          ("driftfit.train", "run"), ("driftfit.evaluate", "run"), ("driftfit.promote", "run")]
@@ -139,7 +138,7 @@ def main() -> None:
     import torch
 
     result = {
-        "command": "python bench/orchestration.py",
+        "command": "python -m bench.orchestration",
         "date": dt.date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, "
                    + (torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"),

@@ -1,6 +1,6 @@
 """Training throughput: a plain Hugging Face Trainer baseline vs driftfit's training step, in one process.
 
-    python bench/train_throughput.py [--models minilm,bert-base,bert-large] [--rows 2000] [--max-len 128]
+    python -m bench.train_throughput [--models minilm,bert-base,bert-large] [--rows 2000] [--max-len 128]
                                      [--epochs 1] [--out bench/results]
 
 Both train the same classifier (encoder + mean pooling + linear head, full fine-tuning) on the same
@@ -32,12 +32,11 @@ import psutil
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from driftfit.config import SourceConfig, load_params  # noqa: E402
-from driftfit.data import load_table  # noqa: E402
-from driftfit.io import write_json, write_text  # noqa: E402
-from driftfit.model import TextClassifier, load_tokenizer, predict_proba, resolve_pretrained  # noqa: E402
+from driftfit.config import SourceConfig, load_params
+from driftfit.data import load_table
+from driftfit.io import write_json, write_text
+from driftfit.model import TextClassifier, load_tokenizer, predict_proba, resolve_pretrained
 
 SHARED = ROOT.parent / "shared" / "data"
 SIZES = {"minilm": None,  # the pretrained default, as shipped
@@ -198,7 +197,7 @@ def main() -> None:
         results[name] = row
         print(name, json.dumps(row), flush=True)
 
-    out = {"command": "python bench/train_throughput.py " + " ".join(sys.argv[1:]), "device": device,
+    out = {"command": "python -m bench.train_throughput " + " ".join(sys.argv[1:]), "device": device,
            "torch": torch.__version__, "rows": len(train), "epochs": args.epochs, "max_len": args.max_len,
            "batch_size": args.batch_size, "real_tokens": real_tokens,
            "mean_tokens_per_text": round(float(np.mean(lengths)), 1), "results": results,

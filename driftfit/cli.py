@@ -73,14 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--strategy", default=None, choices=strategies.names(), metavar="NAME",
                            help="force a strategy (same as -S strategy.force=...); one of: "
                                 + strategies.help_text())
-    bench = sub.add_parser("bench", help="benchmarks (decision: the strategy selector vs training every strategy)")
+    bench = sub.add_parser("bench", help="benchmarks in the project's bench/ folder (decision: the strategy "
+                                         "selector vs training every strategy); arguments go to the benchmark",
+                           add_help=False)
     bench.add_argument("which", choices=["decision"], help="which benchmark")
-    bench.add_argument("--scenarios", default="bench/scenarios.yaml", help="scenario YAML file")
-    bench.add_argument("--out", default="bench/results", help="folder for decision.json and decision.md")
-    bench.add_argument("--params", default="params.yaml", help="base params (model, shift, strategy thresholds)")
-    bench.add_argument("--only", action="append", default=None, metavar="NAME", help="run only this scenario")
-    bench.add_argument("--rescore", action="store_true",
-                       help="no training: re-score the saved results under the current policy")
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own arguments (see its --help)")
     rollback = sub.add_parser("rollback", help="make an earlier registry version champion again")
     rollback.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     rollback.add_argument("--to", dest="version", default=None, metavar="vN",
@@ -112,15 +109,15 @@ def _registry(args) -> int:
 
 
 def _bench(args) -> int:
-    from driftfit import bench_decision
+    """Benchmarks live outside the library, in the project's bench/ folder: run one from there."""
+    import subprocess
+    from pathlib import Path
 
-    if args.rescore:
-        print(json.dumps(bench_decision.rescore(args.out, args.scenarios, args.params)))
-        return 0
-    summary = bench_decision.run(args.scenarios, args.out, args.params, args.only,
-                                 command=" ".join(["driftfit", *sys.argv[1:]]))
-    print(json.dumps(summary))
-    return 0
+    script = Path("bench") / f"{args.which}.py"
+    if not script.is_file():
+        raise DriftfitError(f"{script} not found: run 'driftfit bench' from the project folder (benchmarks are "
+                            "not part of the installed library)")
+    return subprocess.run([sys.executable, "-m", f"bench.{args.which}", *args.rest]).returncode
 
 
 def main(argv: list[str] | None = None) -> int:

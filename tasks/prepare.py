@@ -1,6 +1,5 @@
 from pathlib import Path
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from driftfit import data
@@ -8,7 +7,7 @@ from driftfit.config import Params
 from driftfit.errors import DriftfitError, ValidationFailed
 from driftfit.io import read_json
 from driftfit.report import validation_md
-from tasks.cache import StageCache, record_outputs
+from tasks.stage import stage_task
 
 
 def transient(task, task_run, state) -> bool:
@@ -22,18 +21,15 @@ def transient(task, task_run, state) -> bool:
     return False
 
 
-@task(name="default data", retries=1, retry_delay_seconds=2, retry_condition_fn=transient,
-      cache_policy=StageCache("default_data"))
+@stage_task("default_data", name="default data", retries=1, retry_delay_seconds=2, retry_condition_fn=transient)
 def make_default_data(params: Params) -> dict:
     """Write the embedded default data (chatterbot-corpus English)."""
     return data.run_default_data(params)
 
 
-make_default_data.on_commit(record_outputs)  # after a real run: remember what it wrote
 
-
-@task(name="prepare", retries=2, retry_delay_seconds=5, retry_condition_fn=transient,  # network storage can blink
-      cache_policy=StageCache("prepare"))
+@stage_task("prepare", name="prepare", retries=2, retry_delay_seconds=5,  # network storage can blink
+            retry_condition_fn=transient)
 def prepare(params: Params) -> dict:
     """Load reference + incoming data, check them against the contract, split them, record content hashes."""
     try:
@@ -45,5 +41,3 @@ def prepare(params: Params) -> dict:
                                      description=f"Data validation (failed in prepare; report in {summary})")
         raise
 
-
-prepare.on_commit(record_outputs)  # after a real run: remember what it wrote

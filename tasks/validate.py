@@ -8,7 +8,7 @@ from driftfit.config import Params
 from driftfit.errors import ValidationFailed
 from driftfit.io import read_json
 from driftfit.report import validation_md, validation_rows
-from tasks.cache import StageCache, record_outputs
+from tasks.stage import stage_task
 
 
 def _publish(summary: dict) -> None:
@@ -20,7 +20,7 @@ def _publish(summary: dict) -> None:
                              link_text="Great Expectations Data Docs", description="The full validation report")
 
 
-@task(name="validate", cache_policy=StageCache("validate"))
+@stage_task("validate", name="validate")
 def validate(params: Params) -> dict:
     """Run the Great Expectations suite; a failing suite fails the flow with the report attached."""
     try:
@@ -34,5 +34,3 @@ def validate(params: Params) -> dict:
     _publish(summary)
     return summary
 
-
-validate.on_commit(record_outputs)  # after a real run: remember what it wrote

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from driftfit.bench_decision import cap_per_class, chatterbot_frame, load_scenarios, summarise
+from bench.decision import cap_per_class, chatterbot_frame, load_scenarios, summarise
 from driftfit.errors import ConfigError
 from tests.conftest import ROOT, write_params
 
@@ -76,7 +76,7 @@ def test_bench_trains_every_listed_strategy_and_reports_regret(tmp_path):
 
 
 def test_rescore_maps_each_saved_rule_to_the_current_choice(tmp_path):
-    from driftfit.bench_decision import rescore
+    from bench.decision import rescore
     from driftfit.io import write_json
     from driftfit.strategy import CHOICES
 

@@ -46,7 +46,8 @@ def test_nan_texts_stop_before_the_splits_are_written(tmp_path, default_data_dir
     # The contract is checked on the splits in memory, before prepare writes them.
     out = driftfit(tmp_path, "prepare")
     assert out.returncode == 2 and "line 2) = ''" in out.stderr, out.stderr
-    assert (tmp_path / "reports" / "validation" / "summary.json").is_file()
+    assert list((tmp_path / "reports" / "rejected").glob("*/summary.json"))  # the report, outside every stage's outputs
+    assert not (tmp_path / "reports" / "validation").exists()
     assert not (tmp_path / "data" / "prepared").exists() and not (tmp_path / "data" / "augmented").exists()
 
 

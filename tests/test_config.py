@@ -93,3 +93,26 @@ def test_values_that_used_to_slip_through_are_rejected_up_front(tmp_path, key, v
 def test_yaml_infinity_from_an_override_is_rejected(tmp_path):
     with pytest.raises(ConfigError, match="'train.epochs' = inf"):
         load_params(write_params(tmp_path), {"train.epochs": yaml.safe_load(".inf")})
+
+
+def test_every_knob_is_described_once_in_params_yaml():
+    """params.yaml's comments are the one description of each knob: every field of the config is there."""
+    from pydantic import BaseModel
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+    def missing(model: type[BaseModel], node: dict, prefix: str) -> list[str]:
+        out = []
+        for name, field in model.model_fields.items():
+            key = field.alias or name
+            if key not in node:
+                out.append(prefix + key)
+                continue
+            sub = field.annotation
+            if isinstance(sub, type) and issubclass(sub, BaseModel) and isinstance(node[key], dict):
+                out += missing(sub, node[key], f"{prefix}{key}.")
+        return out
+
+    assert missing(Params, raw, "") == []
+    config_source = (ROOT / "driftfit" / "config.py").read_text()
+    assert "description=" not in config_source  # no second description to drift apart

@@ -1,6 +1,7 @@
 """Decision benchmark: is the strategy the selector picks as good as the best one, found by training all?
 
-`driftfit bench decision --scenarios bench/scenarios.yaml --out bench/results`
+    python -m bench.decision --scenarios bench/scenarios.yaml --out bench/results [--only NAME] [--rescore]
+    driftfit bench decision ...            (the same, from the project folder)
 
 For each scenario in the YAML file: load the data, train a champion on the reference data (if any; a
 `head` model, counted as set-up, not as cost), run the selector exactly as the pipeline does (shift
@@ -369,3 +370,34 @@ def rescore(out_dir: str | Path = "bench/results", scenarios_path: str | Path = 
           *rows]
     write_text(out_dir / "decision-rescored.md", "\n".join(md) + "\n")
     return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    from driftfit.errors import DriftfitError
+
+    ap = argparse.ArgumentParser(prog="python -m bench.decision", description=__doc__.splitlines()[0])
+    ap.add_argument("--scenarios", default="bench/scenarios.yaml", help="scenario YAML file")
+    ap.add_argument("--out", default="bench/results", help="folder for decision.json and decision.md")
+    ap.add_argument("--params", default="params.yaml", help="base params (model, shift, strategy thresholds)")
+    ap.add_argument("--only", action="append", default=None, metavar="NAME", help="run only this scenario")
+    ap.add_argument("--rescore", action="store_true", help="no training: re-score the saved results under the "
+                                                           "current policy")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        if args.rescore:
+            print(json.dumps(rescore(args.out, args.scenarios, args.params)))
+        else:
+            print(json.dumps(run(args.scenarios, args.out, args.params, args.only,
+                                 command=" ".join(["python -m bench.decision", *(argv or sys.argv[1:])]))))
+    except DriftfitError as err:
+        print(f"bench decision: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -31,7 +31,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from driftfit.augment import augment_frame, embedding_neighbours
 from driftfit.config import AugmentConfig, ModelConfig, SourceConfig
-from driftfit.data import load_table
+from driftfit.loaders import load_table
 from driftfit.io import write_json, write_text
 from driftfit.model import embed_texts, load_encoder, load_tokenizer
 

@@ -100,7 +100,7 @@ def load_scenarios(path: str | Path) -> ScenarioFile:
 
 def chatterbot_frame(language: str) -> pd.DataFrame:
     """Every utterance of one chatterbot-corpus language, labelled by category; ambiguous ones dropped."""
-    from driftfit.data import chatterbot_conversations
+    from driftfit.default_data import chatterbot_conversations
 
     rows = [(u, label) for label, convs in chatterbot_conversations(language).values() for c in convs for u in c]
     df = pd.DataFrame(rows, columns=["text", "label"]).drop_duplicates()
@@ -109,7 +109,7 @@ def chatterbot_frame(language: str) -> pd.DataFrame:
 
 
 def load_source(src: SourceConfig, seed: int) -> pd.DataFrame:
-    from driftfit.data import load_table
+    from driftfit.loaders import load_table
 
     if src.path.startswith("chatterbot:"):
         df = chatterbot_frame(src.path.split(":", 1)[1])
@@ -128,7 +128,7 @@ def cap_per_class(df: pd.DataFrame, total: int | None, per_class: int | None, se
                 for i in rng.permutation(idx)[:per_class]]
         df = df.iloc[sorted(keep)]
     if total is not None and len(df) > total:
-        from driftfit.data import stratified_split
+        from driftfit.prepare import stratified_split
 
         keep = total / len(df)
         df = stratified_split(df, {"keep": keep}, seed)["keep"]
@@ -136,7 +136,7 @@ def cap_per_class(df: pd.DataFrame, total: int | None, per_class: int | None, se
 
 
 def scenario_data(sc: Scenario, budget: Budget, seed: int) -> dict[str, pd.DataFrame | None]:
-    from driftfit.data import stratified_split
+    from driftfit.prepare import stratified_split
 
     incoming = load_source(sc.train, seed)
     if sc.test is not None:

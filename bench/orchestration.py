@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-from tests.conftest import free_port, project_copy  (the tests' project copy, one definition)
-STEPS = [("driftfit.data", "run_default_data"), ("driftfit.data", "run"), ("driftfit.validate", "run"),
+from tests.conftest import free_port, project_copy  # the tests' project copy, one definition
+STEPS = [("driftfit.default_data", "run"), ("driftfit.prepare", "run"), ("driftfit.validate", "run"),
          ("driftfit.augment", "run"), ("driftfit.shift", "run"), ("driftfit.strategy", "run"),
          ("driftfit.train", "run"), ("driftfit.evaluate", "run"), ("driftfit.promote", "run")]
 

@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 from driftfit.config import SourceConfig, load_params
-from driftfit.data import load_table
+from driftfit.loaders import load_table
 from driftfit.io import write_json, write_text
 from driftfit.model import TextClassifier, load_tokenizer, predict_proba, resolve_pretrained
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from driftfit.config import AugmentConfig, ModelConfig, Params
-from driftfit.data import read_split
+from driftfit.prepare import read_split
 from driftfit.errors import DataError
 from driftfit.io import atomic_dir, write_json
 

@@ -21,8 +21,8 @@ from driftfit.errors import DriftfitError
 # step name -> (module, function). Imported only when that step runs, so `driftfit prepare` never
 # pays for torch and `driftfit --help` is instant.
 STEPS = {
-    "default-data": ("driftfit.data", "run_default_data"),
-    "prepare": ("driftfit.data", "run"),
+    "default-data": ("driftfit.default_data", "run"),
+    "prepare": ("driftfit.prepare", "run"),
     "validate": ("driftfit.validate", "run"),
     "augment": ("driftfit.augment", "run"),
     "measure-shift": ("driftfit.shift", "run"),

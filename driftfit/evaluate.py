@@ -24,7 +24,7 @@ import torch
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from driftfit.config import Params
-from driftfit.data import read_split
+from driftfit.prepare import read_split
 from driftfit.io import atomic_dir, read_json, write_json
 from driftfit.model import load_classifier, load_tokenizer, pick_device, predict_proba
 from driftfit.registry import champion_info

@@ -9,11 +9,13 @@ Each measure answers one question the strategy policy (driftfit.strategy) asks:
 - data size: rows, rows per class
 - champion: the current champion's accuracy on the incoming validation split
 
-"Incoming" is train + val together, except for the probe (fit on train, scored on val). Tokenizer fit,
-label shift and data size read every row; the embedding measures, the probe and the champion's score use
-seeded fixed-size subsamples (`shift.sample_size`), so their cost is bounded. Every sampled text is
-embedded once (pretrained encoder, mean-pooled, L2-normalised) and the embeddings are reused.
-Each section carries its own wall time in `seconds`; embedding time is reported apart, in `embed`.
+"Incoming" is train + val together, except for the probe (fit on train, scored on val). Cost is bounded by
+the samples, not the batch: tokenizer fit reads a seeded sample of at most TOKENIZER_TEXTS texts per side
+(its `texts` says how many); the embedding measures, the probe and the champion's score use seeded
+fixed-size subsamples (`shift.sample_size`). Label shift and data size stay exact: they are label counts,
+never a Python list of the rows. Every sampled text is embedded once (pretrained encoder, mean-pooled,
+L2-normalised) and the embeddings are reused. Each section carries its own wall time in `seconds`;
+embedding time is reported apart, in `embed`. bench/scale.py measures time and peak memory at 10k-1M rows.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ from driftfit.io import write_json
 log = logging.getLogger(__name__)
 
 MEDIAN_PAIRS_ROWS = 1000  # rows used to find the median distance (bandwidth); more is slower, no better
+# Texts per side the tokenizer fit reads (a seeded sample; a smaller side is read whole). [UNK] share and
+# sub-words per word are ratios of sums over texts: at 5000 texts their spread between seeds is about 1% of
+# their value (bench/results/scale.md), far inside the policy's thresholds. Reading every row cost 4 min 56 s
+# and 16.5 GB at 1.43M rows (the tokenizer's output for every text is held at once); more is slower, no better.
+TOKENIZER_TEXTS = 5000
 
 
 def _num(x) -> float | None:
@@ -142,17 +149,28 @@ def domain_classifier(x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict:
 
 # ---- label shift ----------------------------------------------------------------------------
 
-def label_shift(reference_labels: list[str] | None, incoming_labels: list[str]) -> dict:
-    """Label shares; with a reference also new and vanished labels and the JS divergence (base 2, 0..1)."""
-    inc = pd.Series(incoming_labels, dtype=str).value_counts(normalize=True)
-    out = {"incoming_distribution": {k: float(v) for k, v in inc.sort_index().items()}}
+def label_counts(labels) -> pd.Series:
+    """Rows per label, labels as strings, sorted by label: one count over the column, no copy of the rows."""
+    counts = pd.Series(labels).value_counts()
+    counts.index = counts.index.map(str)
+    return counts.groupby(level=0).sum().sort_index()  # 1 and '1' are one label once read as strings
+
+
+def label_shift(reference_labels, incoming_labels) -> dict:
+    """Label shares; with a reference also new and vanished labels and the JS divergence (base 2, 0..1).
+
+    Labels are lists or pandas Series: the shares are exact, from counts."""
+    counts = label_counts(incoming_labels)
+    inc = counts / counts.sum()
+    out = {"incoming_distribution": {k: float(v) for k, v in inc.items()}}
     if reference_labels is None:
         return out
-    ref = pd.Series(reference_labels, dtype=str).value_counts(normalize=True)
+    counts = label_counts(reference_labels)
+    ref = counts / counts.sum()
     union = sorted(set(ref.index) | set(inc.index))
     p, q = ref.reindex(union, fill_value=0.0).to_numpy(), inc.reindex(union, fill_value=0.0).to_numpy()
     js = jensenshannon(p, q, base=2) ** 2 if len(ref) and len(inc) else None
-    out["reference_distribution"] = {k: float(v) for k, v in ref.sort_index().items()}
+    out["reference_distribution"] = {k: float(v) for k, v in ref.items()}
     out["new_labels"] = sorted(set(inc.index) - set(ref.index))
     out["vanished_labels"] = sorted(set(ref.index) - set(inc.index))
     out["js_divergence"] = _num(js)
@@ -203,10 +221,10 @@ def logme(features: np.ndarray, labels: list[str]) -> float | None:
 # ---- data size and champion -----------------------------------------------------------------
 
 def data_size(train: pd.DataFrame, val: pd.DataFrame, reference: pd.DataFrame | None) -> dict:
-    counts = train["label"].astype(str).value_counts()
+    counts = label_counts(train["label"])
     return {"rows": len(train), "val_rows": len(val), "classes": len(counts),
             "min_per_class": int(counts.min()) if len(counts) else 0,
-            "per_class": {k: int(v) for k, v in counts.sort_index().items()},
+            "per_class": {k: int(v) for k, v in counts.items()},
             "reference_rows": None if reference is None else len(reference)}
 
 
@@ -240,8 +258,8 @@ def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, 
 
     start = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
-    all_text = incoming_train["text"].tolist() + incoming_val["text"].tolist()
-    all_labels = incoming_train["label"].astype(str).tolist() + incoming_val["label"].astype(str).tolist()
+    # Labels of every incoming row, as a column (no Python list): label shift and data size count them.
+    all_labels = pd.concat([incoming_train["label"], incoming_val["label"]], ignore_index=True)
     # Embedding is the cost: only fixed-size subsamples are embedded (sample_size training rows, a quarter
     # of that for validation), so the time stays bounded however large the batch is.
     tr = incoming_train.iloc[_sample(len(incoming_train), cfg.sample_size, rng)]
@@ -250,10 +268,18 @@ def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, 
     inc_labels = tr["label"].astype(str).tolist() + va["label"].astype(str).tolist()
     report: dict = {}
 
+    # Tokenizer fit on at most TOKENIZER_TEXTS texts per side, drawn from train + val together. Its own
+    # random stream, so the embedding subsamples above and below do not depend on this bound.
     t = time.perf_counter()
-    report["tokenizer"] = {"incoming": tokenizer_fit(tokenizer, all_text, max_len)}
+    tok_rng = np.random.default_rng([cfg.seed, 1])
+    cut = len(incoming_train)  # rows below it are train rows, the rest val rows
+    rows = _sample(cut + len(incoming_val), TOKENIZER_TEXTS, tok_rng)
+    tok_text = (incoming_train["text"].iloc[rows[rows < cut]].tolist()
+                + incoming_val["text"].iloc[rows[rows >= cut] - cut].tolist())
+    report["tokenizer"] = {"incoming": tokenizer_fit(tokenizer, tok_text, max_len)}
     if reference is not None:
-        report["tokenizer"]["reference"] = tokenizer_fit(tokenizer, reference["text"].tolist(), max_len)
+        ref_text = reference["text"].iloc[_sample(len(reference), TOKENIZER_TEXTS, tok_rng)].tolist()
+        report["tokenizer"]["reference"] = tokenizer_fit(tokenizer, ref_text, max_len)
     report["tokenizer"]["seconds"] = time.perf_counter() - t
 
     # Embed once: all incoming rows (the probe needs them), a sample of the reference.
@@ -274,7 +300,7 @@ def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, 
                                "seconds": time.perf_counter() - t}
 
     t = time.perf_counter()
-    ref_labels = reference["label"].astype(str).tolist() if reference is not None else None
+    ref_labels = reference["label"] if reference is not None else None
     report["label_shift"] = {**label_shift(ref_labels, all_labels), "seconds": time.perf_counter() - t}
 
     t = time.perf_counter()
@@ -290,7 +316,7 @@ def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, 
 
     if champion is not None:
         t = time.perf_counter()
-        fit = champion_fit(champion, va, set(all_labels), max_len, cfg.batch_size)
+        fit = champion_fit(champion, va, set(label_counts(all_labels).index), max_len, cfg.batch_size)
         report["champion"] = {**fit, "seconds": time.perf_counter() - t}
 
     report["seconds"] = time.perf_counter() - start

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from driftfit.config import Params, TrainConfig
-from driftfit.data import read_split
+from driftfit.prepare import read_split
 from driftfit.errors import ConfigError, DataError
 from driftfit.io import atomic_dir, read_json, run_tempdir, write_json
 from driftfit.model import TextClassifier, load_tokenizer, pick_device, predict_proba, save_classifier

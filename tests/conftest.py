@@ -67,7 +67,7 @@ def make_params(tmp_path):
 def default_data_dir(tmp_path_factory) -> Path:
     """The embedded default data, shrunk, built once per session."""
     from driftfit.config import DefaultDataConfig
-    from driftfit.data import write_default_data
+    from driftfit.default_data import write_default_data
 
     out = tmp_path_factory.mktemp("default") / "data" / "default"
     write_default_data(DefaultDataConfig(max_per_class=SHRINK["data.default.max_per_class"],
@@ -78,11 +78,11 @@ def default_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def prepared_params(make_params, default_data_dir, tmp_path):
     """Params with the shrunk default data already prepared (split) under tmp_path."""
-    from driftfit import data
+    from driftfit import prepare
 
     shutil.copytree(default_data_dir, tmp_path / "data" / "default")
     params = make_params()
-    data.run(params)
+    prepare.run(params)
     return params
 
 

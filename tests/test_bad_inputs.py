@@ -27,7 +27,7 @@ import yaml
 
 from driftfit import cli
 from driftfit.config import SourceConfig
-from driftfit.data import load_table
+from driftfit.loaders import load_table
 from tests.conftest import write_params
 
 BAD = Path(__file__).parent / "data" / "bad"
@@ -222,6 +222,49 @@ def test_warnings_are_reported_and_logged(tmp_path, caplog, name, in_file, fragm
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert f"data validation warning: {warning}" in logged  # by the validate step
     assert any(in_file in m and all(part in m for part in fragments) for m in logged)  # by prepare, with the line
+
+
+def test_a_one_megabyte_text(project, capsys, tmp_path):
+    rows = GOOD.read_text().splitlines()
+    rows[3] = "word " * 200_000 + ",billing"  # line 4: 1 MB of text
+    big = tmp_path / "huge_text.csv"
+    big.write_text("\n".join(rows) + "\n")
+    before = snapshot(project)
+    status, line = run_bad(project, {"data.incoming.path": str(big)}, capsys)
+    assert status == 2
+    assert "huge_text.csv' line 4) = 'word word" in line and "(999999 characters)" in line
+    assert "expected between 1 and 5000 characters" in line and len(line) < 2000  # the text is cut
+    assert snapshot(project) == before
+
+
+def test_a_utf8_bom_is_accepted():
+    with_bom = load_table(SourceConfig(path=str(BAD / "bom.csv")))
+    assert with_bom.equals(load_table(SourceConfig(path=str(GOOD))))
+    assert list(with_bom.columns) == ["text", "label"]
+    assert with_bom["text"][0] == "My invoice shows a charge I do not recognise"  # no BOM glued to it
+
+
+def test_the_corpus_has_a_file_per_case():
+    files = {p.name for p in BAD.iterdir()}
+    assert len(files - {"good_incoming.csv", "README.md"}) >= 15
+    named = {Path(v).name for _, overrides, _ in CASES for v in overrides.values() if str(v).startswith(str(BAD))}
+    assert named - {"does_not_exist.csv"} <= files
+
+
+@pytest.mark.parametrize("name,overrides,fragment_", [
+    ("empty_text", {"data.incoming.path": str(BAD / "empty_text.csv")}, "empty_text.csv' line 6) = ''"),
+    ("params_mistyped_key", fragment("params_mistyped_key.yaml"), "unknown key 'train.epocs'"),
+])
+def test_a_real_process_exits_2_with_one_line(project, name, overrides, fragment_):
+    """The same through a real `driftfit` process: status 2, stderr's last line is the one message."""
+    before = snapshot(project)
+    write_params(project, {**CHAMPION_RUN, **overrides})
+    out = subprocess.run([sys.executable, "-m", "driftfit.cli", "run"], cwd=project, capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and fragment_ in errors[0] and "Traceback" not in out.stderr
+    assert snapshot(project) == before
 
 
 @pytest.mark.slow

@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 from driftfit.config import DefaultDataConfig, SourceConfig, SplitConfig
-from driftfit.data import content_hash, load_table, make_default_data, prepare_splits, stratified_split
+from driftfit.default_data import make_default_data
+from driftfit.loaders import load_table
+from driftfit.prepare import content_hash, prepare_splits, stratified_split
 from driftfit.errors import DataError
 from tests.conftest import SHARED_DATA
 
@@ -90,7 +92,7 @@ def test_lines_point_into_the_file(tmp_path):
 
 
 def test_prepare_checks_the_contract_before_writing(make_params, tmp_path):
-    from driftfit import data
+    from driftfit import prepare as data
     from driftfit.errors import ValidationFailed
 
     rows = [f"text number {i} about {lab}" for i in range(8) for lab in ("a", "b")]
@@ -114,7 +116,7 @@ def test_prepare_checks_the_contract_before_writing(make_params, tmp_path):
 
 
 def test_prepare_writes_splits_without_the_line_column(make_params, tmp_path):
-    from driftfit import data
+    from driftfit import prepare as data
 
     rows = [f"text number {i} about {lab}" for i in range(8) for lab in ("a", "b")]
     (tmp_path / "in.csv").write_text("text,label\n" + "\n".join(f"{t},{t[-1]}" for t in rows) + "\n")
@@ -145,7 +147,7 @@ def test_explicit_test_file_is_used_as_is():
 
 def test_a_reference_that_is_the_incoming_file_is_leakage(make_params, tmp_path):
     """reference_train is replayed in training: the same file as reference and incoming puts test rows in it."""
-    from driftfit import data
+    from driftfit import prepare as data
     from driftfit.errors import ValidationFailed
 
     rows = [f"text number {i} about {lab}" for i in range(10) for lab in ("a", "b")]

@@ -83,6 +83,31 @@ def test_tokenizer_fits_english_better_than_chinese_and_korean(pretrained, engli
     assert 0 <= en["truncated_rate"] <= 1
 
 
+def test_tokenizer_fit_reads_a_bounded_seeded_sample(pretrained, sides, monkeypatch):
+    """A batch larger than the bound: only TOKENIZER_TEXTS texts per side are tokenized, seeded, drawn from
+    train and val; label shift and data size still count every row."""
+    tokenizer, encoder = pretrained
+    reference, train, val = sides
+    monkeypatch.setattr(shift, "TOKENIZER_TEXTS", 20)  # 48 rows per side here
+    fit, read = shift.tokenizer_fit, []
+
+    def counted_fit(tok, texts, max_len=None):
+        read.append(texts)
+        return fit(tok, texts, max_len)
+
+    monkeypatch.setattr(shift, "tokenizer_fit", counted_fit)
+    reports = [shift.measure_shift(reference, train, val, encoder, tokenizer, SMALL, max_len=64) for _ in range(2)]
+    incoming, ref = read[:2]
+    assert [len(texts) for texts in read] == [20, 20, 20, 20]
+    assert read[2:] == read[:2]  # seeded: the same sample again
+    assert reports[0]["tokenizer"]["incoming"]["texts"] == 20 == reports[0]["tokenizer"]["reference"]["texts"]
+    assert set(incoming) & set(train["text"]) and set(incoming) & set(val["text"])
+    assert set(ref) <= set(reference["text"])
+    assert reports[0]["data_size"]["rows"] == 36 and sum(reports[0]["data_size"]["per_class"].values()) == 36
+    exact = shift.label_shift(reference["label"].tolist(), train["label"].tolist() + val["label"].tolist())
+    assert reports[0]["label_shift"] == {**exact, "seconds": reports[0]["label_shift"]["seconds"]}
+
+
 # ---- embedding shift ------------------------------------------------------------------------
 
 def test_different_distribution_has_larger_mmd_lower_p_and_higher_auc(same_report, chinese_report):
@@ -138,6 +163,9 @@ def test_label_shift_finds_new_and_vanished_labels():
     assert shift.label_shift(["a"], ["b"])["js_divergence"] == pytest.approx(1)
     alone = shift.label_shift(None, ["a", "b", "b"])
     assert "new_labels" not in alone and alone["incoming_distribution"] == pytest.approx({"a": 1 / 3, "b": 2 / 3})
+    # columns count the same as lists; integer and string labels are one label once read as strings
+    assert shift.label_shift(pd.Series(["a", "a", "b", "c"]), pd.Series(["a", "b", "d", "d"])) == out
+    assert shift.label_shift([1, "1", 2], ["2"])["reference_distribution"] == pytest.approx({"1": 2 / 3, "2": 1 / 3})
 
 
 def test_logme_prefers_features_that_carry_the_labels():

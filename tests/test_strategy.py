@@ -136,7 +136,7 @@ def test_run_without_shift_report_says_what_to_do(tmp_path):
 
 def test_probe_mode_trains_candidates_by_successive_halving(prepared_params):
     """Real short trial runs: two candidates, the better one goes on with twice the steps."""
-    from driftfit.data import read_split
+    from driftfit.prepare import read_split
 
     params = prepared_params
     train, val = read_split(params.paths.prepared, "train"), read_split(params.paths.prepared, "val")

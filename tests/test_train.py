@@ -9,7 +9,7 @@ import torch
 
 from driftfit import augment, train
 from driftfit.config import STRATEGIES, TrainConfig
-from driftfit.data import read_split
+from driftfit.prepare import read_split
 from driftfit.io import read_json, write_json
 from driftfit.model import load_classifier, load_tokenizer, predict_proba
 from driftfit.strategy_model import build_model, make_optimizer
@@ -231,7 +231,7 @@ def test_replay_mixes_in_reference_rows():
 
 def test_memory_and_speed_switches_train(prepared_params):
     """Gradient checkpointing and the automatic batch size are real Trainer paths (CPU here)."""
-    from driftfit.data import read_split
+    from driftfit.prepare import read_split
     from driftfit.train import train_model
 
     params = prepared_params.model_copy(update={"train": prepared_params.train.model_copy(

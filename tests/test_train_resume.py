@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from driftfit import augment, data, train
+from driftfit import augment, prepare, train
 from driftfit.io import read_json, write_json
 from tests.conftest import write_params
 
@@ -108,7 +108,7 @@ def test_killed_cli_run_resumes_and_matches_an_uninterrupted_run(tmp_path, defau
         (root / "data").mkdir(parents=True)
         os.symlink(default_data_dir, root / "data" / "default")
         params = load_params(write_params(root, {**RESUMABLE, "train.max_steps": 8}))
-        data.run(params)
+        prepare.run(params)
         augment.run(params)
         write_json(params.paths.decision, {"strategy": "partial", "reason": "test"})
         projects[name] = (root, params)

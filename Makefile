@@ -32,11 +32,18 @@ browser:
 	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 run: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro --quiet   # one line per step that runs
 	@echo
-	@echo "Results: reports/metrics.json (metrics), reports/decision.json (strategy and why),"
-	@echo "         reports/promotion.json (verdict), models/registry/ (champion + MODEL_CARD.md),"
-	@echo "         reports/validation/data_docs/index.html (data-quality report)."
+	@echo "| what                        | where                                         |"
+	@echo "|-----------------------------|-----------------------------------------------|"
+	@echo "| metrics (DVC metrics file)  | reports/metrics.json                          |"
+	@echo "| strategy decision and why   | reports/decision.json                         |"
+	@echo "| shift measurements          | reports/shift.json                            |"
+	@echo "| data-quality report         | reports/validation/data_docs/index.html       |"
+	@echo "| per-class reports, latency  | reports/evaluation/                           |"
+	@echo "| promotion verdict           | reports/promotion.json                        |"
+	@echo "| champion + MODEL_CARD.md    | models/registry/ (driftfit registry list)     |"
+	@echo "| rejected batches' reports   | reports/rejected/                             |"
 
 flow: setup
 	$(BIN)/python -m flows.retrain

@@ -36,10 +36,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from driftfit.config import STRATEGIES, Params, SourceConfig, load_params
+from driftfit.config import STRATEGIES, Params, SourceConfig, StrictModel, explain, load_params, read_yaml_mapping
 from driftfit.errors import ConfigError
 from driftfit.io import write_json, write_text
 
@@ -48,8 +47,7 @@ log = logging.getLogger(__name__)
 
 # ---- the scenario file ----------------------------------------------------------------------
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = StrictModel
 
 
 class Budget(_Strict):
@@ -84,16 +82,10 @@ class ScenarioFile(_Strict):
 
 def load_scenarios(path: str | Path) -> ScenarioFile:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"scenario file '{path}' not found (expected a YAML file)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return ScenarioFile.model_validate(raw)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        return ScenarioFile.model_validate(read_yaml_mapping(path, "scenario file"))
     except ValidationError as err:
-        problems = "; ".join(f"'{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in err.errors())
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(explain(err, str(path), f"{Path(__file__).name}'s docstring")) from None
 
 
 # ---- data -----------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a param, e.g. -S train.epochs=1 (repeatable)")
+        p.add_argument("-v", "--verbose", action="store_true", help="also show each step's progress log lines")
         if name in ("select-strategy", "run"):
             p.add_argument("--strategy", default=None, choices=strategies.names(), metavar="NAME",
                            help="force a strategy (same as -S strategy.force=...); one of: "
@@ -122,11 +123,11 @@ def _bench(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Our own progress lines (driftfit.*) at INFO on stderr; libraries stay at their defaults.
+    # One line per step on stdout; our own progress lines (driftfit.*) on stderr with -v, warnings always.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger("driftfit")
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.INFO if getattr(args, "verbose", False) else logging.WARNING)
     if not root.handlers:
         root.addHandler(handler)
     try:
@@ -150,26 +151,44 @@ def main(argv: list[str] | None = None) -> int:
         if args.step == "run":  # every step; the default data only when params point at it
             names = [n for n in STEPS if n != "default-data" or params.uses_default_data()]
         for name in names:
-            print(f"== driftfit {name}", file=sys.stderr, flush=True)
-            step_params = params
+            step_params, extra = params, {}
             if name == "train":  # the search's best train.* values, when the search is on
                 from driftfit.search import best_params
 
-                step_params = best_params(params)
-            result = step_function(name)(step_params)
-            print(json.dumps(_brief(result), default=str))
+                step_params, extra = best_params(params), {"progress": _progress_line(name)}
+            result = step_function(name)(step_params, **extra)
+            print(f"driftfit {name}: {_brief(result)}", flush=True)
     except DriftfitError as err:
         print(f"driftfit {args.step}: error: {err}", file=sys.stderr)
         return 2
     return 0
 
 
-def _brief(result: Any) -> Any:
-    """The step's headline numbers for the terminal; the full result is in its output file."""
-    if isinstance(result, dict):
-        return {k: v for k, v in result.items()
-                if not isinstance(v, (dict, list)) or len(json.dumps(v, default=str)) < 120}
-    return result
+def _brief(result: Any) -> str:
+    """The step's headline values on one line; the full result is in its output file."""
+    if not isinstance(result, dict):
+        return str(result)
+    shown = []
+    for key, value in result.items():
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, (dict, list)) or len(str(value)) > 60:
+            continue
+        shown.append(f"{key}={value}")
+    return " ".join(shown[:8]) or "done"
+
+
+def _progress_line(name: str) -> Callable | None:
+    """On a terminal, one line that counts the steps in place; elsewhere (logs, CI) nothing until done."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(step: int, total: int, logs: dict) -> None:
+        loss = f", loss {logs['loss']:.3f}" if isinstance(logs.get("loss"), float) else ""
+        end = "\n" if total and step >= total and not logs else ""
+        print(f"\rdriftfit {name}: step {step}/{total}{loss}   ", end=end, file=sys.stderr, flush=True)
+
+    return show
 
 
 if __name__ == "__main__":

@@ -43,12 +43,16 @@ def _numeric(annotation: Any) -> bool:
     return annotation in (int, float) or any(_numeric(a) for a in typing.get_args(annotation))
 
 
-class _Section(BaseModel):
-    # Unknown or misspelt keys are errors, not silently ignored; .inf/.nan are never a valid number here
-    # (epochs: .inf would train forever).
+class StrictModel(BaseModel):
+    """A checked config mapping (params.yaml's sections, the data contract, benchmark files): unknown or misspelt
+    keys are errors, not silently ignored; .inf/.nan are never a valid number (epochs: .inf would train forever);
+    true/false are not numbers."""
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     _check_bools = field_validator("*", mode="before")(classmethod(_no_bool_for_numbers))
+
+
+_Section = StrictModel
 
 
 class PathsConfig(_Section):
@@ -308,20 +312,36 @@ class Params(_Section):
         return self.model_copy(update={"paths": paths, "data": data, "model": model, "validate_": validate})
 
 
-def _format_error(err: ValidationError, source: str) -> str:
-    lines = []
+def explain(err: ValidationError, source: str, commented_in: str = "params.yaml") -> str:
+    """A validation error as one line: the file, then each bad key, its value and what is accepted."""
+    problems = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key '{key}' (misspelt? see params.yaml comments)")
+            problems.append(f"unknown key '{key}' (misspelt? see the comments in {commented_in})")
         elif e["type"] == "missing":
-            lines.append(f"{source}: missing required key '{key}'")
+            problems.append(f"missing required key '{key}'")
         else:
-            lines.append(f"{source}: key '{key}' = {e.get('input')!r}: {e['msg']}")
-    return "; ".join(lines)
+            problems.append(f"key '{key}' = {e.get('input')!r}: {e['msg']}")
+    return f"{source}: " + "; ".join(problems)
 
 
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+def read_yaml_mapping(path: Path, what: str) -> dict:
+    """A YAML file (safe_load) that must hold a mapping; errors name the file and say what it should be."""
+    if not path.is_file():
+        raise ConfigError(f"{what} '{path}' not found (expected a YAML file)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    """tree['a']['b'] = value for 'a.b' (an override such as train.epochs=1), making sections as needed."""
     node = tree
     parts = dotted.split(".")
     for p in parts[:-1]:
@@ -338,20 +358,14 @@ def parse_params(raw: Any, source: str = "params") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_error(err, source)) from None
+        raise ConfigError(explain(err, source)) from None
 
 
 def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
     """Read params.yaml (safe_load), apply dotted overrides, validate, anchor paths at its folder."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"params file '{path}' not found (expected a YAML file)")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    raw = raw or {}
+    raw = read_yaml_mapping(path, "params file")
     for key, value in (overrides or {}).items():
-        _set_dotted(raw, key, value)
+        set_dotted(raw, key, value)
     params = parse_params(raw, str(path))
     return params.resolve(path.resolve().parent)

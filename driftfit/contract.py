@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from driftfit.config import ValidateConfig
+from driftfit.config import StrictModel, ValidateConfig, explain, read_yaml_mapping
 from driftfit.errors import ConfigError
 
 REQUIRED_SPLITS = ("train", "val", "test")
@@ -22,8 +21,7 @@ REFERENCE_SPLITS = ("reference_train", "reference_test")
 Severity = Literal["error", "warning"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)  # a misspelt key is an error, not ignored
+_Strict = StrictModel  # a misspelt key is an error, not ignored
 
 
 class TextRules(_Strict):
@@ -95,23 +93,11 @@ def load_contract(path: str | Path) -> Contract:
     if not path.is_file():
         raise ConfigError(f"validate.contract = '{path}': no such file (expected a data contract YAML, "
                           "e.g. data/contract.yaml)")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"contract {path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"contract {path}: expected a mapping of sections, got {type(raw).__name__}")
+    raw = read_yaml_mapping(path, "contract")
     try:
         return Contract.model_validate(raw)
     except ValidationError as err:
-        problems = []
-        for e in err.errors():
-            key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            if e["type"] == "extra_forbidden":
-                problems.append(f"unknown key '{key}' (misspelt? see the comments in data/contract.yaml)")
-            else:
-                problems.append(f"key '{key}' = {e.get('input')!r}: {e['msg']}")
-        raise ConfigError(f"contract {path}: " + "; ".join(problems)) from None
+        raise ConfigError(explain(err, f"contract {path}", "data/contract.yaml")) from None
 
 
 def contract_for(cfg: ValidateConfig) -> tuple[Contract, str]:

@@ -172,7 +172,7 @@ def score_folder(params: Params, folder: Path) -> dict:
 
 def run(params: Params) -> dict:
     """Score every model on every test split; write metrics.json and the evaluation folder."""
-    log = read_json(Path(params.paths.candidate) / "train_log.json")
+    train_log = read_json(Path(params.paths.candidate) / "train_log.json")
     splits = read_test_splits(params)
     device = pick_device(params.train.device)
     info = champion_info(params.paths.registry)  # read once: the version scored is the version recorded
@@ -183,7 +183,7 @@ def run(params: Params) -> dict:
         results[name] = {split: evaluate_model(model, tokenizer, labels, df, params, device)
                          for split, df in splits.items()}
 
-    metrics: dict = {"strategy": log["strategy"], "champion_version": info["version"] if info else None}
+    metrics: dict = {"strategy": train_log["strategy"], "champion_version": info["version"] if info else None}
     for name, per_split in results.items():
         metrics[name] = {split: headline(r) for split, (r, _) in per_split.items()}
     metrics["cost"] = {name: {"parameters": sum(p.numel() for p in model.parameters()),

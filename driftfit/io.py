@@ -11,32 +11,31 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON to a temp file beside `path`, then rename it into place."""
+def write_text(path: str | Path, text: str, fsync: bool = False) -> None:
+    """Write to a temp file beside `path`, then rename it into place: readers see the old file or the new
+    one, and an error leaves no temp file. `fsync`: on disk before the rename (for state that must survive a
+    power cut, like the registry's pointer)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
+            f.write(text)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def write_json(path: str | Path, obj: Any, fsync: bool = False) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", fsync=fsync)
+
+
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 # ---- temp folders that name their process, so a later run can tell a dead run's leftovers ---------

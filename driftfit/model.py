@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from driftfit.config import ModelConfig
 from driftfit.errors import ConfigError
@@ -111,6 +114,22 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
+def length_batches(tokenizer, texts: list[str], max_len: int, batch_size: int, device: torch.device):
+    """(order, encoded batches): the texts sorted by length, so each batch pads little (less wasted
+    compute); row i of the concatenated outputs belongs to texts[order[i]]."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    batches = (tokenizer([texts[j] for j in order[i:i + batch_size]], truncation=True, max_length=max_len,
+                         padding=True, return_tensors="pt").to(device)
+               for i in range(0, len(texts), batch_size))
+    return order, batches
+
+
+def in_input_order(order: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    restored = np.empty_like(rows)
+    restored[order] = rows
+    return restored
+
+
 @torch.no_grad()
 def embed_texts(encoder, tokenizer, texts: list[str], max_len: int, batch_size: int = 64,
                 device: torch.device | None = None) -> np.ndarray:
@@ -118,35 +137,23 @@ def embed_texts(encoder, tokenizer, texts: list[str], max_len: int, batch_size: 
     device = device or pick_device()
     encoder = encoder.to(device).eval()
     out = []
-    # Sorting by length keeps padding (wasted compute) small; the order is restored after.
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    for i in range(0, len(texts), batch_size):
-        batch = [texts[j] for j in order[i:i + batch_size]]
-        enc = tokenizer(batch, truncation=True, max_length=max_len, padding=True, return_tensors="pt").to(device)
+    order, batches = length_batches(tokenizer, texts, max_len, batch_size, device)
+    for enc in batches:
         hidden = encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
-        pooled = torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1)
-        out.append(pooled.float().cpu())
+        out.append(torch.nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1).float().cpu())
     emb = torch.cat(out).numpy() if out else np.zeros((0, encoder.config.hidden_size), np.float32)
-    restored = np.empty_like(emb)
-    restored[order] = emb
-    return restored
+    return in_input_order(order, emb)
 
 
 # ---- the classifier -------------------------------------------------------------------------
 
-@dataclass
-class ClassifierOutput:
-    loss: torch.Tensor | None
-    logits: torch.Tensor
-
-    # Trainer indexes outputs like a tuple/dict; support both.
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            return getattr(self, key)
-        return tuple(v for v in (self.loss, self.logits) if v is not None)[key]
-
-    def keys(self):
-        return [k for k in ("loss", "logits") if getattr(self, k) is not None]
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """peft 0.21 reads `is_gradient_checkpointing`, which transformers 5 deprecates with a FutureWarning on
+    every read; our code uses the new name, so this one warning is peft's, not ours, and is hidden."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 class TextClassifier(nn.Module):
@@ -169,7 +176,7 @@ class TextClassifier(nn.Module):
         hidden = hidden[:, hidden.shape[1] - attention_mask.shape[1]:]
         logits = self.head(self.dropout(mean_pool(hidden, attention_mask)))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return ClassifierOutput(loss=loss, logits=logits)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 def _is_prompt_learning(encoder) -> bool:
@@ -223,7 +230,8 @@ def load_classifier(model_dir: Path, trust_remote_code: bool = False):
     if meta.get("peft_adapter"):
         from peft import PeftModel
 
-        encoder = PeftModel.from_pretrained(encoder, model_dir / meta["peft_adapter"], is_trainable=False)
+        with quiet_peft():
+            encoder = PeftModel.from_pretrained(encoder, model_dir / meta["peft_adapter"], is_trainable=False)
     model = TextClassifier(encoder, len(labels))
     model.head.load_state_dict(load_file(str(model_dir / "head.safetensors")))
     if meta.get("adapter_size"):
@@ -240,14 +248,10 @@ def predict_proba(model: TextClassifier, tokenizer, texts: list[str], max_len: i
     """Class probabilities, one row per text, columns in the model's label order."""
     device = device or pick_device()
     model = model.to(device).eval()
-    order = np.argsort([len(t) for t in texts], kind="stable")
     chunks = []
-    for i in range(0, len(texts), batch_size):
-        batch = [texts[j] for j in order[i:i + batch_size]]
-        enc = tokenizer(batch, truncation=True, max_length=max_len, padding=True, return_tensors="pt").to(device)
+    order, batches = length_batches(tokenizer, texts, max_len, batch_size, device)
+    for enc in batches:
         logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
         chunks.append(torch.softmax(logits.float(), dim=-1).cpu())
     probs = torch.cat(chunks).numpy() if chunks else np.zeros((0, model.head.out_features), np.float32)
-    restored = np.empty_like(probs)
-    restored[order] = probs
-    return restored
+    return in_input_order(order, probs)

@@ -84,7 +84,7 @@ def _table(metrics: dict) -> list[str]:
     return rows
 
 
-def model_card(version: str, log: dict, decision: dict, verdict: dict, metrics: dict, manifest: dict,
+def model_card(version: str, train_log: dict, decision: dict, verdict: dict, metrics: dict, manifest: dict,
                latency: dict | None, params: Params) -> str:
     """The version's model card (markdown): data, decision and why, params, metrics, cost, limitations."""
     data_rows = [f"| {name} | {s['rows']} | `{s['sha256'][:16]}` |" for name, s in manifest["splits"].items()]
@@ -101,9 +101,9 @@ def model_card(version: str, log: dict, decision: dict, verdict: dict, metrics: 
         "",
         f"Promoted {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}, replacing "
         f"{verdict.get('previous_champion') or 'no earlier champion'}.",
-        f"Base model: `{params.model.pretrained}`; strategy **{log['strategy']}** "
-        f"({log['trainable_params']:,} of {log['total_params']:,} parameters trained, {log['steps']} steps, "
-        f"{log['seconds']} s on {log['device']}).",
+        f"Base model: `{params.model.pretrained}`; strategy **{train_log['strategy']}** "
+        f"({train_log['trainable_params']:,} of {train_log['total_params']:,} parameters trained, {train_log['steps']} steps, "
+        f"{train_log['seconds']} s on {train_log['device']}).",
         "",
         "## Why it was promoted",
         verdict["reason"],
@@ -114,7 +114,7 @@ def model_card(version: str, log: dict, decision: dict, verdict: dict, metrics: 
         decision.get("reason", "(no reason recorded)"),
         "",
         "## Labels",
-        ", ".join(log["labels"]),
+        ", ".join(train_log["labels"]),
         "",
         "## Metrics",
         "Scored when it was promoted; `baseline` is the untrained pretrained model (nearest label name).",
@@ -177,12 +177,12 @@ def run(params: Params) -> dict:
     """
     metrics = read_json(params.paths.metrics)
     candidate = Path(params.paths.candidate)
-    log = read_json(candidate / "train_log.json")
+    train_log = read_json(candidate / "train_log.json")
     decision = read_json(params.paths.decision)
     manifest = read_json(Path(params.paths.prepared) / "manifest.json")
     latency_file = Path(params.paths.evaluation) / "latency.json"
     latency = read_json(latency_file) if latency_file.is_file() else None
-    trained = bool(log.get("trained"))
+    trained = bool(train_log.get("trained"))
     digest = registry.model_digest(candidate) if trained else None
     root = params.paths.registry
 
@@ -198,7 +198,7 @@ def run(params: Params) -> dict:
             notes.append(note)
         gate = decide(metrics, trained, params.promote)
         verdict = {"promoted": gate["promote"], "reason": gate["reason"], "checks": gate["checks"],
-                   "strategy": log["strategy"], "previous_champion": serving, "champion": serving, "notes": notes}
+                   "strategy": train_log["strategy"], "previous_champion": serving, "champion": serving, "notes": notes}
         if existing is not None and existing in served:
             verdict.update(promoted=False, reason=_already_registered(existing, serving, served), version=existing)
         elif gate["promote"] and existing is not None:  # a complete version whose switch a killed run never made
@@ -210,7 +210,7 @@ def run(params: Params) -> dict:
             version = registry.next_version(root)
             now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
             record = {
-                "version": version, "promoted_at": now, "strategy": log["strategy"], "reason": gate["reason"],
+                "version": version, "promoted_at": now, "strategy": train_log["strategy"], "reason": gate["reason"],
                 "checks": gate["checks"], "previous": serving, "model_sha256": digest,
                 "data": {name: s["sha256"] for name, s in manifest["splits"].items()},
                 "sources": manifest.get("sources", {}),
@@ -218,7 +218,7 @@ def run(params: Params) -> dict:
                 "decision": {k: decision.get(k) for k in ("strategy", "reason", "rule", "runner_up")},
                 "params": params.model_dump(mode="json", by_alias=True),
             }
-            card = model_card(version, log, decision, verdict, metrics, manifest, latency, params)
+            card = model_card(version, train_log, decision, verdict, metrics, manifest, latency, params)
             registry.add_version(root, version, candidate, record, card)  # staged, then renamed in
             registry.set_champion(root, version, action="promote", reason=gate["reason"])  # the switch
             verdict.update(champion=version, version=version, model_card=str(Path(root) / version / registry.CARD))

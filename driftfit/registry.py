@@ -35,11 +35,12 @@ from typing import Iterator
 
 from driftfit.config import Params
 from driftfit.errors import DriftfitError
+from driftfit.io import write_json
 
 POINTER = "champion.json"
 RECORD = "version.json"
 CARD = "MODEL_CARD.md"
-TEMP_PREFIXES = (".incoming-", ".champion-")  # what add_version / set_champion stage before a rename
+TEMP_PREFIXES = (".incoming-", f".{POINTER}.", ".champion-")  # staged before a rename (.champion-: older runs)
 
 
 class RegistryError(DriftfitError):
@@ -221,7 +222,7 @@ def add_version(registry: str | Path, version: str, model_dir: Path, record: dic
     root.mkdir(parents=True, exist_ok=True)
     if champion_info(root) is None and not (root / POINTER).is_file():
         # An empty pointer before the first version: from now on a missing pointer always means damage.
-        _replace_json(root / POINTER, {"version": None, "history": []})
+        write_json(root / POINTER, {"version": None, "history": []}, fsync=True)
     tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=root))
     try:
         shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
@@ -255,22 +256,8 @@ def _write_pointer(root: Path, version: str, action: str, reason: str, previous:
         "previous": previous,
         "history": [*history, {"version": version, "action": action, "at": now, "reason": reason}],
     }
-    _replace_json(root / POINTER, pointer)
+    write_json(root / POINTER, pointer, fsync=True)  # fsynced, then renamed over the old pointer
     return pointer
-
-
-def _replace_json(path: Path, obj: dict) -> None:
-    """Write, fsync, then rename over `path`: readers see the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(prefix=".champion-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def rollback(params: Params, version: str | None = None) -> dict:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from driftfit.config import Params, TrainConfig
-from driftfit.model import TextClassifier, load_encoder
+from driftfit.model import TextClassifier, load_encoder, quiet_peft
 from driftfit.strategies import LAYER, spec
 
 
@@ -45,7 +45,8 @@ def build_model(strategy: str, params: Params, num_labels: int, vocab: dict | No
     if entry.peft is not None:  # peft freezes the encoder and adds its own trainable parts
         from peft import get_peft_model
 
-        encoder = get_peft_model(encoder, entry.peft(cfg, encoder))
+        with quiet_peft():
+            encoder = get_peft_model(encoder, entry.peft(cfg, encoder))
     model = TextClassifier(encoder, num_labels)
     if entry.prepare is not None:
         entry.prepare(model, cfg)

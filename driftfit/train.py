@@ -220,12 +220,12 @@ def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, label_ids: di
         logging_steps=10,
         report_to="none",
         dataloader_num_workers=0,
-        disable_tqdm=False,
+        disable_tqdm=True,                      # progress goes to the `progress` hook (CLI line, Prefect artifact)
         auto_find_batch_size=cfg.auto_batch_size,  # halve the batch on CUDA out-of-memory and go on
         torch_compile=cfg.compile,
     )
     if cfg.gradient_checkpointing:  # recompute activations in backward: less memory, ~30% more compute
-        model.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.encoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     trainer = _trainer_class()(
         model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
         # Dynamic padding (to the longest text of each length-grouped batch); multiples of 8 suit tensor cores.
@@ -328,12 +328,12 @@ def run(params: Params, progress: Progress | None = None) -> dict:
             return train_model(train, val.iloc[:0], strategy, params, Path(tmp), progress=progress)
     with atomic_dir(params.paths.candidate) as tmp:
         if not entry.makes_model:
-            log = {"strategy": strategy, "reason": decision.get("reason"), "trained": False}
+            train_log = {"strategy": strategy, "reason": decision.get("reason"), "trained": False}
         else:
-            log = {**train_model(train, val, strategy, params, tmp, progress=progress,
+            train_log = {**train_model(train, val, strategy, params, tmp, progress=progress,
                                  checkpoint_dir=checkpoint_dir(params)),
                    "trained": True}
-        write_json(tmp / "train_log.json", log)
+        write_json(tmp / "train_log.json", train_log)
     if params.train.checkpoint_steps > 0:  # the candidate is in place: its checkpoints are never needed again
         shutil.rmtree(checkpoint_dir(params), ignore_errors=True)
-    return log
+    return train_log

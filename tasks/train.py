@@ -26,8 +26,8 @@ def train(params: Params) -> dict:
             update_progress_artifact(artifact, 100.0 * step / total_steps,
                                      description=f"Training: step {step} of {total_steps}{loss}")
 
-    log = train_step.run(search.best_params(params), progress=progress)  # tuned train.* values, if any
-    update_progress_artifact(artifact, 100.0, description=f"Trained: {log['strategy']}, "
-                                                          f"{log.get('steps', 0)} steps")
-    return log
+    train_log = train_step.run(search.best_params(params), progress=progress)  # tuned train.* values, if any
+    update_progress_artifact(artifact, 100.0, description=f"Trained: {train_log['strategy']}, "
+                                                          f"{train_log.get('steps', 0)} steps")
+    return train_log
 

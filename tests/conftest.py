@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from driftfit.config import set_dotted
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -30,14 +32,6 @@ SHRINK = {
     "evaluate.batch_size": 32,
     "evaluate.latency_examples": 4,
 }
-
-
-def set_dotted(tree: dict, dotted: str, value) -> None:
-    node = tree
-    *parents, last = dotted.split(".")
-    for p in parents:
-        node = node.setdefault(p, {})
-    node[last] = value
 
 
 def write_params(folder: Path, overrides: dict | None = None, shrink: bool = True) -> Path:

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from typing import Any, Callable
 
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     root.setLevel(logging.INFO if getattr(args, "verbose", False) else logging.WARNING)
     if not root.handlers:
         root.addHandler(handler)
+    _quiet_libraries()
     try:
         if args.step == "bench":
             return _bench(args)
@@ -164,11 +166,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _quiet_libraries() -> None:
+    """No progress bars from the libraries (transformers' weight loading reads the hub's switch when it is
+    imported), so a step prints one line. Set before any of them is imported; importing them here would
+    make `driftfit prepare` pay for torch."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+
 def _brief(result: Any) -> str:
     """The step's headline values on one line; the full result is in its output file."""
     if not isinstance(result, dict):
         return str(result)
     shown = []
+    for name, part in (result.get("splits") or {}).items():  # prepare's manifest: rows per split
+        if isinstance(part, dict) and "rows" in part:
+            shown.append(f"{name}={part['rows']}")
     for key, value in result.items():
         if isinstance(value, float):
             value = f"{value:.4g}"

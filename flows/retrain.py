@@ -10,6 +10,7 @@ does nothing either.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -29,6 +30,7 @@ from tasks.tune import record_search_off
 from tasks.validate import validate
 
 logs.install()  # our errors as one line in the run's logs, not under two tracebacks
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars in the run's output
 
 # Flow parameters that name data files: the UI can edit them, so they must lie in data.roots.
 DATA_KEYS = ("data.incoming.path", "data.incoming.test_path", "data.reference.path")

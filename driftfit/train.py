@@ -190,7 +190,7 @@ def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, label_ids: di
          params: Params, device: torch.device, progress: Progress | None,
          checkpoint_dir: Path | None) -> tuple[TextClassifier, dict]:
     """Run Trainer; return the trained model and what the log needs."""
-    from transformers import DataCollatorWithPadding, TrainingArguments
+    from transformers import DataCollatorWithPadding, PrinterCallback, TrainingArguments
 
     cfg = params.train
     train_ds = _dataset(train_df, tokenizer, label_ids, params.model.max_seq_len)
@@ -232,6 +232,7 @@ def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, label_ids: di
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if device.type == "cuda" else None),
         optimizers=(make_optimizer(model, strategy, cfg, device), None),
         callbacks=[_progress_callback(progress)] if progress is not None else None)
+    trainer.remove_callback(PrinterCallback)  # no loss dicts on stdout: progress goes to the `progress` hook
     trainer.l1 = cfg.l1
     start = time.perf_counter()
     try:

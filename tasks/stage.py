@@ -104,7 +104,7 @@ def record_stage(name: str, params: Params, params_path: str | None) -> str | No
     with _stage(root, name) as (_, stage):
         if not _described_by_params_file(stage, params, params_path):
             return None
-        stage.save()
+        stage.save(run_cache=False)  # the run-cache would resolve paths from the cwd; dvc repro keeps its own
         stage.commit()
         stage.dump(update_pipeline=False)
         return _entry_key(name, stage)

@@ -15,7 +15,8 @@ import yaml
 import os
 import typing
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from driftfit.errors import ConfigError
 from driftfit.strategies import names as strategy_names
@@ -248,6 +249,7 @@ class Params(_Section):
     search: SearchConfig = SearchConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+    _root: Path | None = PrivateAttr(None)  # the project folder (params.yaml's), once resolve() anchored the paths
 
     @model_validator(mode="after")
     def _check_split_sizes(self) -> "Params":
@@ -309,7 +311,30 @@ class Params(_Section):
         validate = self.validate_
         if validate.contract:
             validate = validate.model_copy(update={"contract": anchor(validate.contract)})
-        return self.model_copy(update={"paths": paths, "data": data, "model": model, "validate_": validate})
+        resolved = self.model_copy(update={"paths": paths, "data": data, "model": model, "validate_": validate})
+        resolved._root = Path(os.path.abspath(root))
+        return resolved
+
+    def portable(self, path: str | None) -> str | None:
+        """A path as records should keep it: relative to the project folder when inside it (records stay
+        true when the project moves or is cloned elsewhere), else as it is."""
+        if path is None or self._root is None or path.startswith("hf:"):
+            return path
+        absolute = Path(os.path.abspath(path))
+        return absolute.relative_to(self._root).as_posix() if absolute.is_relative_to(self._root) else path
+
+    def portable_dump(self) -> dict:
+        """The params as JSON-able data with every project path made relative (for version records)."""
+        def walk(node: Any) -> Any:
+            if isinstance(node, dict):
+                return {k: walk(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [walk(v) for v in node]
+            if isinstance(node, str) and os.path.isabs(node):
+                return self.portable(node)
+            return node
+
+        return walk(self.model_dump(mode="json", by_alias=True))
 
 
 def explain(err: ValidationError, source: str, commented_in: str = "params.yaml") -> str:

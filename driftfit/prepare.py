@@ -99,8 +99,9 @@ def run(params: Params) -> dict:
     validate.check_before_writing(splits, params, sources)
     splits = {name: df.drop(columns="line") for name, df in splits.items()}
     manifest = {
-        "sources": {
-            role: {"path": s.path, "sha256": file_hash(s.path), "test_path": s.test_path,
+        "sources": {  # repo-relative paths and file hashes: the lineage a version record keeps
+            role: {"path": params.portable(s.path), "sha256": file_hash(s.path),
+                   "test_path": params.portable(s.test_path),
                    "test_sha256": file_hash(s.test_path) if s.test_path else None}
             for role, s in (("incoming", src.incoming), ("reference", src.reference)) if s is not None
         },

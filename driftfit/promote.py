@@ -216,7 +216,7 @@ def run(params: Params) -> dict:
                 "sources": manifest.get("sources", {}),
                 "metrics": {k: metrics[k] for k in ("candidate", "champion", "baseline", "cost") if k in metrics},
                 "decision": {k: decision.get(k) for k in ("strategy", "reason", "rule", "runner_up")},
-                "params": params.model_dump(mode="json", by_alias=True),
+                "params": params.portable_dump(),  # project paths relative: the record outlives this checkout
             }
             card = model_card(version, train_log, decision, verdict, metrics, manifest, latency, params)
             registry.add_version(root, version, candidate, record, card)  # staged, then renamed in

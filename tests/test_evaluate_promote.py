@@ -114,6 +114,11 @@ def test_first_run_promotes_then_an_equal_candidate_is_rejected(prepared_params,
     record = read_json(Path(p.paths.registry) / "v1" / "version.json")
     assert record["data"]["test"] == read_json(Path(p.paths.prepared) / "manifest.json")["splits"]["test"]["sha256"]
     assert record["params"]["promote"]["beat_baseline"] is False and record["reason"] == verdict["reason"]
+    # lineage that outlives this checkout: project paths relative, with the files' hashes
+    assert record["params"]["paths"]["registry"] == "models/registry"
+    assert record["sources"]["incoming"]["path"] == "data/default/incoming.csv"
+    assert len(record["sources"]["incoming"]["sha256"]) == 64 and record["model_sha256"] == registry.model_digest(
+        Path(p.paths.registry) / "v1")
 
     # metrics.json scored no champion, yet v1 serves now (as after a concurrent run): promote re-scores v1
     # rather than judging the new candidate "a first model, no champion to beat".

@@ -23,10 +23,11 @@ import pandas as pd
 
 from driftfit.config import Params
 from driftfit.contract import REFERENCE_SPLITS, REQUIRED_SPLITS, Contract, DuplicateRules, contract_for
-from driftfit.errors import DataError, ValidationFailed
+from driftfit.errors import ValidationFailed
 from driftfit.gx_suite import (DOCS_SITE, TEXT_COLUMNS, as_check, gx_context, label_expectations, label_table,
                                row_expectations, row_profile, run_suite)
 from driftfit.io import atomic_dir, write_json
+from driftfit.prepare import read_split
 from driftfit.texts import find_duplicates, find_leakage, plain, text_ids
 
 log = logging.getLogger(__name__)
@@ -205,15 +206,9 @@ def validate_splits(splits: dict[str, pd.DataFrame], reference_labels: list[str]
 
 def read_splits(prepared: str | Path) -> dict[str, pd.DataFrame]:
     """train/val/test (required) and reference_train/reference_test (when present) from `prepared`."""
-    folder = Path(prepared)
-    splits = {}
-    for name in REQUIRED_SPLITS + REFERENCE_SPLITS:
-        path = folder / f"{name}.parquet"
-        if path.is_file():
-            splits[name] = pd.read_parquet(path)
-        elif name in REQUIRED_SPLITS:
-            raise DataError(f"{path} is missing: expected the prepared {name} split (run 'driftfit prepare' first)")
-    return splits
+    splits = {name: read_split(prepared, name, required=name in REQUIRED_SPLITS)
+              for name in REQUIRED_SPLITS + REFERENCE_SPLITS}
+    return {name: df for name, df in splits.items() if df is not None}
 
 
 def _reference_labels(splits: dict[str, pd.DataFrame]) -> list[str] | None:

@@ -33,8 +33,8 @@ BIN = Path(sys.executable).parent
 
 from tests.conftest import free_port, project_copy  # the tests' project copy, one definition
 STEPS = [("driftfit.default_data", "run"), ("driftfit.prepare", "run"), ("driftfit.validate", "run"),
-         ("driftfit.augment", "run"), ("driftfit.shift", "run"), ("driftfit.strategy", "run"),
-         ("driftfit.train", "run"), ("driftfit.evaluate", "run"), ("driftfit.promote", "run")]
+         ("driftfit.memory", "run"), ("driftfit.augment", "run"), ("driftfit.shift", "run"), ("driftfit.strategy", "run"),
+         ("driftfit.search", "run"), ("driftfit.train", "run"), ("driftfit.evaluate", "run"), ("driftfit.promote", "run")]
 
 
 def start_server(home: Path) -> tuple[subprocess.Popen, str]:

@@ -70,6 +70,7 @@ class PathsConfig(_Section):
     promotion: str = "reports/promotion.json"
     search: str = "reports/search"
     rejected: str = "reports/rejected"
+    memory: str = "data/memory"
 
 
 class ModelConfig(_Section):
@@ -193,6 +194,13 @@ class PromoteConfig(_Section):
     beat_baseline: bool = True
 
 
+class MemoryConfig(_Section):
+    keep: Literal["all", "window", "reservoir"] = "all"
+    window: int = Field(8, gt=0)
+    reservoir_per_class: int = Field(2000, gt=0)
+    seed: int = 0
+
+
 class SearchSpace(_Section):
     type: Literal["float", "int", "categorical"] = Field(...)
     low: float | None = None
@@ -246,6 +254,7 @@ class Params(_Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     promote: PromoteConfig = PromoteConfig()
+    memory: MemoryConfig = MemoryConfig()
     search: SearchConfig = SearchConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)

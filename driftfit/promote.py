@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from driftfit import registry
+from driftfit import memory, registry
 from driftfit.config import Params, PromoteConfig
 from driftfit.io import read_json, write_json
 
@@ -214,6 +214,7 @@ def run(params: Params) -> dict:
                 "checks": gate["checks"], "previous": serving, "model_sha256": digest,
                 "data": {name: s["sha256"] for name, s in manifest["splits"].items()},
                 "sources": manifest.get("sources", {}),
+                "memory": memory.lineage(params.paths.memory),  # the accepted batches as of this promotion
                 "metrics": {k: metrics[k] for k in ("candidate", "champion", "baseline", "cost") if k in metrics},
                 "decision": {k: decision.get(k) for k in ("strategy", "reason", "rule", "runner_up")},
                 "params": params.portable_dump(),  # project paths relative: the record outlives this checkout

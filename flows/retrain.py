@@ -24,6 +24,7 @@ from tasks.evaluate import evaluate
 from tasks.measure_shift import measure_shift
 from tasks.prepare import make_default_data, prepare
 from tasks.promote import promote
+from tasks.remember import remember
 from tasks.select_strategy import select_strategy
 from tasks.train import train
 from tasks.tune import record_search_off
@@ -64,6 +65,7 @@ def retrain(params_path: str = "params.yaml", incoming_path: str | None = None, 
         make_default_data(params)
     prepare(params)
     validate(params)
+    remember(params)
     augment(params)
     measure_shift(params)
     decision = select_strategy(params)

@@ -56,7 +56,7 @@ def snapshot(root: Path) -> dict[str, str]:
     """Every file under the prepared split, the candidate, the registry and the last validation report
     (the DVC validate stage's output), with its sha256."""
     files = {}
-    for folder in ("data/prepared", "models/candidate", "models/registry", "reports/validation"):
+    for folder in ("data/prepared", "data/memory", "models/candidate", "models/registry", "reports/validation"):
         for path in sorted((root / folder).rglob("*")):
             if path.is_file():
                 files[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -79,6 +79,7 @@ def project(tmp_path_factory, default_data_dir):
     before = snapshot(root)
     assert any(k.startswith("data/prepared/") for k in before)
     assert any(k.startswith("models/registry/v") for k in before)
+    assert any(k.startswith("data/memory/batches/") for k in before)  # the memory is in the snapshot too
     assert any(k.startswith("reports/validation/") for k in before)
     return root
 

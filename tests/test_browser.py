@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 FAST = {"train.max_steps": 2, "evaluate.latency_examples": 2, "promote.beat_baseline": False}
-TASKS = ["default data", "prepare", "validate", "augment", "measure shift", "select strategy", "tune", "train",
-         "evaluate", "promote"]
+TASKS = ["default data", "prepare", "validate", "remember", "augment", "measure shift", "select strategy", "tune",
+         "train", "evaluate", "promote"]
 ARTIFACTS = ["validation", "validation-checks", "shift-report", "decision", "training-progress", "metrics",
              "inference-cost", "promotion", "model-card"]
 SCREENSHOT = ROOT / "docs" / "prefect-ui.png"

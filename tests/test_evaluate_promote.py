@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from driftfit import augment, evaluate, promote, registry, train
+from driftfit import augment, evaluate, memory, promote, registry, train
 from driftfit.config import PromoteConfig
 from driftfit.evaluate import expected_calibration_error, score
 from driftfit.io import read_json, write_json
@@ -105,6 +105,7 @@ def test_first_run_promotes_then_an_equal_candidate_is_rejected(prepared_params,
     latency = read_json(evaluation / "latency.json")["models"]["candidate"]
     assert latency["batch_1"]["p50_ms"] > 0 and latency["batch_32"]["p95_ms"] >= latency["batch_32"]["p50_ms"]
 
+    remembered = memory.run(p)  # the batch joins the data memory, as the remember step does
     verdict = promote.run(p)
     assert verdict["promoted"] and verdict["champion"] == "v1"
     card = Path(verdict["model_card"]).read_text()
@@ -117,6 +118,7 @@ def test_first_run_promotes_then_an_equal_candidate_is_rejected(prepared_params,
     # lineage that outlives this checkout: project paths relative, with the files' hashes
     assert record["params"]["paths"]["registry"] == "models/registry"
     assert record["sources"]["incoming"]["path"] == "data/default/incoming.csv"
+    assert record["memory"]["batches"] == [remembered["batch"]] and record["memory"]["version"] == 1
     assert len(record["sources"]["incoming"]["sha256"]) == 64 and record["model_sha256"] == registry.model_digest(
         Path(p.paths.registry) / "v1")
 

@@ -117,7 +117,7 @@ def test_rerun_with_unchanged_inputs_is_cached(tmp_path):
 
         second = retrain(params_path=params, return_state=True)
         states = task_states(second.state_details.flow_run_id)
-        assert set(states.values()) == {"Cached"} and len(states) == 10, states
+        assert set(states.values()) == {"Cached"} and len(states) == 11, states
         assert second.result()["promotion"] == first.result()["promotion"]
         assert (root / "reports" / "metrics.json").read_bytes() == metrics
 

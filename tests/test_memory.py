@@ -1,0 +1,121 @@
+"""The data memory: append, window, reservoir, the same batch twice, a crash mid-append, a rejected batch,
+and the lineage a champion records."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from driftfit import memory
+from driftfit.config import MemoryConfig
+from driftfit.io import read_json
+
+
+def batch(tag: str, labels=("a", "b"), rows: int = 6) -> dict[str, pd.DataFrame]:
+    """Distinct rows per batch and split."""
+    return {split: pd.DataFrame({"text": [f"{tag} {split} text {i} {lab}" for lab in labels for i in range(rows)],
+                                 "label": [lab for lab in labels for _ in range(rows)]})
+            for split in memory.BATCH_SPLITS}
+
+
+def test_append_and_the_same_batch_twice(tmp_path):
+    root = tmp_path / "memory"
+    assert memory.state(root) == {"version": 0, "batches": [], "history": []}
+    first = memory.add_batch(root, batch("w1"), {"path": "data/w1.csv"}, MemoryConfig())
+    assert first["added"] and first["version"] == 1
+    again = memory.add_batch(root, batch("w1"), {"path": "data/w1-copy.csv"}, MemoryConfig())
+    assert not again["added"] and again["batch"] == first["batch"] and "not added twice" in again["reason"]
+    second = memory.add_batch(root, batch("w2"), {"path": "data/w2.csv"}, MemoryConfig())
+    assert second["batches"] == [first["batch"], second["batch"]] and memory.state(root)["version"] == 2
+    assert memory.batch_split(root, first["batch"], "test").equals(batch("w1")["test"])
+    record = read_json(root / "batches" / first["batch"] / "batch.json")
+    assert record["source"] == {"path": "data/w1.csv"} and record["rows"] == {"train": 12, "val": 12, "test": 12}
+    lineage = memory.lineage(root)
+    assert lineage["version"] == 2 and lineage["batches"] == second["batches"] and len(lineage["memory_sha256"]) == 64
+
+
+def test_window_keeps_the_last_batches(tmp_path):
+    root = tmp_path / "memory"
+    ids = [memory.add_batch(root, batch(f"w{i}"), {}, MemoryConfig(keep="window", window=2))["batch"]
+           for i in range(4)]
+    state = memory.state(root)
+    assert state["batches"] == ids[2:] and state["history"][-1]["dropped"] == [ids[1]]
+    assert sorted(p.name for p in (root / "batches").iterdir()) == sorted(ids[2:])  # dropped folders are gone
+
+
+def test_reservoir_bounds_training_rows_per_label(tmp_path):
+    root = tmp_path / "memory"
+    cfg = MemoryConfig(keep="reservoir", reservoir_per_class=8, seed=3)
+    for i in range(4):
+        memory.add_batch(root, batch(f"w{i}", rows=6), {}, cfg)
+    state = memory.state(root)
+    assert len(state["batches"]) == 4  # every period stays represented
+    trains = pd.concat([memory.batch_split(root, b, "train", state) for b in state["batches"]])
+    assert trains.groupby("label").size().to_dict() == {"a": 8, "b": 8}
+    tests = pd.concat([memory.batch_split(root, b, "test", state) for b in state["batches"]])
+    assert len(tests) == 4 * 12  # val/test are kept whole
+    assert sorted(p.name for p in (root / "batches").iterdir()) == sorted(state["folders"].values())
+
+
+CRASH = """
+import os, signal, sys
+import pandas as pd
+from driftfit import memory, io
+from driftfit.config import MemoryConfig
+from tests.test_memory import batch
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)  # the batch folder is in place, the pointer not yet switched
+
+memory.write_json = die
+memory.add_batch(sys.argv[1], batch("w2"), {}, MemoryConfig())
+"""
+
+
+def test_a_crash_mid_append_leaves_the_memory_as_it_was(tmp_path):
+    root = tmp_path / "memory"
+    memory.add_batch(root, batch("w1"), {}, MemoryConfig())
+    before = (root / "memory.json").read_bytes()
+    out = subprocess.run([sys.executable, "-c", CRASH, str(root)], cwd=Path(__file__).parents[1],
+                         capture_output=True, text=True)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    assert (root / "memory.json").read_bytes() == before  # still the old memory
+    assert len(memory.state(root)["batches"]) == 1
+    after = memory.add_batch(root, batch("w2"), {}, MemoryConfig())  # the next change adds it cleanly
+    assert after["added"] and len(after["batches"]) == 2
+    assert sorted(p.name for p in (root / "batches").iterdir()) == sorted(after["batches"])
+
+
+def test_a_broken_pointer_is_a_clear_error(tmp_path):
+    root = tmp_path / "memory"
+    memory.add_batch(root, batch("w1"), {}, MemoryConfig())
+    (root / "memory.json").write_text("{")
+    with pytest.raises(Exception, match="memory.json is not valid JSON.*dvc checkout"):
+        memory.add_batch(root, batch("w2"), {}, MemoryConfig())
+
+
+def test_the_pipeline_remembers_validated_batches_only(prepared_params, tmp_path):
+    from driftfit import validate
+    from driftfit.errors import ValidationFailed
+
+    p = prepared_params
+    validate.run(p)
+    first = memory.run(p)
+    assert first["added"] and memory.run(p)["added"] is False  # the same batch again: recognised
+    record = read_json(Path(p.paths.memory) / "batches" / first["batch"] / "batch.json")
+    assert record["source"]["path"] == "data/default/incoming.csv" and len(record["source"]["sha256"]) == 64
+    # a bad batch stops at prepare, before any step could remember it
+    bad = tmp_path / "data" / "bad.csv"
+    bad.write_text("text,label\n,a\n" + "".join(f"t{i},b\n" for i in range(9)))
+    from driftfit import prepare
+    from tests.conftest import write_params
+    from driftfit.config import load_params
+
+    with pytest.raises(ValidationFailed):
+        prepare.run(load_params(write_params(tmp_path, {"data.incoming.path": str(bad)})))
+    assert memory.state(p.paths.memory)["batches"] == [first["batch"]]
+    assert os.path.isdir(Path(p.paths.memory) / "batches" / first["batch"])

@@ -42,10 +42,11 @@ from driftfit.io import write_json
 log = logging.getLogger(__name__)
 
 MEDIAN_PAIRS_ROWS = 1000  # rows used to find the median distance (bandwidth); more is slower, no better
-# Texts per side the tokenizer fit reads (a seeded sample; a smaller side is read whole). [UNK] share and
-# sub-words per word are ratios of sums over texts: at 5000 texts their spread between seeds is about 1% of
-# their value (bench/results/scale.md), far inside the policy's thresholds. Reading every row cost 4 min 56 s
-# and 16.5 GB at 1.43M rows (the tokenizer's output for every text is held at once); more is slower, no better.
+# Texts per side the tokenizer fit reads (a seeded sample; a smaller side is read whole). Reading every row
+# held the tokenizer's output for every text at once: 4 min 56 s and 16.5 GB at 1.43M rows (issue 10), 267 s
+# and 7.3 GB at 1M + 1M rows here. At 5000 texts, 5 seeds on 100k texts land within 1.2% of the all-rows
+# tokens/word and within 0.003 of an all-rows [UNK] share of 0.052 (bench/results/scale.md); a share that
+# close to strategy.unk_rate_bad (0.05) may fall either side. More: tighter, ~0.12 ms a text more.
 TOKENIZER_TEXTS = 5000
 
 
@@ -325,13 +326,15 @@ def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, 
 
 # ---- thin edge: files in, file out ----------------------------------------------------------
 
-def _read_split(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"'{path}' not found (run the prepare step first)")
-    df = pd.read_parquet(path)
-    missing = {"text", "label"} - set(df.columns)
+def _read_split(prepared: Path, name: str, required: bool = True) -> pd.DataFrame | None:
+    """A prepared split (prepare.read_split, the one reader), checked for its text and label columns."""
+    from driftfit.prepare import read_split
+
+    df = read_split(prepared, name, required)
+    missing = {"text", "label"} - set(df.columns) if df is not None else set()
     if missing:
-        raise DataError(f"'{path}': missing column(s) {sorted(missing)} (expected 'text' and 'label')")
+        raise DataError(f"'{Path(prepared) / name}.parquet': missing column(s) {sorted(missing)} "
+                        "(expected 'text' and 'label')")
     return df
 
 
@@ -341,9 +344,8 @@ def run(params: Params) -> dict:
     from driftfit.registry import champion_dir
 
     prepared = Path(params.paths.prepared)
-    train, val = _read_split(prepared / "train.parquet"), _read_split(prepared / "val.parquet")
-    ref_path = prepared / "reference_train.parquet"
-    reference = _read_split(ref_path) if ref_path.is_file() else None
+    train, val = _read_split(prepared, "train"), _read_split(prepared, "val")
+    reference = _read_split(prepared, "reference_train", required=False)
     champ = champion_dir(params.paths.registry)
     champion = load_classifier(champ, params.model.trust_remote_code) if champ is not None else None
     tokenizer, encoder = load_tokenizer(params.model), load_encoder(params.model)

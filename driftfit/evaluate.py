@@ -153,6 +153,18 @@ def evaluate_model(model, tokenizer, labels: list[str], df: pd.DataFrame, params
     return score(list(df["label"]), pred, confidence, params.evaluate.calibration_bins), pred
 
 
+def per_batch(df: pd.DataFrame, predicted: list[str]) -> dict[str, dict]:
+    """Macro-F1 and rows per past batch of the data memory (the reference test split's `batch` column):
+    forgetting shows per batch, not averaged away."""
+    out = {}
+    pred = np.asarray(predicted, dtype=object)
+    for batch, rows in df.groupby("batch", sort=False).indices.items():
+        truth = df["label"].to_numpy()[rows]
+        out[str(batch)] = {"rows": len(rows), "macro_f1": round(float(
+            f1_score(truth, pred[rows], labels=sorted(set(truth)), average="macro", zero_division=0)), 6)}
+    return out
+
+
 def read_test_splits(params: Params) -> dict[str, pd.DataFrame]:
     return {name: df for name in SPLITS if (df := read_split(params.paths.prepared, name)) is not None}
 
@@ -162,12 +174,18 @@ def headline(result: dict) -> dict:
     return {k: round(result[k], 6) for k in ("accuracy", "macro_f1", "ece")}
 
 
-def score_folder(params: Params, folder: Path) -> dict:
-    """One saved classifier's headline scores on every test split (promote re-scores a champion with it)."""
+def score_folder(params: Params, folder: Path, batches: dict | None = None) -> dict:
+    """One saved classifier's headline scores on every test split (promote re-scores a champion with it);
+    with `batches`, its per-batch scores on the reference test split are put there too."""
     model, tokenizer, labels = load_classifier(folder, params.model.trust_remote_code)
     device = pick_device(params.train.device)
-    return {split: headline(evaluate_model(model, tokenizer, labels, df, params, device)[0])
-            for split, df in read_test_splits(params).items()}
+    scores = {}
+    for split, df in read_test_splits(params).items():
+        result, predicted = evaluate_model(model, tokenizer, labels, df, params, device)
+        scores[split] = headline(result)
+        if batches is not None and split == "reference_test" and "batch" in df:
+            batches.update(per_batch(df, predicted))
+    return scores
 
 
 def run(params: Params) -> dict:
@@ -186,6 +204,9 @@ def run(params: Params) -> dict:
     metrics: dict = {"strategy": train_log["strategy"], "champion_version": info["version"] if info else None}
     for name, per_split in results.items():
         metrics[name] = {split: headline(r) for split, (r, _) in per_split.items()}
+        if "reference_test" in per_split and "batch" in splits["reference_test"]:
+            metrics.setdefault("reference_batches", {})[name] = per_batch(splits["reference_test"],
+                                                                          per_split["reference_test"][1])
     metrics["cost"] = {name: {"parameters": sum(p.numel() for p in model.parameters()),
                               "size_mb": round(size_on_disk(folder) / 2**20, 3)}
                        for name, (model, _, _, folder) in models.items() if folder is not None}

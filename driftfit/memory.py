@@ -74,13 +74,20 @@ def lineage(root: str | Path) -> dict:
 # ---- the batch -----------------------------------------------------------------------------------
 
 def batch_id(splits: dict[str, pd.DataFrame]) -> str:
-    """The same rows in the same splits give the same id, whatever file they came from."""
+    """The same rows in the same splits give the same id, whatever file (or dtype) they came from."""
+    from driftfit.prepare import content_hash
+
     h = hashlib.sha256()
     for name in BATCH_SPLITS:
-        df = splits[name]
-        h.update(name.encode() + b"\0")
-        h.update(pd.util.hash_pandas_object(df[["text", "label"]], index=False).to_numpy().tobytes())
+        h.update(f"{name}:{content_hash(splits[name])}\n".encode())
     return h.hexdigest()[:16]
+
+
+def remembered(root: str | Path, batches: list[str], split: str) -> pd.DataFrame | None:
+    """One split of the listed batches that the memory still holds, with a `batch` column; None if none."""
+    current = state(root)
+    frames = [batch_split(root, b, split, current).assign(batch=b) for b in batches if b in current["batches"]]
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def _reservoir(frames: dict[str, pd.DataFrame], per_class: int, seed: int) -> dict[str, pd.DataFrame]:

@@ -66,6 +66,28 @@ def prepare_splits(reference: pd.DataFrame | None, incoming: pd.DataFrame, incom
     return splits
 
 
+def champion_data(params: Params, splits: dict[str, pd.DataFrame]) -> tuple | None:
+    """(reference_train, reference_test, record) from the data memory: the train and test splits of the
+    batches the serving champion was promoted with (its version.json), less this batch if it landed before.
+    None without a champion, a memory record, or any of its batches still in the memory (a window may have
+    dropped them): then data.reference is the reference."""
+    from driftfit import memory, registry
+
+    info = registry.champion_info(params.paths.registry)
+    if info is None:
+        return None
+    recorded = (registry.version_record(params.paths.registry, info["version"]).get("memory") or {})
+    this = memory.batch_id(splits)
+    batches = [b for b in recorded.get("batches", []) if b != this]
+    train = memory.remembered(params.paths.memory, batches, "train")
+    test = memory.remembered(params.paths.memory, batches, "test")
+    if train is None or test is None:
+        return None
+    kept = sorted(set(train["batch"]))
+    return train, test, {"from": "memory", "champion": info["version"], "memory_version": recorded.get("version"),
+                         "batches": [b for b in batches if b in kept]}
+
+
 def read_split(prepared: str | Path, name: str, required: bool = False) -> pd.DataFrame | None:
     """A prepared split (`<prepared>/<name>.parquet`); None when absent, or an error saying what to run when
     `required`. The one reader of prepared splits."""
@@ -90,14 +112,21 @@ def run(params: Params) -> dict:
     incoming = load_table(src.incoming, seed=params.split.seed, lines=True)
     incoming_test = (load_table(src.incoming, path=src.incoming.test_path, lines=True)
                      if src.incoming.test_path else None)
-    reference = load_table(src.reference, seed=params.split.seed, lines=True) if src.reference else None
-    splits = prepare_splits(reference, incoming, incoming_test, params.split)
+    splits = prepare_splits(None, incoming, incoming_test, params.split)
     sources = {"train": src.incoming.path, "val": src.incoming.path,
                "test": src.incoming.test_path or src.incoming.path}
-    if src.reference:
+    reference_from = champion_data(params, splits)
+    if reference_from is not None:  # what the serving champion learnt: its memory batches
+        splits["reference_train"], splits["reference_test"], reference_from = reference_from
+        sources.update(reference_train=params.paths.memory, reference_test=params.paths.memory)
+    elif src.reference:
+        reference = load_table(src.reference, seed=params.split.seed, lines=True)
+        splits.update({f"reference_{k}": v for k, v in
+                       stratified_split(reference, {"test": params.split.test_fraction}, params.split.seed).items()})
         sources.update(reference_train=src.reference.path, reference_test=src.reference.path)
+        reference_from = {"from": "data.reference", "path": params.portable(src.reference.path)}
     validate.check_before_writing(splits, params, sources)
-    splits = {name: df.drop(columns="line") for name, df in splits.items()}
+    splits = {name: df.drop(columns="line", errors="ignore") for name, df in splits.items()}
     manifest = {
         "sources": {  # repo-relative paths and file hashes: the lineage a version record keeps
             role: {"path": params.portable(s.path), "sha256": file_hash(s.path),
@@ -105,6 +134,7 @@ def run(params: Params) -> dict:
                    "test_sha256": file_hash(s.test_path) if s.test_path else None}
             for role, s in (("incoming", src.incoming), ("reference", src.reference)) if s is not None
         },
+        "reference": reference_from,  # where reference_train/reference_test came from
         "splits": {
             name: {"rows": len(df), "sha256": content_hash(df),
                    "labels": {str(k): int(v) for k, v in df["label"].value_counts().sort_index().items()}}

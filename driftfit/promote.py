@@ -28,6 +28,13 @@ def _f1(metrics: dict, model: str, split: str) -> float | None:
     return None if value is None else 100.0 * value
 
 
+def _forgetting_per_batch(metrics: dict) -> dict[str, float]:
+    """Champion minus candidate macro-F1 points on each past batch both were scored on."""
+    cand = (metrics.get("reference_batches") or {}).get("candidate") or {}
+    champ = (metrics.get("reference_batches") or {}).get("champion") or {}
+    return {b: 100.0 * (champ[b]["macro_f1"] - cand[b]["macro_f1"]) for b in cand if b in champ}
+
+
 def decide(metrics: dict, trained: bool, gate: PromoteConfig) -> dict:
     """{"promote": bool, "reason": words, "checks": [{"name", "passed", "value", "limit", "text"}]}."""
     strategy = metrics.get("strategy")
@@ -47,7 +54,18 @@ def decide(metrics: dict, trained: bool, gate: PromoteConfig) -> dict:
                                + ("" if ok else f", needs more than +{gate.min_improvement:.1f}")})
 
     ref_new, ref_old = _f1(metrics, "candidate", "reference_test"), _f1(metrics, "champion", "reference_test")
-    if ref_new is not None and ref_old is not None:
+    batches = _forgetting_per_batch(metrics)
+    if batches:  # the data memory's past batches: the gate judges the worst one, and names it
+        worst = max(batches, key=batches.get)
+        forgetting, mean = batches[worst], sum(batches.values()) / len(batches)
+        ok = forgetting <= gate.max_forgetting
+        checks.append({"name": "forgetting", "passed": ok, "value": forgetting, "limit": gate.max_forgetting,
+                       "batch": worst, "per_batch": batches,
+                       "text": f"{-forgetting:+.1f} on past batch {worst}, the worst of {len(batches)} "
+                               f"(mean {-mean:+.1f}), "
+                               + (f"within the {gate.max_forgetting:.1f} limit" if ok
+                                  else f"beyond the {gate.max_forgetting:.1f} limit: forgets too much")})
+    elif ref_new is not None and ref_old is not None:
         forgetting = ref_old - ref_new
         ok = forgetting <= gate.max_forgetting
         checks.append({"name": "forgetting", "passed": ok, "value": forgetting, "limit": gate.max_forgetting,
@@ -156,7 +174,9 @@ def _rescore(params: Params, metrics: dict, serving: str | None) -> tuple[dict, 
     fresh = {k: v for k, v in metrics.items() if k != "champion"}
     fresh["champion_version"] = serving
     if serving is not None:
-        fresh["champion"] = score_folder(params, Path(params.paths.registry) / serving)
+        batches: dict = {}
+        fresh["champion"] = score_folder(params, Path(params.paths.registry) / serving, batches)
+        fresh["reference_batches"] = {**(metrics.get("reference_batches") or {}), "champion": batches}
     note = (f"metrics.json scored {scored or 'no champion'}, but {serving or 'no champion'} serves now"
             + (f": {serving} was re-scored on the same test splits" if serving else ""))
     return fresh, note
@@ -215,7 +235,8 @@ def run(params: Params) -> dict:
                 "data": {name: s["sha256"] for name, s in manifest["splits"].items()},
                 "sources": manifest.get("sources", {}),
                 "memory": memory.lineage(params.paths.memory),  # the accepted batches as of this promotion
-                "metrics": {k: metrics[k] for k in ("candidate", "champion", "baseline", "cost") if k in metrics},
+                "metrics": {k: metrics[k] for k in ("candidate", "champion", "baseline", "reference_batches", "cost")
+                            if k in metrics},
                 "decision": {k: decision.get(k) for k in ("strategy", "reason", "rule", "runner_up")},
                 "params": params.portable_dump(),  # project paths relative: the record outlives this checkout
             }

@@ -193,7 +193,7 @@ def load_inputs(params: Params) -> tuple[pd.DataFrame, pd.DataFrame, str, Params
     strategy = read_json(decision_path)["strategy"]
     shift = Path(params.paths.shift)
     params = settle_scratch_tokenizer(params, read_json(shift) if shift.is_file() else None)
-    train, val = load_training_inputs(params)
+    train, val = load_training_inputs(params, strategy)
     if len(val) == 0:
         raise DataError(f"'{params.paths.prepared}/val.parquet' is empty: trials are scored on it")
     return train, val, strategy, params

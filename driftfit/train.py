@@ -44,17 +44,21 @@ Progress = Callable[[int, int, dict], None]  # progress(step, total_steps, logs)
 
 # ---- training data --------------------------------------------------------------------------
 
-def training_frame(train: pd.DataFrame, reference: pd.DataFrame | None, cfg: TrainConfig) -> pd.DataFrame:
-    """Incoming (augmented) rows plus a seeded replay sample of reference rows against forgetting."""
-    if reference is None or cfg.replay_fraction == 0:
+def training_frame(train: pd.DataFrame, reference: pd.DataFrame | None, cfg: TrainConfig,
+                   strategy: str | None = None) -> pd.DataFrame:
+    """Incoming (augmented) rows plus a seeded replay sample of reference rows (the champion's memory batches,
+    or data.reference) against forgetting; every reference row for the strategies in `replay_all_for`."""
+    if reference is None or (cfg.replay_fraction == 0 and strategy not in cfg.replay_all_for):
         return train[["text", "label"]].reset_index(drop=True)
     n_original = int((~train["augmented"]).sum()) if "augmented" in train else len(train)
     n = min(len(reference), int(round(cfg.replay_fraction * n_original)))
+    if strategy in cfg.replay_all_for:
+        n = len(reference)
     replay = reference.sample(n=n, random_state=cfg.seed)[["text", "label"]]
     return pd.concat([train[["text", "label"]], replay], ignore_index=True)
 
 
-def load_training_inputs(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_training_inputs(params: Params, strategy: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(what to train on, the validation split): the augmented training rows plus the reference replay.
     The one reader of training inputs, for train, probe mode and the search."""
     train_path = Path(params.paths.augmented) / "train.parquet"
@@ -66,7 +70,7 @@ def load_training_inputs(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     val = read_split(params.paths.prepared, "val")
     if val is None:
         raise DataError(f"'{params.paths.prepared}/val.parquet' not found (run prepare first)")
-    return training_frame(train, read_split(params.paths.prepared, "reference_train"), params.train), val
+    return training_frame(train, read_split(params.paths.prepared, "reference_train"), params.train, strategy), val
 
 
 # ---- the tokenizer (scratch may train its own) ----------------------------------------------
@@ -321,7 +325,7 @@ def run(params: Params, progress: Progress | None = None) -> dict:
     entry = spec(strategy)
     shift = Path(params.paths.shift)
     params = settle_scratch_tokenizer(params, read_json(shift) if shift.is_file() else None)
-    train, val = load_training_inputs(params)
+    train, val = load_training_inputs(params, strategy)
     if entry.trains and not is_main_process():
         # Distributed (DDP) training: every process trains on its shard and Trainer keeps the weights in
         # step; only the main process writes the candidate, the others save into a throwaway folder.

@@ -119,3 +119,36 @@ def test_the_pipeline_remembers_validated_batches_only(prepared_params, tmp_path
         prepare.run(load_params(write_params(tmp_path, {"data.incoming.path": str(bad)})))
     assert memory.state(p.paths.memory)["batches"] == [first["batch"]]
     assert os.path.isdir(Path(p.paths.memory) / "batches" / first["batch"])
+
+
+def test_next_week_measures_against_what_the_champion_learnt(prepared_params, tmp_path):
+    """Week 1 (the default incoming batch) is remembered and promoted; week 2's reference, replay and forgetting
+    come from the champion's memory batches, and the gate names the past batch it judged."""
+    from driftfit import augment, evaluate, prepare, promote, train, validate
+    from driftfit.config import load_params
+    from driftfit.io import write_json
+    from tests.conftest import write_params
+
+    fast = {"promote.beat_baseline": False, "evaluate.latency_examples": 0, "promote.max_forgetting": 100.0}
+    p = load_params(write_params(tmp_path, fast))
+    validate.run(p)
+    week1 = memory.run(p)["batch"]
+    augment.run(p)
+    write_json(p.paths.decision, {"strategy": "head", "reason": "test"})
+    train.run(p)
+    evaluate.run(p)
+    assert promote.run(p)["champion"] == "v1"
+
+    week2 = load_params(write_params(tmp_path, {**fast, "data.incoming.path": "data/default/reference.csv"}))
+    manifest = prepare.run(week2)
+    assert manifest["reference"] == {"from": "memory", "champion": "v1", "memory_version": 1, "batches": [week1]}
+    assert manifest["splits"]["reference_test"]["rows"] == len(memory.batch_split(p.paths.memory, week1, "test"))
+    validate.run(week2)
+    assert memory.run(week2)["batches"] == [week1, memory.state(p.paths.memory)["batches"][1]]
+    augment.run(week2)
+    train.run(week2)
+    metrics = evaluate.run(week2)
+    assert set(metrics["reference_batches"]["candidate"]) == {week1} == set(metrics["reference_batches"]["champion"])
+    verdict = promote.run(week2)
+    forgetting = next(c for c in verdict["checks"] if c["name"] == "forgetting")
+    assert forgetting["batch"] == week1 and f"on past batch {week1}, the worst of 1" in forgetting["text"]

@@ -227,6 +227,10 @@ def test_replay_mixes_in_reference_rows():
     ref = pd.DataFrame({"text": list("pqrs"), "label": ["y"] * 4})
     out = training_frame(inc, ref, TrainConfig(replay_fraction=0.5))
     assert len(out) == 5 and (out["label"] == "y").sum() == 1
+    # the strategies in replay_all_for train on every reference row (the whole memory window); others do not
+    cfg = TrainConfig(replay_fraction=0.0, replay_all_for=["full", "scratch"])
+    assert (training_frame(inc, ref, cfg, "full")["label"] == "y").sum() == 4
+    assert (training_frame(inc, ref, cfg, "ia3")["label"] == "y").sum() == 0
 
 
 def test_memory_and_speed_switches_train(prepared_params):

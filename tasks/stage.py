@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import logging
+import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,7 @@ from prefect.context import TaskRunContext
 from driftfit.config import Params, load_params
 
 log = logging.getLogger(__name__)
+logging.getLogger("dvc").setLevel(logging.WARNING)  # "Updating lock file" on every task: DVC's news, not the run's
 
 
 # ---- DVC's view of one stage ---------------------------------------------------------------------
@@ -40,14 +42,23 @@ def _project(params_path: str | None) -> Path | None:
     return root if (root / "dvc.yaml").is_file() and (root / ".dvc").is_dir() else None
 
 
+_REPOS: dict[Path, Any] = {}  # one DVC Repo per project and process: opening one costs ~0.1 s, twice per task
+_REPOS_LOCK = threading.Lock()
+
+
 @contextmanager
 def _stage(root: Path, name: str) -> Iterator[Any]:
-    """The stage `name` as DVC reads it from dvc.yaml and dvc.lock, with DVC's repo lock held."""
+    """The stage `name` as DVC reads it from dvc.yaml and dvc.lock now, with DVC's repo lock held."""
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo, repo.lock:
-        (stage,) = repo.stage.collect(f"{root / 'dvc.yaml'}:{name}")  # a bare name resolves from the cwd
-        yield repo, stage
+    with _REPOS_LOCK:
+        if root not in _REPOS:
+            _REPOS[root] = Repo(str(root))
+        repo = _REPOS[root]
+        repo._reset()  # forget what it read before: dvc.yaml, dvc.lock and outputs may have changed since
+        with repo.lock:
+            (stage,) = repo.stage.collect(f"{root / 'dvc.yaml'}:{name}")  # a bare name resolves from the cwd
+            yield repo, stage
 
 
 def _entry_key(name: str, stage) -> str:

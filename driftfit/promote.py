@@ -23,7 +23,7 @@ from driftfit.config import Params, PromoteConfig
 from driftfit.io import read_json, write_json
 
 
-def _f1(metrics: dict, model: str, split: str) -> float | None:
+def _macro_f1_points(metrics: dict, model: str, split: str) -> float | None:
     value = (metrics.get(model) or {}).get(split, {}).get("macro_f1")
     return None if value is None else 100.0 * value
 
@@ -42,7 +42,7 @@ def decide(metrics: dict, trained: bool, gate: PromoteConfig) -> dict:
         return {"promote": False, "checks": [],
                 "reason": f"kept the champion: strategy '{strategy}' trained no candidate"}
     checks = []
-    new, champ_new = _f1(metrics, "candidate", "test"), _f1(metrics, "champion", "test")
+    new, champ_new = _macro_f1_points(metrics, "candidate", "test"), _macro_f1_points(metrics, "champion", "test")
     if champ_new is None:
         checks.append({"name": "new_data", "passed": True, "value": new, "limit": None,
                        "text": f"first model (macro-F1 {new:.1f} on the new test split), no champion to beat"})
@@ -53,7 +53,7 @@ def decide(metrics: dict, trained: bool, gate: PromoteConfig) -> dict:
                        "text": f"{gain:+.1f} macro-F1 on new data"
                                + ("" if ok else f", needs more than +{gate.min_improvement:.1f}")})
 
-    ref_new, ref_old = _f1(metrics, "candidate", "reference_test"), _f1(metrics, "champion", "reference_test")
+    ref_new, ref_old = _macro_f1_points(metrics, "candidate", "reference_test"), _macro_f1_points(metrics, "champion", "reference_test")
     batches = _forgetting_per_batch(metrics)
     if batches:  # the data memory's past batches: the gate judges the worst one, and names it
         worst = max(batches, key=batches.get)
@@ -74,7 +74,7 @@ def decide(metrics: dict, trained: bool, gate: PromoteConfig) -> dict:
                                   else f"beyond the {gate.max_forgetting:.1f} limit: forgets too much")})
 
     if gate.beat_baseline:
-        base = _f1(metrics, "baseline", "test")
+        base = _macro_f1_points(metrics, "baseline", "test")
         if strategy == "zero_shot":
             checks.append({"name": "baseline", "passed": True, "value": None, "limit": None,
                            "text": "the candidate is the pretrained baseline itself (zero_shot)"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def _fmt(value: Any) -> str:
+def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
@@ -26,7 +26,7 @@ def _flatten(tree: dict, prefix: str = "") -> list[tuple[str, Any]]:
 
 def table(rows: list[tuple[str, Any]], header: tuple[str, str] = ("measure", "value")) -> str:
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in rows]
+    lines += [f"| {k} | {_cell(v)} |" for k, v in rows]
     return "\n".join(lines)
 
 
@@ -60,7 +60,7 @@ def validation_rows(summary: dict) -> list[dict]:
     return [{"rule": c.get("rule"), "severity": c.get("severity"), "table": c.get("table"),
              "expectation": c.get("expectation"), "column": c.get("column") or "", "passed": c.get("success"),
              "expected": c.get("expected") or "",
-             "observed": _fmt(c.get("observed_value", c.get("unexpected_count")))}
+             "observed": _cell(c.get("observed_value", c.get("unexpected_count")))}
             for c in summary.get("checks") or []]
 
 

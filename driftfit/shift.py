@@ -50,7 +50,7 @@ MEDIAN_PAIRS_ROWS = 1000  # rows used to find the median distance (bandwidth); m
 TOKENIZER_TEXTS = 5000
 
 
-def _num(x) -> float | None:
+def _finite_or_none(x) -> float | None:
     """A plain float for JSON; NaN/inf become None."""
     return float(x) if x is not None and math.isfinite(float(x)) else None
 
@@ -133,7 +133,7 @@ def mmd_test(x: np.ndarray, y: np.ndarray, permutations: int, seed: int = 0) -> 
     observed, null = stats[0], stats[1:]
     # The observed split counts as one of the permutations, so p is never 0 (Phipson & Smyth 2010).
     p_value = (1 + int((null >= observed - 1e-12).sum())) / (1 + permutations)
-    return {"mmd2": _num(observed), "p_value": p_value, "bandwidth": sigma, "permutations": permutations}
+    return {"mmd2": _finite_or_none(observed), "p_value": p_value, "bandwidth": sigma, "permutations": permutations}
 
 
 def domain_classifier(x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict:
@@ -145,7 +145,7 @@ def domain_classifier(x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict:
     target = np.r_[np.zeros(len(x), int), np.ones(len(y), int)]
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     scores = cross_val_score(LogisticRegression(max_iter=1000), z, target, cv=cv, scoring="roc_auc")
-    return {"auc": _num(scores.mean()), "auc_std": _num(scores.std()), "folds": folds}
+    return {"auc": _finite_or_none(scores.mean()), "auc_std": _finite_or_none(scores.std()), "folds": folds}
 
 
 # ---- label shift ----------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def label_shift(reference_labels, incoming_labels) -> dict:
     out["reference_distribution"] = {k: float(v) for k, v in ref.items()}
     out["new_labels"] = sorted(set(inc.index) - set(ref.index))
     out["vanished_labels"] = sorted(set(ref.index) - set(inc.index))
-    out["js_divergence"] = _num(js)
+    out["js_divergence"] = _finite_or_none(js)
     return out
 
 
@@ -216,7 +216,7 @@ def logme(features: np.ndarray, labels: list[str]) -> float | None:
         evidence = (d / 2 * math.log(alpha) + n / 2 * math.log(beta) - 0.5 * np.log(alpha + beta * s).sum()
                     - beta / 2 * beta_de - alpha / 2 * alpha_de - n / 2 * math.log(2 * math.pi))
         evidences.append(evidence / n)
-    return _num(np.mean(evidences))
+    return _finite_or_none(np.mean(evidences))
 
 
 # ---- data size and champion -----------------------------------------------------------------

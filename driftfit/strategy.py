@@ -74,7 +74,8 @@ for _pair in CHOICES.values():  # a rule names only strategies of the table (fai
         spec(_name)
 
 
-def _f(x) -> str:
+def _short_number(x) -> str:
+    """4 significant digits for the reason text; n/a where the report has no such measure."""
     return "n/a" if x is None else f"{x:.4g}"
 
 
@@ -106,13 +107,13 @@ def _policy(m: dict, cfg: StrategyConfig) -> tuple[str, str, str, str]:
     if m["champion_exists"] and not m["new_labels"] and not_moved and acc is not None \
             and acc >= cfg.skip_min_accuracy:
         return (*CHOICES["champion_holds"], "champion_holds",
-                f"The champion scores {_f(acc)} (>= {cfg.skip_min_accuracy}) on incoming validation, knows "
-                f"every incoming label, and the embeddings did not move (MMD² {_f(mmd2)}, p = {_f(p)}).")
+                f"The champion scores {_short_number(acc)} (>= {cfg.skip_min_accuracy}) on incoming validation, knows "
+                f"every incoming label, and the embeddings did not move (MMD² {_short_number(mmd2)}, p = {_short_number(p)}).")
 
     unk, tpw = m["unk_rate"], m["tokens_per_word"]
     if (unk is not None and unk > cfg.unk_rate_bad) or (tpw is not None and tpw > cfg.tokens_per_word_bad):
-        fit = (f"The tokenizer fits the incoming text badly ([UNK] rate {_f(unk)} vs {cfg.unk_rate_bad}, "
-               f"{_f(tpw)} tokens per word vs {cfg.tokens_per_word_bad})")
+        fit = (f"The tokenizer fits the incoming text badly ([UNK] rate {_short_number(unk)} vs {cfg.unk_rate_bad}, "
+               f"{_short_number(tpw)} tokens per word vs {cfg.tokens_per_word_bad})")
         if m["rows"] >= cfg.scratch_min_examples:
             return (*CHOICES["tokenizer_misfit_large"], "tokenizer_misfit",
                     f"{fit} and {m['rows']} rows (>= {cfg.scratch_min_examples}) are enough to train from scratch.")
@@ -128,17 +129,17 @@ def _policy(m: dict, cfg: StrategyConfig) -> tuple[str, str, str, str]:
     probe = m["probe_accuracy"]
     if probe is not None and probe >= cfg.probe_good:
         return (*CHOICES["features_suffice"], "features_suffice",
-                f"A linear probe on frozen features reaches {_f(probe)} validation accuracy "
+                f"A linear probe on frozen features reaches {_short_number(probe)} validation accuracy "
                 f"(>= {cfg.probe_good}): a light touch suffices; IA3 only rescales those features.")
 
     if m["rows"] >= cfg.full_min_examples:
         return (*CHOICES["large_data"], "large_data",
                 f"{m['rows']} training rows (>= {cfg.full_min_examples}) are enough to fine-tune every weight; "
-                f"the linear probe reached {_f(probe)} (< {cfg.probe_good}).")
+                f"the linear probe reached {_short_number(probe)} (< {cfg.probe_good}).")
 
     return (*CHOICES["default"], "default",
             f"{m['rows']} training rows (< {cfg.full_min_examples}), smallest class {m['min_per_class']}, "
-            f"linear probe {_f(probe)} (< {cfg.probe_good}): a parameter-efficient update (IA3) suits "
+            f"linear probe {_short_number(probe)} (< {cfg.probe_good}): a parameter-efficient update (IA3) suits "
             "small/medium data.")
 
 

@@ -63,7 +63,7 @@ def allowed_labels(splits: dict[str, pd.DataFrame], reference_labels: list[str] 
 
 # ---- messages ----------------------------------------------------------------------------------
 
-def _show(value: Any) -> str:
+def _quoted(value: Any) -> str:
     value = plain(value)
     return "null" if value is None else repr(value)
 
@@ -88,11 +88,11 @@ def _message(check: dict, sources: dict[str, str], empty: list[str]) -> str:
     if check["table"] == "labels":
         if "unexpected_count" not in check:  # a sum over the table
             return f"column 'label': observed {check.get('observed_value')}: {expected}"
-        rows = ", ".join(f"label {_show(e['label'])} has {e['train_rows']} training rows"
+        rows = ", ".join(f"label {_quoted(e['label'])} has {e['train_rows']} training rows"
                          + (f" (largest class / this = {e['imbalance']:.3g})" if "imbalance" in e else "")
                          for e in check["unexpected_examples"])
     else:
-        rows = ", ".join(f"{_where(e, sources)} = {_show(e['value'])}"
+        rows = ", ".join(f"{_where(e, sources)} = {_quoted(e['value'])}"
                          + (f" ({e['chars']} characters)" if "chars" in e else "")
                          for e in check["unexpected_examples"])
     more = check["unexpected_count"] - len(check["unexpected_examples"])
@@ -106,7 +106,7 @@ def _duplicate_findings(name: str, dup: dict, rules: DuplicateRules) -> tuple[st
     e = dup["examples"][0]
     text = (f"{name}: column 'text': {dup['count']} of {dup['rows']} rows ({dup['share']:.1%}) repeat an earlier "
             f"row ({dup['exact']} exactly, the rest after lowercasing and ignoring punctuation and spaces), "
-            f"e.g. row {e['row']} = row {e['same_as_row']} ({_show(e['text'])})")
+            f"e.g. row {e['row']} = row {e['same_as_row']} ({_quoted(e['text'])})")
     if dup["share"] > rules.max_share:
         return f"{text}: expected at most {rules.max_share:.0%} repeated rows (contract duplicates.max_share)", None
     return None, f"{text}: expected each text once"
@@ -179,7 +179,7 @@ def validate_splits(splits: dict[str, pd.DataFrame], reference_labels: list[str]
         leak = summary["leakage"][f"{source}->{other}"] = find_leakage(ids[source], ids[other],
                                                                        splits[other]["text"])
         if leak["count"]:
-            shown = ", ".join(f"{other} row {e['row']} = {source} row {e['source_row']} ({_show(e['text'])})"
+            shown = ", ".join(f"{other} row {e['row']} = {source} row {e['source_row']} ({_quoted(e['text'])})"
                               for e in leak["examples"])
             more = leak["count"] - len(leak["examples"])
             (errors if contract.leakage == "error" else warnings).append(

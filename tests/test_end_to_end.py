@@ -144,3 +144,22 @@ def test_dvc_repro_matches_the_flow_and_second_repro_does_nothing(flow_run, tmp_
     metrics = dvc(root, "metrics", "show", "--json")
     assert "macro_f1" in metrics.stdout
 
+
+    # Week 2 through both doors: the next batch lands (the flow's incoming_path; params.yaml for dvc repro).
+    # Its reference is now the champion's data memory, and both doors agree on the decision and metrics.
+    from flows.retrain import retrain
+
+    week2 = "data/default/reference.csv"  # utterances the first batch does not hold
+    state = retrain(params_path=str(flow_root / "params.yaml"), incoming_path=week2, return_state=True)
+    assert state.is_completed(), state.message
+    write_params(root, {**E2E, "data.incoming.path": week2})
+    third = dvc(root, "repro")
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    for rel in ("reports/decision.json", "reports/metrics.json", "data/prepared/manifest.json"):
+        dvc_out, flow_out = json.loads((root / rel).read_text()), json.loads((flow_root / rel).read_text())
+        assert dvc_out == flow_out, rel
+    manifest = json.loads((root / "data" / "prepared" / "manifest.json").read_text())
+    assert manifest["reference"]["from"] == "memory" and manifest["reference"]["champion"] == "v1"
+    for project in (root, flow_root):
+        assert len(json.loads((project / "data" / "memory" / "memory.json").read_text())["batches"]) == 2
+    assert "Running stage" not in dvc(root, "repro").stdout  # and again: nothing to do

@@ -149,6 +149,8 @@ def test_next_week_measures_against_what_the_champion_learnt(prepared_params, tm
     train.run(week2)
     metrics = evaluate.run(week2)
     assert set(metrics["reference_batches"]["candidate"]) == {week1} == set(metrics["reference_batches"]["champion"])
+    assert metrics["forgetting"]["worst_batch"] == week1 and set(metrics["forgetting"]["per_batch"]) == {week1}
+    assert metrics["forgetting"]["worst"] == metrics["forgetting"]["mean"]  # one past batch
     verdict = promote.run(week2)
     forgetting = next(c for c in verdict["checks"] if c["name"] == "forgetting")
     assert forgetting["batch"] == week1 and f"on past batch {week1}, the worst of 1" in forgetting["text"]

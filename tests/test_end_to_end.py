@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import project_copy, write_params
+from tests.conftest import SHARED_DATA, project_copy, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +163,23 @@ def test_dvc_repro_matches_the_flow_and_second_repro_does_nothing(flow_run, tmp_
     for project in (root, flow_root):
         assert len(json.loads((project / "data" / "memory" / "memory.json").read_text())["batches"]) == 2
     assert "Running stage" not in dvc(root, "repro").stdout  # and again: nothing to do
+
+    # Week 3: a new task lands (product-review sentiment, labels 0/1): the same through both doors, and the
+    # memory holds three batches.
+    if not (SHARED_DATA / "sentiment_domains" / "amazon.tsv").is_file():
+        pytest.skip(f"{SHARED_DATA} is absent: week 3 needs its Amazon reviews")
+    import pandas as pd
+
+    reviews = pd.read_csv(SHARED_DATA / "sentiment_domains" / "amazon.tsv", sep="\t", header=None, quoting=3,
+                          names=["text", "label"], dtype=str).sample(n=60, random_state=0)
+    for project in (root, flow_root):
+        reviews.to_csv(project / "data" / "week3.csv", index=False)
+    state = retrain(params_path=str(flow_root / "params.yaml"), incoming_path="data/week3.csv", return_state=True)
+    assert state.is_completed(), state.message
+    write_params(root, {**E2E, "data.incoming.path": "data/week3.csv"})
+    fourth = dvc(root, "repro")
+    assert fourth.returncode == 0, fourth.stdout[-3000:] + fourth.stderr[-3000:]
+    for rel in ("reports/decision.json", "reports/metrics.json"):
+        assert json.loads((root / rel).read_text()) == json.loads((flow_root / rel).read_text()), rel
+    for project in (root, flow_root):
+        assert len(json.loads((project / "data" / "memory" / "memory.json").read_text())["batches"]) == 3

@@ -207,14 +207,13 @@ def run(params: Params) -> dict:
         if "reference_test" in per_split and "batch" in splits["reference_test"]:
             metrics.setdefault("reference_batches", {})[name] = per_batch(splits["reference_test"],
                                                                           per_split["reference_test"][1])
-    batches = metrics.get("reference_batches") or {}
-    if "candidate" in batches and "champion" in batches:  # per past batch, champion minus candidate, in points
-        lost = {b: round(100 * (batches["champion"][b]["macro_f1"] - m["macro_f1"]), 4)
-                for b, m in batches["candidate"].items() if b in batches["champion"]}
-        if lost:
-            worst = max(lost, key=lost.get)
-            metrics["forgetting"] = {"per_batch": lost, "worst": lost[worst], "worst_batch": worst,
-                                     "mean": round(sum(lost.values()) / len(lost), 4)}
+    from driftfit.promote import forgetting_per_batch  # the gate's own measure, scored here for metrics.json
+
+    lost = {b: round(points, 4) for b, points in forgetting_per_batch(metrics).items()}
+    if lost:
+        worst = max(lost, key=lost.get)
+        metrics["forgetting"] = {"per_batch": lost, "worst": lost[worst], "worst_batch": worst,
+                                 "mean": round(sum(lost.values()) / len(lost), 4)}
     metrics["cost"] = {name: {"parameters": sum(p.numel() for p in model.parameters()),
                               "size_mb": round(size_on_disk(folder) / 2**20, 3)}
                        for name, (model, _, _, folder) in models.items() if folder is not None}

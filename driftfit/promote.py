@@ -28,8 +28,9 @@ def _macro_f1_points(metrics: dict, model: str, split: str) -> float | None:
     return None if value is None else 100.0 * value
 
 
-def _forgetting_per_batch(metrics: dict) -> dict[str, float]:
-    """Champion minus candidate macro-F1 points on each past batch both were scored on."""
+def forgetting_per_batch(metrics: dict) -> dict[str, float]:
+    """Champion minus candidate macro-F1 points on each past batch both were scored on (metrics.json's
+    `reference_batches`); the gate judges the worst, evaluate records them all."""
     cand = (metrics.get("reference_batches") or {}).get("candidate") or {}
     champ = (metrics.get("reference_batches") or {}).get("champion") or {}
     return {b: 100.0 * (champ[b]["macro_f1"] - cand[b]["macro_f1"]) for b in cand if b in champ}
@@ -54,7 +55,7 @@ def decide(metrics: dict, trained: bool, gate: PromoteConfig) -> dict:
                                + ("" if ok else f", needs more than +{gate.min_improvement:.1f}")})
 
     ref_new, ref_old = _macro_f1_points(metrics, "candidate", "reference_test"), _macro_f1_points(metrics, "champion", "reference_test")
-    batches = _forgetting_per_batch(metrics)
+    batches = forgetting_per_batch(metrics)
     if batches:  # the data memory's past batches: the gate judges the worst one, and names it
         worst = max(batches, key=batches.get)
         forgetting, mean = batches[worst], sum(batches.values()) / len(batches)
@@ -211,7 +212,7 @@ def run(params: Params) -> dict:
         previous = registry.champion_info(root)  # a missing or broken pointer stops here, with the fix
         serving = previous["version"] if previous else None
         existing = registry.find_version(root, digest) if trained else None
-        served = registry.served(root)
+        served = registry.ever_champion(previous)  # the pointer just read, not read again
         notes = []
         if metrics.get("champion_version") != serving and existing not in served:
             metrics, note = _rescore(params, metrics, serving)

@@ -150,7 +150,7 @@ def find_version(registry: str | Path, digest: str) -> str | None:
 def list_versions(registry: str | Path) -> list[dict]:
     """One row per version: stage (champion / retired / never served), when, strategy, new-data macro-F1, why."""
     info = champion_info(registry) or {}
-    served = _ever_champion(info)
+    served = ever_champion(info)
     rows = []
     for name in versions(registry):
         rec = version_record(registry, name) if (Path(registry) / name / RECORD).is_file() else {}
@@ -177,15 +177,11 @@ def lock(registry: str | Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _ever_champion(info: dict | None) -> set[str]:
+def ever_champion(info: dict | None) -> set[str]:
+    """Every version that was champion at some time, from a pointer already read (its history)."""
     if not info:
         return set()
     return {info["version"], *(h["version"] for h in info.get("history", []))}
-
-
-def served(registry: str | Path) -> set[str]:
-    """Every version that was champion at some time (the pointer's history)."""
-    return _ever_champion(champion_info(registry))
 
 
 def clean_leftovers(registry: str | Path) -> list[str]:
@@ -273,9 +269,9 @@ def rollback(params: Params, version: str | None = None) -> dict:
             raise DriftfitError(f"registry {root}: {current} was the first champion, there is no earlier "
                                 "version to return to")
         version_record(root, target)  # fails, listing the versions, if there is no such version
-        if target not in _ever_champion(info):
+        if target not in ever_champion(info):
             raise DriftfitError(f"registry {root}: {target} was never champion (champions so far: "
-                                f"{', '.join(sorted(_ever_champion(info), key=_number))})")
+                                f"{', '.join(sorted(ever_champion(info), key=_number))})")
         if target == current:
             raise DriftfitError(f"registry {root}: {target} is already the champion")
         reason = f"rolled back from {current} to {target}"

@@ -86,6 +86,14 @@ def test_score_has_per_class_report_and_confusion():
 
 # ---- the real steps on the shrunk data -------------------------------------------------------------
 
+def retrain_with_new_bytes(p, n: int) -> None:
+    """Train again from the same data and seed. Training may reproduce v1 byte for byte (then promote keeps
+    it as "the candidate is v1, which serves already", tested in test_faults), so a note file makes this
+    candidate a different model folder that predicts exactly as v1 does: the gate, not the digest, decides."""
+    train.run(p)
+    (Path(p.paths.candidate) / "retrain.txt").write_text(f"retrain {n}\n")
+
+
 def test_first_run_promotes_then_an_equal_candidate_is_rejected(prepared_params, make_params):
     p = make_params({"evaluate.latency_examples": 2, "promote.beat_baseline": False})  # 2 steps can't beat it
     augment.run(p)
@@ -124,7 +132,7 @@ def test_first_run_promotes_then_an_equal_candidate_is_rejected(prepared_params,
 
     # metrics.json scored no champion, yet v1 serves now (as after a concurrent run): promote re-scores v1
     # rather than judging the new candidate "a first model, no champion to beat".
-    train.run(p)
+    retrain_with_new_bytes(p, 1)
     stale = promote.run(p)
     assert not stale["promoted"] and stale["champion"] == "v1", stale
     assert stale["reason"].startswith("rejected: +0.0 macro-F1 on new data"), stale["reason"]
@@ -133,7 +141,7 @@ def test_first_run_promotes_then_an_equal_candidate_is_rejected(prepared_params,
     assert registry.versions(p.paths.registry) == ["v1"]
 
     # A second candidate from the same data and seed scores the same: it must not replace v1.
-    train.run(p)
+    retrain_with_new_bytes(p, 2)
     m2 = evaluate.run(p)
     assert m2["champion_version"] == "v1" and m2["champion"]["test"] == m2["candidate"]["test"]
     assert (evaluation / "confusion_champion_reference_test.png").is_file()

@@ -67,25 +67,29 @@ def prepare_splits(reference: pd.DataFrame | None, incoming: pd.DataFrame, incom
 
 
 def champion_data(params: Params, splits: dict[str, pd.DataFrame]) -> tuple | None:
-    """(reference_train, reference_test, record) from the data memory: the train and test splits of the
-    batches the serving champion was promoted with (its version.json), less this batch if it landed before.
-    None without a champion, a memory record, or any of its batches still in the memory (a window may have
-    dropped them): then data.reference is the reference."""
+    """(reference_train, reference_test, record) from the data memory, once the serving champion was
+    promoted with one (its version.json records the memory): the train and test splits of every batch the
+    memory holds now, less this batch if it landed before. So a batch accepted while the champion held
+    (a skip) is replayed and checked for forgetting like the others. The record lists which of them the
+    champion itself learnt from (`champion_batches`): the shift step measures against those.
+    None without a champion or a memory record: then data.reference is the reference."""
     from driftfit import memory, registry
 
     info = registry.champion_info(params.paths.registry)
     if info is None:
         return None
-    recorded = (registry.version_record(params.paths.registry, info["version"]).get("memory") or {})
+    recorded = registry.version_record(params.paths.registry, info["version"]).get("memory")
+    if not recorded:
+        return None
     this = memory.batch_id(splits)
-    batches = [b for b in recorded.get("batches", []) if b != this]
+    batches = [b for b in memory.state(params.paths.memory)["batches"] if b != this]
     train = memory.remembered(params.paths.memory, batches, "train")
     test = memory.remembered(params.paths.memory, batches, "test")
     if train is None or test is None:
         return None
-    kept = sorted(set(train["batch"]))
+    learnt = set(recorded.get("batches", []))
     return train, test, {"from": "memory", "champion": info["version"], "memory_version": recorded.get("version"),
-                         "batches": [b for b in batches if b in kept]}
+                         "batches": batches, "champion_batches": [b for b in batches if b in learnt]}
 
 
 def read_split(prepared: str | Path, name: str, required: bool = False) -> pd.DataFrame | None:

@@ -36,6 +36,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from driftfit.config import Params, ShiftConfig
+from driftfit.io import read_json
 from driftfit.errors import DataError
 from driftfit.io import write_json
 
@@ -346,6 +347,11 @@ def run(params: Params) -> dict:
     prepared = Path(params.paths.prepared)
     train, val = _read_split(prepared, "train"), _read_split(prepared, "val")
     reference = _read_split(prepared, "reference_train", required=False)
+    manifest = prepared / "manifest.json"
+    learnt = (read_json(manifest).get("reference") or {}).get("champion_batches") if manifest.is_file() else None
+    if reference is not None and learnt and "batch" in reference:
+        # the memory's batches the champion learnt from; batches accepted since (skipped) are new to it too
+        reference = reference[reference["batch"].isin(learnt)].reset_index(drop=True)
     champ = champion_dir(params.paths.registry)
     champion = load_classifier(champ, params.model.trust_remote_code) if champ is not None else None
     tokenizer, encoder = load_tokenizer(params.model), load_encoder(params.model)

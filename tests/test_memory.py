@@ -141,7 +141,8 @@ def test_next_week_measures_against_what_the_champion_learnt(prepared_params, tm
 
     week2 = load_params(write_params(tmp_path, {**fast, "data.incoming.path": "data/default/reference.csv"}))
     manifest = prepare.run(week2)
-    assert manifest["reference"] == {"from": "memory", "champion": "v1", "memory_version": 1, "batches": [week1]}
+    assert manifest["reference"] == {"from": "memory", "champion": "v1", "memory_version": 1, "batches": [week1],
+                                     "champion_batches": [week1]}
     assert manifest["splits"]["reference_test"]["rows"] == len(memory.batch_split(p.paths.memory, week1, "test"))
     validate.run(week2)
     assert memory.run(week2)["batches"] == [week1, memory.state(p.paths.memory)["batches"][1]]
@@ -154,3 +155,48 @@ def test_next_week_measures_against_what_the_champion_learnt(prepared_params, tm
     verdict = promote.run(week2)
     forgetting = next(c for c in verdict["checks"] if c["name"] == "forgetting")
     assert forgetting["batch"] == week1 and f"on past batch {week1}, the worst of 1" in forgetting["text"]
+
+
+def test_a_batch_accepted_while_the_champion_held_is_replayed_and_checked(prepared_params, tmp_path):
+    """Week 1 promoted v1; week 2 was accepted but trained nothing (the champion held). Week 3's replay and
+    forgetting reference holds weeks 1 and 2; its shift is measured against week 1 alone, what v1 learnt."""
+    from driftfit import augment, evaluate, prepare, promote, shift, train, validate
+    from driftfit.config import load_params
+    from driftfit.io import write_json
+    from tests.conftest import write_params
+
+    fast = {"promote.beat_baseline": False, "evaluate.latency_examples": 0, "promote.max_forgetting": 100.0}
+    p = load_params(write_params(tmp_path, fast))
+    validate.run(p)
+    week1 = memory.run(p)["batch"]
+    augment.run(p)
+    write_json(p.paths.decision, {"strategy": "head", "reason": "test"})
+    train.run(p)
+    evaluate.run(p)
+    assert promote.run(p)["champion"] == "v1"
+
+    week2 = load_params(write_params(tmp_path, {**fast, "data.incoming.path": "data/default/reference.csv"}))
+    prepare.run(week2)
+    validate.run(week2)
+    second = memory.run(week2)["batch"]  # accepted; no training (a skip)
+
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "data/default/incoming.csv")  # week 1's labels, texts not seen before
+    rows["text"] = rows["text"] + " (asked again in week 3)"
+    rows.to_csv(tmp_path / "data/week3.csv", index=False)
+    week3 = load_params(write_params(tmp_path, {**fast, "data.incoming.path": "data/week3.csv"}))
+    manifest = prepare.run(week3)
+    assert manifest["reference"]["batches"] == [week1, second] and manifest["reference"]["champion_batches"] == [week1]
+    train1 = len(memory.batch_split(p.paths.memory, week1, "train"))
+    train2 = len(memory.batch_split(p.paths.memory, second, "train"))
+    assert manifest["splits"]["reference_train"]["rows"] == train1 + train2
+    report = shift.run(week3)
+    assert report["data_size"]["reference_rows"] == train1  # the shift: against what v1 learnt
+    validate.run(week3)
+    memory.run(week3)
+    augment.run(week3)
+    write_json(week3.paths.decision, {"strategy": "head", "reason": "test"})
+    train.run(week3)
+    metrics = evaluate.run(week3)
+    assert set(metrics["forgetting"]["per_batch"]) == {week1, second}  # forgetting: on every past batch

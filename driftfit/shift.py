@@ -7,7 +7,8 @@ Each measure answers one question the strategy policy (driftfit.strategy) asks:
 - label shift: labels new or vanished, Jensen–Shannon divergence of the label shares
 - transferability: how far frozen features go on the new task (linear probe; LogME, You et al. 2021)
 - data size: rows, rows per class
-- champion: the current champion's accuracy on the incoming validation split
+- champion: the current champion's accuracy on the incoming rows (val alone, and every sampled row) and on
+  its own test data (the memory's test splits of the batches it learnt): did it get worse here?
 
 "Incoming" is train + val together, except for the probe (fit on train, scored on val). Cost is bounded by
 the samples, not the batch: tokenizer fit reads a seeded sample of at most TOKENIZER_TEXTS texts per side
@@ -230,21 +231,30 @@ def data_size(train: pd.DataFrame, val: pd.DataFrame, reference: pd.DataFrame | 
             "reference_rows": None if reference is None else len(reference)}
 
 
-def champion_fit(champion, val: pd.DataFrame, incoming_labels: set[str], max_len: int, batch_size: int) -> dict:
-    """The champion's accuracy on incoming val (labels it doesn't know count as wrong) and label coverage."""
+def _accuracy(champion, rows: pd.DataFrame, max_len: int, batch_size: int) -> float | None:
     from driftfit.model import predict_proba
 
     model, tokenizer, labels = champion
-    known = [str(x) for x in labels]
-    truth = val["label"].astype(str).to_numpy()
-    if len(val):
-        probs = predict_proba(model, tokenizer, val["text"].tolist(), max_len, batch_size)
-        accuracy = float((np.asarray(known)[probs.argmax(1)] == truth).mean())
-    else:
-        accuracy = None
+    if not len(rows):
+        return None
+    probs = predict_proba(model, tokenizer, rows["text"].tolist(), max_len, batch_size)
+    return float((np.asarray([str(x) for x in labels])[probs.argmax(1)] == rows["label"].astype(str).to_numpy()).mean())
+
+
+def champion_fit(champion, val: pd.DataFrame, incoming_labels: set[str], max_len: int, batch_size: int,
+                 incoming: pd.DataFrame | None = None, own_test: pd.DataFrame | None = None) -> dict:
+    """The champion's accuracy on incoming val (labels it doesn't know count as wrong), on every sampled
+    incoming row (train and val: it saw none of them, so more rows, less noise), on its own test data (the
+    memory's test splits of the batches it learnt), and its label coverage."""
+    known = [str(x) for x in champion[2]]
     uncovered = sorted(incoming_labels - set(known))
-    return {"val_accuracy": accuracy, "covers_labels": not uncovered, "uncovered_labels": uncovered,
-            "labels": len(known)}
+    out = {"val_accuracy": _accuracy(champion, val, max_len, batch_size), "covers_labels": not uncovered,
+           "uncovered_labels": uncovered, "labels": len(known)}
+    if incoming is not None:
+        out.update(incoming_accuracy=_accuracy(champion, incoming, max_len, batch_size), incoming_rows=len(incoming))
+    if own_test is not None:
+        out.update(own_test_accuracy=_accuracy(champion, own_test, max_len, batch_size), own_test_rows=len(own_test))
+    return out
 
 
 # ---- the whole report -----------------------------------------------------------------------
@@ -254,7 +264,8 @@ def _sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, incoming_val: pd.DataFrame,
-                  encoder, tokenizer, cfg: ShiftConfig, max_len: int, champion=None) -> dict:
+                  encoder, tokenizer, cfg: ShiftConfig, max_len: int, champion=None,
+                  champion_test: pd.DataFrame | None = None) -> dict:
     """All shift measures as a JSON-able dict (see the module docstring); reference=None skips the comparisons."""
     from driftfit.model import embed_texts
 
@@ -318,7 +329,10 @@ def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, 
 
     if champion is not None:
         t = time.perf_counter()
-        fit = champion_fit(champion, va, set(label_counts(all_labels).index), max_len, cfg.batch_size)
+        own = (champion_test.iloc[_sample(len(champion_test), cfg.sample_size, rng)]
+               if champion_test is not None and len(champion_test) else None)
+        fit = champion_fit(champion, va, set(label_counts(all_labels).index), max_len, cfg.batch_size,
+                           incoming=pd.concat([tr, va], ignore_index=True), own_test=own)
         report["champion"] = {**fit, "seconds": time.perf_counter() - t}
 
     report["seconds"] = time.perf_counter() - start
@@ -347,16 +361,18 @@ def run(params: Params) -> dict:
     prepared = Path(params.paths.prepared)
     train, val = _read_split(prepared, "train"), _read_split(prepared, "val")
     reference = _read_split(prepared, "reference_train", required=False)
+    reference_test = _read_split(prepared, "reference_test", required=False)
     manifest = prepared / "manifest.json"
     learnt = (read_json(manifest).get("reference") or {}).get("champion_batches") if manifest.is_file() else None
-    if reference is not None and learnt and "batch" in reference:
-        # the memory's batches the champion learnt from; batches accepted since (skipped) are new to it too
-        reference = reference[reference["batch"].isin(learnt)].reset_index(drop=True)
+    if learnt:  # the memory's batches the champion learnt from; batches accepted since (skipped) are new to it too
+        reference, reference_test = (df[df["batch"].isin(learnt)].reset_index(drop=True)
+                                     if df is not None and "batch" in df else df
+                                     for df in (reference, reference_test))
     champ = champion_dir(params.paths.registry)
     champion = load_classifier(champ, params.model.trust_remote_code) if champ is not None else None
     tokenizer, encoder = load_tokenizer(params.model), load_encoder(params.model)
     report = measure_shift(reference, train, val, encoder, tokenizer, params.shift, params.model.max_seq_len,
-                           champion)
+                           champion, champion_test=reference_test)
     if champ is not None:
         report["champion"]["dir"] = str(champ)
     write_json(params.paths.shift, report)

@@ -6,7 +6,9 @@ Rules are tried in order; the first that matches decides. Thresholds are `strate
   1  forced            strategy.force is set                                     force (the policy's pick)
   2  champion_holds    champion exists; no label new to the reference or to the  skip (head)
                        champion; embeddings did not move (p >= significance or MMD² <
-                       mmd_small); champion val accuracy >= skip_min_accuracy
+                       mmd_small); the champion scores >= skip_min_accuracy on the
+                       incoming rows, or not significantly more than skip_max_drop
+                       points below its score on its own test data
   3  tokenizer_misfit  incoming [UNK] rate > unk_rate_bad, or tokens per word    scratch (full) if rows >=
                        > tokens_per_word_bad                                     scratch_min_examples,
                                                                                  else full (scratch)
@@ -18,6 +20,9 @@ Rules are tried in order; the first that matches decides. Thresholds are `strate
 Why, rule by rule:
   1. A person knows something the measures don't; the policy's own pick is kept as the runner-up.
   2. The champion already serves this data and nothing moved: retraining costs compute and risks regressions.
+     "Serves" is relative: a sentiment champion at 0.80 that scores 0.80 on the new batch holds as well as
+     one at 0.95. The drop is tested one-sided against both samples' binomial noise (a z-test at
+     `significance`), so a small batch's noise alone neither forces nor blocks a retrain.
   3. Features built on a vocabulary that doesn't cover the text are weak (Rust et al. 2021, "How Good is
      Your Tokenizer?": sub-words per word predict downstream quality; an [UNK] carries no information):
      every weight, embeddings included, must move; only with much data does starting from scratch pay.
@@ -48,6 +53,7 @@ fit) make that rule not fire: the policy never skips on missing evidence.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 from driftfit.config import Params, StrategyConfig
@@ -93,6 +99,10 @@ def _measures(report: dict, champion_exists: bool) -> dict:
     new = set(labels.get("new_labels") or []) | set(champ.get("uncovered_labels") or [])
     return {"champion_exists": champion_exists,
             "champion_val_accuracy": champ.get("val_accuracy") if champion_exists else None,
+            "champion_incoming_accuracy": champ.get("incoming_accuracy") if champion_exists else None,
+            "champion_incoming_rows": champ.get("incoming_rows"),
+            "champion_own_test_accuracy": champ.get("own_test_accuracy") if champion_exists else None,
+            "champion_own_test_rows": champ.get("own_test_rows"),
             "new_labels": sorted(new),
             "mmd2": emb.get("mmd2"), "p_value": emb.get("p_value"),
             "unk_rate": tok.get("unk_rate"), "tokens_per_word": tok.get("tokens_per_word"),
@@ -100,15 +110,41 @@ def _measures(report: dict, champion_exists: bool) -> dict:
             "probe_accuracy": (report.get("probe") or {}).get("accuracy")}
 
 
+def champion_holds(m: dict, cfg: StrategyConfig) -> str | None:
+    """Why the champion still serves the incoming data (words), or None: it scores skip_min_accuracy there,
+    or its drop from its own test score is not significantly beyond skip_max_drop points (one-sided z-test
+    on two binomial proportions at `significance`)."""
+    from statistics import NormalDist
+
+    acc, n = m["champion_incoming_accuracy"], m["champion_incoming_rows"]
+    if acc is None:  # an older report: validation only
+        acc, n = m["champion_val_accuracy"], None
+    if acc is None:
+        return None
+    if acc >= cfg.skip_min_accuracy:
+        return f"The champion scores {_short_number(acc)} (>= {cfg.skip_min_accuracy}) on the incoming rows"
+    own, n_own = m["champion_own_test_accuracy"], m["champion_own_test_rows"]
+    if own is None or not n or not n_own:
+        return None
+    drop = own - acc
+    se = max(math.sqrt(own * (1 - own) / n_own + acc * (1 - acc) / n), 1e-9)
+    z = (drop - cfg.skip_max_drop / 100) / se
+    if z >= NormalDist().inv_cdf(1 - cfg.significance):
+        return None
+    return (f"The champion scores {_short_number(acc)} on {n} incoming rows against {_short_number(own)} on {n_own} "
+            f"rows of its own test data: a drop of {100 * drop:.1f} points, not significantly more than "
+            f"{cfg.skip_max_drop:g} (z = {z:.2f}, p >= {cfg.significance})")
+
+
 def _policy(m: dict, cfg: StrategyConfig) -> tuple[str, str, str, str]:
     """Rules 2-7: (strategy, runner_up, rule, reason)."""
-    acc, p, mmd2 = m["champion_val_accuracy"], m["p_value"], m["mmd2"]
+    p, mmd2 = m["p_value"], m["mmd2"]
     not_moved = (p is not None and p >= cfg.significance) or (mmd2 is not None and mmd2 < cfg.mmd_small)
-    if m["champion_exists"] and not m["new_labels"] and not_moved and acc is not None \
-            and acc >= cfg.skip_min_accuracy:
+    held = champion_holds(m, cfg) if m["champion_exists"] and not m["new_labels"] and not_moved else None
+    if held:
         return (*CHOICES["champion_holds"], "champion_holds",
-                f"The champion scores {_short_number(acc)} (>= {cfg.skip_min_accuracy}) on incoming validation, knows "
-                f"every incoming label, and the embeddings did not move (MMD² {_short_number(mmd2)}, p = {_short_number(p)}).")
+                f"{held}; it knows every incoming label, and the embeddings did not move (MMD² "
+                f"{_short_number(mmd2)}, p = {_short_number(p)}).")
 
     unk, tpw = m["unk_rate"], m["tokens_per_word"]
     if (unk is not None and unk > cfg.unk_rate_bad) or (tpw is not None and tpw > cfg.tokens_per_word_bad):

@@ -159,3 +159,33 @@ def test_probe_mode_leaves_forced_and_skip_alone(prepared_params):
     forced = {"strategy": "full", "runner_up": "head", "rule": "forced", "reason": "r", "measures": {},
               "forced": True}
     assert strategy.with_probe(forced, None, None, prepared_params) is forced
+
+
+# The champion holds relative to its own test score: 0.80 on the new rows against 0.81 on its own test data.
+HOLDS = {"embedding.p_value": 0.4, "champion.incoming_accuracy": 0.80, "champion.incoming_rows": 240,
+         "champion.own_test_accuracy": 0.81, "champion.own_test_rows": 200}
+
+
+def test_a_champion_below_skip_min_accuracy_holds_when_it_scores_as_on_its_own_data():
+    d = decide(report(**HOLDS), champion_exists=True)
+    assert (d["strategy"], d["rule"]) == ("skip", "champion_holds"), d["reason"]
+    assert "drop of 1.0 points, not significantly more than 2" in d["reason"]
+    assert d["measures"]["champion_own_test_accuracy"] == 0.81
+
+
+@pytest.mark.parametrize("changes", [
+    {"champion.incoming_accuracy": 0.70},                                 # 11 points down on 240 + 200 rows
+    {"champion.own_test_rows": 0},                                        # its own score unknown: no evidence
+    {"embedding.p_value": 0.001, "embedding.mmd2": 0.1},                  # the embeddings moved
+])
+def test_a_real_drop_or_missing_evidence_retrains(changes):
+    assert decide(report(**{**HOLDS, **changes}), champion_exists=True)["strategy"] != "skip"
+
+
+def test_the_drop_test_weighs_the_noise_of_small_samples():
+    """The same 8-point drop: beyond noise on 2,000 + 2,000 rows, within it on 30 + 30."""
+    big = {**HOLDS, "champion.incoming_accuracy": 0.73, "champion.incoming_rows": 2000, "champion.own_test_rows": 2000}
+    small = {**big, "champion.incoming_rows": 30, "champion.own_test_rows": 30}
+    assert decide(report(**big), champion_exists=True)["strategy"] != "skip"
+    assert decide(report(**small), champion_exists=True)["strategy"] == "skip"
+    assert decide(report(**small), champion_exists=True, skip_max_drop=0.0, significance=0.5)["strategy"] != "skip"

@@ -1,0 +1,629 @@
+"""Stream benchmark: week after week, does driftfit's policy beat the fixed schedules teams use instead?
+
+    python -m bench.stream --spec bench/streams/shipped.yaml --out bench/results/stream [--only POLICY]
+    driftfit bench stream --spec FILE [--out DIR]          (the same, from the project folder)
+
+A stream is an ordered list of labelled batches. For every policy, a fresh project (its own registry and
+data memory, under `--work`) receives the batches in order and runs the real library steps on each:
+prepare + validate -> remember -> augment -> (shift -> select: driftfit only) -> train -> evaluate ->
+promote. The policies:
+
+  driftfit       the selector chooses (shift measures + rules), as the pipeline does
+  never          the first batch trains `full`; the first model then serves forever
+  head|ia3|full  always that strategy
+  scratch        always retrain from scratch (fresh weights) on the whole memory
+  full_every_k   `full` on every k-th accepted batch (k = `every_k`), the champion holds in between
+
+Every promotion goes through the same gate (promote.*). Protocol, test on the near future: before
+batch t is used for training, the serving champion is scored on batch t's test split and on the test
+split of every batch accepted before it. Reported per policy (stream.json, stream.md, PNG plots):
+time-averaged accuracy and macro-F1 on the next batch; final accuracy over all past test splits;
+compute seconds (selector + training); retrains and promotions; promoted regressions (promotions after
+which macro-F1 on some past batch's test split fell by more than promote.max_forgetting points); bad
+batches rejected (and whether the champion and the memory were left as they were).
+
+Resumable: every finished (policy, batch) is saved at once under OUT/policies/<policy>.json; a re-run
+continues where it stopped, and `--only POLICY` (repeatable) splits a long run. The report is rebuilt
+from whatever is saved.
+
+The spec (YAML; paths relative to the folder the command runs in; `chatterbot:<language>` reads the
+chatterbot-corpus package, label = category):
+
+    seed: 0                                   # row sampling and every run's train.seed
+    budget: {epochs: 1, max_seq_len: 48, batch_size: 32}     # one budget for every policy
+    params: {promote.max_forgetting: 5.0}     # other params.yaml overrides (dotted keys), for every policy
+    every_k: 4
+    policies: [driftfit, never, head, ia3, full, scratch, full_every_k]   # optional: a subset
+    sources:                                  # name -> a source as in params.yaml's data.incoming
+      sst2: {path: ../shared/data/sst2/train.tsv, text: sentence, label: label}
+    batches:
+      - name: w01
+        take: {sst2: 1.0}                     # shares of the batch's rows per source (a mixture)
+        rows: 240                             # rows to train on (the pipeline splits off validation)
+        test_rows: 100                        # rows of the batch's own test split (same mixture)
+        labels: {"0": negative, "1": positive}   # optional: rename labels; labels not listed are dropped
+        corrupt: label_spelling               # optional: damage the batch; validation must reject it
+        note: why this batch is in the stream
+
+Rows are drawn without replacement (no text appears in two batches), after dropping texts that repeat
+within a source. Corruptions: empty_texts, label_spelling, missing_labels, test_leak (see CORRUPTIONS).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from driftfit.config import (Params, SourceConfig, StrictModel, explain, parse_params, read_yaml_mapping,
+                             set_dotted)
+from driftfit.errors import ConfigError, DriftfitError
+from driftfit.io import read_json, write_json, write_text
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]  # the project: its params.yaml is every policy's base
+
+
+# ---- the spec ---------------------------------------------------------------------------------
+
+def _blank_texts(train: pd.DataFrame, test: pd.DataFrame, rng) -> pd.DataFrame:
+    rows = rng.choice(len(train), size=max(1, len(train) // 5), replace=False)
+    train = train.copy()
+    train.loc[train.index[rows], "text"] = "   "
+    return train
+
+
+def _respell_labels(train: pd.DataFrame, test: pd.DataFrame, rng) -> pd.DataFrame:
+    rows = rng.choice(len(train), size=max(2, len(train) // 3), replace=False)
+    train = train.copy()
+    spelt = [f"{v.upper()} " if i % 2 else v.capitalize() for i, v in enumerate(train["label"].iloc[rows])]
+    train.loc[train.index[rows], "label"] = spelt
+    return train
+
+
+def _drop_labels(train: pd.DataFrame, test: pd.DataFrame, rng) -> pd.DataFrame:
+    rows = rng.choice(len(train), size=max(1, len(train) // 5), replace=False)
+    train = train.copy().astype({"label": object})
+    train.loc[train.index[rows], "label"] = None
+    return train
+
+
+def _leak_test(train: pd.DataFrame, test: pd.DataFrame, rng) -> pd.DataFrame:
+    copied = test.sample(n=max(1, len(test) // 3), random_state=int(rng.integers(1 << 31)))
+    return pd.concat([train, copied], ignore_index=True)
+
+
+# name -> f(train, test, rng) -> the damaged training file's rows
+CORRUPTIONS: dict[str, Callable] = {
+    "empty_texts": _blank_texts,        # a fifth of the texts blank
+    "label_spelling": _respell_labels,  # a third of the labels in other case/with spaces ('POS ', 'Pos')
+    "missing_labels": _drop_labels,     # a fifth of the labels empty
+    "test_leak": _leak_test,            # a third of the test rows copied into the training file
+}
+POLICIES = ("driftfit", "never", "head", "ia3", "full", "scratch", "full_every_k")
+
+
+class Budget(StrictModel):
+    epochs: float = Field(1, gt=0)
+    max_seq_len: int = Field(48, gt=0)
+    batch_size: int = Field(32, gt=0)
+
+
+class Batch(StrictModel):
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    take: dict[str, float] = Field(..., min_length=1)
+    rows: int = Field(..., gt=0)
+    test_rows: int = Field(..., gt=0)
+    labels: dict[str, str] | None = None
+    corrupt: Literal[tuple(CORRUPTIONS)] | None = None  # type: ignore[valid-type]
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _shares(self) -> "Batch":
+        if any(v <= 0 for v in self.take.values()) or abs(sum(self.take.values()) - 1) > 1e-6:
+            raise ValueError(f"batch {self.name}: take's shares must be positive and sum to 1, got {self.take}")
+        return self
+
+
+class StreamSpec(StrictModel):
+    seed: int = 0
+    budget: Budget = Budget()
+    params: dict[str, object] = {}
+    every_k: int = Field(4, gt=0)
+    policies: list[Literal[POLICIES]] = list(POLICIES)  # type: ignore[valid-type]
+    sources: dict[str, SourceConfig] = Field(..., min_length=1)
+    batches: list[Batch] = Field(..., min_length=2)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "StreamSpec":
+        names = [b.name for b in self.batches]
+        if len(set(names)) != len(names):
+            raise ValueError(f"batch names must be unique, got {names}")
+        for b in self.batches:
+            unknown = set(b.take) - set(self.sources)
+            if unknown:
+                raise ValueError(f"batch {b.name}: unknown source(s) {sorted(unknown)}; the spec's sources are "
+                                 f"{sorted(self.sources)}")
+        if self.batches[0].corrupt:
+            raise ValueError(f"the first batch ({self.batches[0].name}) must be clean: it trains the first model")
+        return self
+
+
+def load_spec(path: str | Path) -> StreamSpec:
+    path = Path(path)
+    try:
+        return StreamSpec.model_validate(read_yaml_mapping(path, "stream spec"))
+    except ValidationError as err:
+        raise ConfigError(explain(err, str(path), f"{Path(__file__).name}'s docstring")) from None
+
+
+# ---- the batches, written once and shared by every policy -------------------------------------
+
+def _pool(src: SourceConfig, seed: int) -> pd.DataFrame:
+    """A source's rows, texts repeated within it dropped, in a seeded random order."""
+    from bench.sources import read_source
+    from driftfit.texts import normalise
+
+    df = read_source(src, seed)
+    df = df.assign(label=df["label"].astype(str))
+    df = df[~normalise(df["text"].astype(str)).duplicated()]
+    return df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def materialise(spec: StreamSpec, data_dir: Path) -> list[dict]:
+    """Write every batch's train.csv and test.csv under data_dir/<batch>/ (once: a spec whose batches
+    changed writes them again) and return what each holds."""
+    from driftfit.io import atomic_dir
+
+    fingerprint = json.dumps(spec.model_dump(mode="json", include={"seed", "sources", "batches"}), sort_keys=True)
+    index = data_dir / "batches.json"
+    if index.is_file() and read_json(index).get("spec") == fingerprint:
+        return read_json(index)["batches"]
+    pools = {name: _pool(src, spec.seed) for name, src in spec.sources.items()}
+    cursor = {name: 0 for name in pools}
+    rng = np.random.default_rng(spec.seed)
+    info = []
+    with atomic_dir(data_dir) as tmp:
+        for b in spec.batches:
+            parts = {"train": [], "test": []}
+            for name, share in b.take.items():
+                pool = pools[name]
+                if b.labels is not None:
+                    pool = pool[pool["label"].isin(b.labels)]
+                pool = pool[pool.index >= cursor[name]]
+                n_train, n_test = round(b.rows * share), round(b.test_rows * share)
+                if len(pool) < n_train + n_test:
+                    raise ConfigError(f"batch {b.name}: source '{name}' has {len(pool)} unused rows left, "
+                                      f"the batch needs {n_train + n_test}")
+                taken = pool.iloc[: n_train + n_test]
+                cursor[name] = int(taken.index.max()) + 1  # rows are never drawn twice
+                parts["train"].append(taken.iloc[:n_train])
+                parts["test"].append(taken.iloc[n_train:])
+            train, test = (pd.concat(parts[k]).sample(frac=1.0, random_state=spec.seed)[["text", "label"]]
+                           for k in ("train", "test"))
+            if b.labels is not None:
+                train, test = (d.assign(label=d["label"].map(b.labels)) for d in (train, test))
+            if b.corrupt:
+                train = CORRUPTIONS[b.corrupt](train.reset_index(drop=True), test, rng)
+            (tmp / b.name).mkdir()
+            train.to_csv(tmp / b.name / "train.csv", index=False)
+            test.to_csv(tmp / b.name / "test.csv", index=False)
+            info.append({"name": b.name, "train_rows": len(train), "test_rows": len(test), "take": b.take,
+                         "labels": sorted(test["label"].astype(str).unique()), "corrupt": b.corrupt,
+                         "note": b.note})
+        write_json(tmp / "batches.json", {"spec": fingerprint, "batches": info})
+    return info
+
+
+# ---- one policy over the stream ---------------------------------------------------------------
+
+def fixed_strategy(policy: str, accepted_before: int, every_k: int, has_champion: bool) -> str | None:
+    """The strategy a fixed schedule runs on the next accepted batch; None: driftfit's selector decides.
+    Every schedule trains until it has a first champion (a first model the gate refused serves nothing)."""
+    if policy == "driftfit":
+        return None
+    if policy == "never":
+        return "skip" if has_champion else "full"
+    if policy == "full_every_k":
+        return "full" if accepted_before % every_k == 0 or not has_champion else "skip"
+    return policy
+
+
+def workspace_params(spec: StreamSpec, policy: str, work: Path, batch_dir: Path) -> Params:
+    """The project's params.yaml under the stream's budget, anchored in the policy's own workspace (its
+    registry, memory and reports), reading this batch's files."""
+    raw = read_yaml_mapping(ROOT / "params.yaml", "params file")
+    b = spec.budget
+    overrides = {
+        "model.max_seq_len": b.max_seq_len, "train.epochs": b.epochs, "train.batch_size": b.batch_size,
+        "train.max_steps": -1, "train.checkpoint_steps": 0, "train.seed": spec.seed,
+        "evaluate.latency_examples": 0, "strategy.force": None, "search.enabled": False,
+        "validate.contract": str(ROOT / "data" / "contract.yaml"),
+        "data.reference": None,
+        "data.incoming.path": str(batch_dir / "train.csv"), "data.incoming.test_path": str(batch_dir / "test.csv"),
+        "data.incoming.text": "text", "data.incoming.label": "label", "data.incoming.header": True,
+        "data.incoming.sample": None,
+        **({"train.replay_all_for": ["scratch"]} if policy == "scratch" else {}),
+        **spec.params,
+    }
+    for key, value in overrides.items():
+        set_dotted(raw, key, value)
+    work.mkdir(parents=True, exist_ok=True)
+    write_text(work / "params.yaml", yaml.safe_dump(raw, sort_keys=False))  # to read back what ran
+    return parse_params(raw, str(work / "params.yaml")).resolve(work)
+
+
+def score(model_dir: Path | None, tests: dict[str, pd.DataFrame], params: Params) -> dict[str, dict]:
+    """Accuracy and macro-F1 of what serves on each test frame (labels it doesn't know count as wrong):
+    the champion's folder, or with no champion yet the pretrained model zero-shot (the gate's baseline)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from driftfit.model import load_classifier, load_tokenizer, pick_device, predict_proba
+    from driftfit.zero_shot import zero_shot_classifier
+
+    if not tests:
+        return {}
+    if model_dir is not None:
+        model, tokenizer, labels = load_classifier(model_dir, params.model.trust_remote_code)
+    else:
+        labels = sorted({str(v) for df in tests.values() for v in df["label"]})
+        model, tokenizer = zero_shot_classifier(params, labels), load_tokenizer(params.model)
+    device = pick_device(params.train.device)
+    out = {}
+    for name, df in tests.items():
+        probs = predict_proba(model, tokenizer, list(df["text"]), params.model.max_seq_len,
+                              params.evaluate.batch_size, device)
+        pred, true = [labels[i] for i in probs.argmax(1)], list(df["label"].astype(str))
+        out[name] = {"accuracy": round(float(accuracy_score(true, pred)), 4),
+                     "macro_f1": round(float(f1_score(true, pred, labels=sorted(set(true)), average="macro",
+                                                      zero_division=0)), 4)}
+    return out
+
+
+def _fingerprint(params: Params) -> dict:
+    """What a rejected batch must leave as it was: the champion pointer and the memory pointer."""
+    from driftfit import memory
+
+    pointer = Path(params.paths.registry) / "champion.json"
+    return {"champion": pointer.read_text() if pointer.is_file() else None,
+            "memory": memory.state(params.paths.memory)}
+
+
+def run_batch(policy: str, spec: StreamSpec, batch: dict, data_dir: Path, work: Path,
+              accepted: list[str]) -> dict:
+    """One batch through one policy's project; returns its record (saved by the caller)."""
+    from driftfit import augment, evaluate, memory, prepare, promote, registry, shift, strategy, train, validate
+
+    params = workspace_params(spec, policy, work, data_dir / batch["name"])
+    tests = {name: pd.read_csv(data_dir / name / "test.csv", dtype={"label": str}, keep_default_na=False)
+             for name in [*accepted, batch["name"]]}
+    champion = registry.champion_dir(params.paths.registry)
+    record: dict = {"batch": batch["name"], "champion_before": champion.name if champion else None,
+                    "served": champion.name if champion else "pretrained, zero-shot",
+                    "near_future": score(champion, tests, params), "seconds": {}}
+
+    def timed(step: str, fn):
+        t = time.perf_counter()
+        try:
+            return fn(params)
+        finally:
+            record["seconds"][step] = round(time.perf_counter() - t, 2)
+
+    before = _fingerprint(params)
+    try:
+        timed("prepare", prepare.run)
+        timed("validate", validate.run)
+    except DriftfitError as err:
+        record.update(accepted=False, rejected=str(err).splitlines()[0][:400],
+                      untouched=_fingerprint(params) == before)
+        return record
+    record["accepted"] = True
+    record["memory"] = timed("remember", memory.run)["batch"]
+    timed("augment", augment.run)
+    forced = fixed_strategy(policy, len(accepted), spec.every_k, champion is not None)
+    if forced is None:
+        timed("shift", shift.run)
+        decision = timed("select", strategy.run)
+    else:
+        decision = {"strategy": forced, "runner_up": None, "rule": "fixed schedule", "forced": True,
+                    "reason": f"the '{policy}' schedule runs '{forced}' on accepted batch {len(accepted) + 1}"}
+        write_json(params.paths.decision, decision)
+    record["strategy"], record["rule"] = decision["strategy"], decision["rule"]
+    train_log = timed("train", train.run)
+    record["trained"] = bool(train_log.get("trained"))
+    if record["trained"]:
+        timed("evaluate", evaluate.run)
+        verdict = timed("promote", promote.run)
+        record.update(promoted=bool(verdict["promoted"]), verdict=verdict["reason"],
+                      champion_after=verdict["champion"])
+    else:
+        record.update(promoted=False, verdict=f"kept the champion: '{decision['strategy']}' trains nothing",
+                      champion_after=record["champion_before"])
+    record["compute_seconds"] = round(sum(record["seconds"].get(s, 0.0) for s in ("shift", "select", "train")), 2)
+    return record
+
+
+def run_policy(policy: str, spec: StreamSpec, batches: list[dict], data_dir: Path, work_root: Path,
+               out_dir: Path) -> dict:
+    """Every batch in order through one policy, resuming after the last saved batch."""
+    path = out_dir / "policies" / f"{policy}.json"
+    saved = read_json(path) if path.is_file() else {"policy": policy, "batches": []}
+    names = [b["name"] for b in batches]
+    if [r["batch"] for r in saved["batches"]] != names[: len(saved["batches"])]:
+        raise ConfigError(f"{path}: saved batches {[r['batch'] for r in saved['batches']]} are not the start of "
+                          f"this stream {names}; remove it (and {work_root / policy}) to run this policy again")
+    work = work_root / policy
+    if not saved["batches"] and work.exists():
+        shutil.rmtree(work)  # a fresh run starts from an empty project
+    for batch in batches[len(saved["batches"]):]:
+        accepted = [r["batch"] for r in saved["batches"] if r.get("accepted")]
+        log.info("stream %s: batch %s", policy, batch["name"])
+        record = run_batch(policy, spec, batch, data_dir, work, accepted)
+        log.info("stream %s: %s -> %s", policy, batch["name"],
+                 record.get("verdict") or f"rejected: {record.get('rejected')}")
+        saved["batches"].append(record)
+        write_json(path, saved)  # saved at once: a killed run resumes after this batch
+    if "final" not in saved:
+        from driftfit import registry
+
+        params = workspace_params(spec, policy, work, data_dir / batches[-1]["name"])
+        accepted = [r["batch"] for r in saved["batches"] if r.get("accepted")]
+        tests = {n: pd.read_csv(data_dir / n / "test.csv", dtype={"label": str}, keep_default_na=False)
+                 for n in accepted}
+        champion = registry.champion_dir(params.paths.registry)
+        saved["final"] = {"champion": champion.name if champion else None, "scores": score(champion, tests, params)}
+        write_json(path, saved)
+    return saved
+
+
+# ---- the report -------------------------------------------------------------------------------
+
+def summarise(saved: dict, max_forgetting: float) -> dict:
+    """Per policy: the near-future averages, final accuracy, compute, retrains, promotions, regressions."""
+    rows = saved["batches"]
+    nf = [r["near_future"][r["batch"]] for r in rows if r.get("accepted") and r["batch"] in r["near_future"]]
+    regressions = []
+    for i, r in enumerate(rows):
+        if not r.get("promoted"):
+            continue
+        after = next((x["near_future"] for x in rows[i + 1:] if x["near_future"]), None)
+        after = after if after is not None else saved.get("final", {}).get("scores", {})
+        past = {b: s for b, s in r["near_future"].items() if b != r["batch"]}  # the old champion, before t
+        drops = {b: round(100 * (s["macro_f1"] - after[b]["macro_f1"]), 2) for b, s in past.items() if b in after}
+        worst = max(drops, key=drops.get) if drops else None
+        if worst is not None and drops[worst] > max_forgetting:
+            regressions.append({"batch": r["batch"], "past_batch": worst, "macro_f1_points_lost": drops[worst]})
+    final = saved.get("final", {}).get("scores", {})
+    rejected = [r for r in rows if r.get("accepted") is False]
+    return {
+        "near_future_accuracy": round(float(np.mean([s["accuracy"] for s in nf])), 4) if nf else None,
+        "near_future_macro_f1": round(float(np.mean([s["macro_f1"] for s in nf])), 4) if nf else None,
+        "scored_batches": len(nf),
+        "final_accuracy": round(float(np.mean([s["accuracy"] for s in final.values()])), 4) if final else None,
+        "final_macro_f1": round(float(np.mean([s["macro_f1"] for s in final.values()])), 4) if final else None,
+        "compute_seconds": round(sum(r.get("compute_seconds", 0.0) for r in rows), 1),
+        "wall_seconds": round(sum(sum(r["seconds"].values()) for r in rows), 1),
+        "retrains": sum(bool(r.get("trained")) for r in rows),
+        "promotions": sum(bool(r.get("promoted")) for r in rows),
+        "promoted_regressions": regressions,
+        "rejected": [r["batch"] for r in rejected],
+        "rejected_untouched": all(r.get("untouched") for r in rejected),
+        "strategies": [r.get("strategy") or ("rejected" if r.get("accepted") is False else None) for r in rows],
+        "complete": "final" in saved,
+    }
+
+
+def targets(summary: dict[str, dict], corrupt: list[str]) -> dict:
+    """The issue's targets for driftfit's policy against the fixed schedules, each with its figures."""
+    d = summary.get("driftfit")
+    fixed = {p: s for p, s in summary.items() if p != "driftfit" and s["near_future_accuracy"] is not None}
+    if not d or d["near_future_accuracy"] is None or not fixed:
+        return {}
+    best = max(fixed, key=lambda p: fixed[p]["near_future_accuracy"])
+    gap = round(100 * (d["near_future_accuracy"] - fixed[best]["near_future_accuracy"]), 2)
+    out = {"accuracy": {"best_fixed": best, "points_vs_best_fixed": gap, "target": ">= -0.5", "met": gap >= -0.5}}
+    if "full" in summary and summary["full"]["compute_seconds"]:
+        share = round(d["compute_seconds"] / summary["full"]["compute_seconds"], 3)
+        out["compute"] = {"share_of_always_full": share, "target": "<= 0.30", "met": share <= 0.30}
+    out["regressions"] = {"promoted_regressions": len(d["promoted_regressions"]), "target": 0,
+                          "met": not d["promoted_regressions"]}
+    out["bad_batches"] = {"rejected": d["rejected"], "expected": corrupt,
+                          "met": sorted(d["rejected"]) == sorted(corrupt) and d["rejected_untouched"]}
+    return out
+
+
+def plot(out_dir: Path, spec: StreamSpec, saved: dict[str, dict], summary: dict[str, dict]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [b.name for b in spec.batches]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for policy, s in saved.items():
+        xs, ys = [], []
+        for r in s["batches"]:
+            score_ = r["near_future"].get(r["batch"])
+            if r.get("accepted") and score_:
+                xs.append(names.index(r["batch"]))
+                ys.append(score_["accuracy"])
+        ax.plot(xs, ys, marker="o", linewidth=2.2 if policy == "driftfit" else 1.2, label=policy)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_ylabel("accuracy on the next batch (before training on it)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "stream_accuracy.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for policy, s in summary.items():
+        if s["near_future_accuracy"] is None:
+            continue
+        ax.scatter(s["compute_seconds"], s["near_future_accuracy"], s=60)
+        ax.annotate(policy, (s["compute_seconds"], s["near_future_accuracy"]), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("compute seconds (selector + training), whole stream")
+    ax.set_ylabel("time-averaged accuracy on the next batch")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "stream_compute.png", dpi=110)
+    plt.close(fig)
+    return ["stream_accuracy.png", "stream_compute.png"]
+
+
+def render_md(out: dict) -> str:
+    lines = ["# Stream benchmark", "",
+             "Command: " + ", ".join(f"`{c}`" for c in out["command"]) + "  ",
+             f"Machine: {'; '.join(out['machine'])}; budget {out['budget']}; gate max_forgetting "
+             f"{out['max_forgetting']} points.", ""]
+    if out["not_run"]:
+        lines += [f"Not finished yet: {', '.join(out['not_run'])}.", ""]
+    t = out["targets"]
+    if t:
+        lines += ["## Targets (driftfit's policy)", ""]
+        a = t["accuracy"]
+        lines.append(f"- time-averaged accuracy {a['points_vs_best_fixed']:+.2f} points against the best fixed "
+                     f"schedule ({a['best_fixed']}); target >= -0.5: **{'met' if a['met'] else 'missed'}**")
+        if "compute" in t:
+            c = t["compute"]
+            lines.append(f"- compute {c['share_of_always_full']:.1%} of always-full; target <= 30%: "
+                         f"**{'met' if c['met'] else 'missed'}**")
+        r = t["regressions"]
+        lines.append(f"- promoted regressions: {r['promoted_regressions']}; target 0: "
+                     f"**{'met' if r['met'] else 'missed'}**")
+        bb = t["bad_batches"]
+        lines.append(f"- bad batches rejected: {bb['rejected'] or 'none'} (corrupted: {bb['expected'] or 'none'}), "
+                     f"champion and memory untouched: **{'met' if bb['met'] else 'missed'}**")
+        lines.append("")
+    lines += ["## Policies", "",
+              "| policy | accuracy, next batch | macro-F1, next batch | final accuracy, all past tests | "
+              "compute s | retrains | promotions | promoted regressions | rejected |",
+              "|---|---|---|---|---|---|---|---|---|"]
+
+    def f(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    for p, s in out["policies"].items():
+        lines.append(f"| {p}{'' if s['complete'] else ' (unfinished)'} | {f(s['near_future_accuracy'])} | "
+                     f"{f(s['near_future_macro_f1'])} | {f(s['final_accuracy'])} | {s['compute_seconds']:.0f} | "
+                     f"{s['retrains']} | {s['promotions']} | {len(s['promoted_regressions'])} | "
+                     f"{len(s['rejected'])} |")
+    lines += ["", "![accuracy over time](stream_accuracy.png) ![accuracy against compute](stream_compute.png)", "",
+              "## Batches", "", "| batch | rows (train/test) | mix | labels | note |", "|---|---|---|---|---|"]
+    for b in out["batches"]:
+        mix = ", ".join(f"{k} {v:.0%}" for k, v in b["take"].items()) + (f"; corrupt: {b['corrupt']}"
+                                                                          if b["corrupt"] else "")
+        lines.append(f"| {b['name']} | {b['train_rows']}/{b['test_rows']} | {mix} | {', '.join(b['labels'])} | "
+                     f"{b['note']} |")
+    lines += ["", "## What each policy did", "",
+              "Per batch: the strategy (or `rejected`), then `+` when the candidate was promoted; the accuracy is "
+              "the serving champion's on that batch's test split before it trained on it.", "",
+              "| batch | " + " | ".join(out["policies"]) + " |", "|---|" + "---|" * len(out["policies"])]
+    for i, b in enumerate(out["batches"]):
+        cells = []
+        for p in out["policies"]:
+            rows = out["runs"][p]["batches"]
+            if i >= len(rows):
+                cells.append("")
+                continue
+            r = rows[i]
+            acc = r["near_future"].get(r["batch"], {}).get("accuracy")
+            what = "rejected" if r.get("accepted") is False else f"{r['strategy']}{'+' if r.get('promoted') else ''}"
+            cells.append(f"{what} ({'-' if acc is None else f'{acc:.2f}'})")
+        lines.append(f"| {b['name']} | " + " | ".join(cells) + " |")
+    d = out["runs"].get("driftfit")
+    if d:
+        lines += ["", "## driftfit's reasons", ""]
+        for r in d["batches"]:
+            lines.append(f"- **{r['batch']}**: " + (f"rejected: {r['rejected']}" if r.get("accepted") is False
+                         else f"`{r['strategy']}` (rule {r['rule']}); {r['verdict']}"))
+    return "\n".join(lines) + "\n"
+
+
+def report(spec: StreamSpec, spec_path: str, out_dir: Path, batches: list[dict], command: str | None = None) -> dict:
+    """stream.json, stream.md and the plots from whatever is saved under out_dir/policies."""
+    saved = {p: read_json(out_dir / "policies" / f"{p}.json") for p in spec.policies
+             if (out_dir / "policies" / f"{p}.json").is_file()}
+    max_forgetting = float(spec.params.get("promote.max_forgetting", _base_forgetting()))
+    summary = {p: summarise(s, max_forgetting) for p, s in saved.items()}
+    corrupt = [b.name for b in spec.batches if b.corrupt]
+    previous = read_json(out_dir / "stream.json") if (out_dir / "stream.json").is_file() else {}
+    commands = set(previous.get("command", [])) | ({command} if command else set())
+    machines = set(previous.get("machine", [])) | {_machine()}
+    out = {"spec": spec_path, "command": sorted(commands), "machine": sorted(machines),
+           "budget": spec.budget.model_dump(), "max_forgetting": max_forgetting, "batches": batches,
+           "not_run": [p for p in spec.policies if not summary.get(p, {}).get("complete")],
+           "targets": targets(summary, corrupt), "policies": summary, "runs": saved}
+    out["plots"] = plot(out_dir, spec, saved, summary) if saved else []
+    write_json(out_dir / "stream.json", out)
+    write_text(out_dir / "stream.md", render_md(out))
+    return {"targets": out["targets"], "not_run": out["not_run"],
+            "policies": {p: {k: s[k] for k in ("near_future_accuracy", "compute_seconds", "promotions")}
+                         for p, s in summary.items()}}
+
+
+def _base_forgetting() -> float:
+    return float(read_yaml_mapping(ROOT / "params.yaml", "params file")["promote"]["max_forgetting"])
+
+
+def _machine() -> str:
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    return f"{platform.node() or 'host'}: {device}, torch {torch.__version__}"
+
+
+def run(spec_path: str | Path, out_dir: str | Path = "bench/results/stream", work: str | Path | None = None,
+        only: list[str] | None = None, command: str | None = None) -> dict:
+    spec = load_spec(spec_path)
+    out_dir = Path(out_dir)
+    work_root = Path(work) if work else out_dir / "work"
+    unknown = sorted(set(only or []) - set(spec.policies))
+    if unknown:
+        raise ConfigError(f"--only {unknown}: not a policy of this spec; it has {spec.policies}")
+    batches = materialise(spec, out_dir / "data")
+    for policy in [p for p in spec.policies if not only or p in only]:
+        run_policy(policy, spec, batches, out_dir / "data", work_root, out_dir)
+    return report(spec, str(spec_path), out_dir, batches, command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import os
+    import sys
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    ap = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", default="bench/streams/shipped.yaml", help="stream spec (YAML)")
+    ap.add_argument("--out", default="bench/results/stream", help="folder for stream.json, stream.md, plots")
+    ap.add_argument("--work", default=None, help="the policies' projects (registry, memory); default OUT/work")
+    ap.add_argument("--only", action="append", default=None, metavar="POLICY", help="run only this policy")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("driftfit", "transformers", "httpx", "great_expectations"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        result = run(args.spec, args.out, args.work, args.only,
+                     command=" ".join(["python -m bench.stream", *(argv if argv is not None else sys.argv[1:])]))
+    except DriftfitError as err:
+        print(f"bench stream: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -587,8 +587,8 @@ def _machine() -> str:
 def run(spec_path: str | Path, out_dir: str | Path = "bench/results/stream", work: str | Path | None = None,
         only: list[str] | None = None, command: str | None = None) -> dict:
     spec = load_spec(spec_path)
-    out_dir = Path(out_dir)
-    work_root = Path(work) if work else out_dir / "work"
+    out_dir = Path(out_dir).resolve()  # each policy's params file lives in its workspace: absolute data paths
+    work_root = Path(work).resolve() if work else out_dir / "work"
     unknown = sorted(set(only or []) - set(spec.policies))
     if unknown:
         raise ConfigError(f"--only {unknown}: not a policy of this spec; it has {spec.policies}")

@@ -1,36 +1,60 @@
 """Decision benchmark: is the strategy the selector picks as good as the best one, found by training all?
 
-    python -m bench.decision --scenarios bench/scenarios.yaml --out bench/results [--only NAME] [--rescore]
+    python -m bench.decision --scenarios bench/scenarios-fit.yaml --out bench/results/fit [--only NAME] [--rescore]
     driftfit bench decision ...            (the same, from the project folder)
 
 For each scenario in the YAML file: load the data, train a champion on the reference data (if any; a
 `head` model, counted as set-up, not as cost), run the selector exactly as the pipeline does (shift
 measures + policy, + trial runs in probe mode), then train and evaluate *every* strategy under the
-same budget (the oracle). Writes decision.json and decision.md: per scenario the choice, each
-strategy's test accuracy, macro-F1 and wall time, the best one, the regret (best minus chosen
-accuracy, in points) and the selector's cost as a fraction of exhaustive training.
+same budget with `seeds` training seeds each (the oracle; the seed sets initialisation and data order,
+train.seed, train.seed + 1, ...; strategies that train nothing, skip and zero_shot, run once). Each
+finished scenario is saved at once as scenarios/<name>.json: per strategy and seed the test accuracy,
+macro-F1, seconds and the test predictions (label indices, one character per row; see bench/stats.py),
+so verdicts can be recomputed without training. decision.json and decision.md then hold, from every
+saved scenario of the file: per strategy the mean ± 95% t-interval over seeds, the regret (points
+below the best) and whether it is tied with the best (a paired bootstrap on the test rows; the exact
+rule is in bench/stats.py), the cheapest strategy tied with the best and the chosen one's cost
+relative to it; and the headline: the selector against every fixed policy "always X", with targets.
 
 Scenario file:
 
-    budget: {epochs: 3, max_train_examples: 4000, max_seq_len: 128}   # applies to every strategy
+    budget: {epochs: 2, max_train_examples: 1200, max_seq_len: 64}   # applies to every strategy and seed
+    seeds: 3                              # training seeds per strategy (default 3)
     strategies: [head, lora, full]        # optional: the oracle's strategies (default: all)
     scenarios:
-      - name: sst2-to-amazon
-        reference: {path: ../shared/data/sst2/train.tsv, text: sentence, label: label, sample: 4000}
-        train: {path: ../shared/data/sentiment_domains/amazon.tsv, header: false, text: 0, label: 1}
-        test_fraction: 0.3                # or test: {path: ...}
-        train_per_class: 8                # optional: keep this many training rows per class (few-shot)
+      - name: sst2-to-amazon-32
+        family: sst2-to-amazon            # required: the scenarios telling one data story; suites split by family
+        shift: near_domain                # optional: same_domain | near_domain | far_domain | new_task | new_language
+        reference: {path: ../shared/data/sst2/train.tsv, text: sentence, label: label, slice: [0, 0.03]}
+        train: {path: ../shared/data/sentiment_domains/amazon.tsv, header: false, text: 0, label: 1,
+                slice: [0.55, 0.65]}
+        test: {path: ../shared/data/sentiment_domains/amazon.tsv, header: false, text: 0, label: 1,
+               slice: [0, 0.5]}           # or test_fraction: 0.3 (a stratified part of the train source)
+        train_per_class: 32               # optional: keep this many training rows per class (few-shot)
 
-Paths are relative to the directory the command runs in. Formats come from the extension; a path
-`chatterbot:<language>` reads that language of the chatterbot-corpus package (label = category).
+A source takes the keys of params.yaml's data sources (path, text, label, header, sample), plus:
+    slice: [lo, hi]      keep only the rows whose text falls in [lo, hi) of [0, 1) by a stable hash of
+                         the text (blake2b): slices that do not overlap share no text, in any file, whatever
+                         else is sampled, filtered or relabelled. This is how one file feeds several
+                         scenarios without two of them sharing rows.
+    label_map: {a: A}    keep only the rows with these labels, renamed (after slicing)
+Every source's texts are stripped, empty and repeated texts dropped (the first kept), then sliced,
+mapped and finally sampled (`sample`, seeded). Paths are relative to the directory the command runs
+in; formats come from the extension. A path `chatterbot:<language>[,<language>...]` reads those
+languages of the chatterbot-corpus package; `label: label` (default) labels by category, `label:
+language` by language (a language-identification task). A text under two labels is dropped.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
+import shutil
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -38,11 +62,15 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, ValidationError, model_validator
 
+from bench import stats
 from driftfit.config import STRATEGIES, Params, SourceConfig, StrictModel, explain, load_params, read_yaml_mapping
 from driftfit.errors import ConfigError
 from driftfit.io import write_json, write_text
 
 log = logging.getLogger(__name__)
+
+FORMAT = 2  # of scenarios/<name>.json; results saved by an older harness are listed as stale, not mixed in
+SHIFTS = ("same_domain", "near_domain", "far_domain", "new_task", "new_language")
 
 
 # ---- the scenario file ----------------------------------------------------------------------
@@ -57,11 +85,29 @@ class Budget(_Strict):
     batch_size: int = Field(32, gt=0)
 
 
+class BenchSource(SourceConfig):
+    slice: tuple[float, float] | None = None
+    label_map: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "BenchSource":
+        if self.slice is not None and not 0 <= self.slice[0] < self.slice[1] <= 1:
+            raise ValueError(f"slice must be [lo, hi] with 0 <= lo < hi <= 1, got {list(self.slice)}")
+        if self.label_map is not None and not self.label_map:
+            raise ValueError("label_map must map at least one label (or be left out)")
+        if self.path.startswith("chatterbot:") and (self.text != "text" or self.label not in ("label", "language")):
+            raise ValueError(f"a chatterbot source takes label: label (by category) or label: language, and no "
+                             f"text column; got text={self.text!r}, label={self.label!r}")
+        return self
+
+
 class Scenario(_Strict):
     name: str = Field(..., min_length=1)
-    reference: SourceConfig | None = None
-    train: SourceConfig
-    test: SourceConfig | None = None
+    family: str = Field(..., min_length=1)
+    shift: Literal[SHIFTS] | None = None  # type: ignore[valid-type]
+    reference: BenchSource | None = None
+    train: BenchSource
+    test: BenchSource | None = None
     test_fraction: float = Field(0.3, gt=0, lt=1)
     train_per_class: int | None = Field(None, gt=0)
     note: str = ""
@@ -69,6 +115,7 @@ class Scenario(_Strict):
 
 class ScenarioFile(_Strict):
     budget: Budget = Budget()
+    seeds: int = Field(3, ge=1)
     strategies: list[Literal[STRATEGIES]] | None = None  # type: ignore[valid-type]
     scenarios: list[Scenario] = Field(..., min_length=1)
 
@@ -100,16 +147,59 @@ def chatterbot_frame(language: str) -> pd.DataFrame:
     return df[df["text"].map(owners) == 1].reset_index(drop=True)
 
 
-def load_source(src: SourceConfig, seed: int) -> pd.DataFrame:
+def chatterbot_languages() -> list[str]:
+    """Every language the installed chatterbot-corpus package has."""
+    import chatterbot_corpus
+
+    root = Path(chatterbot_corpus.__file__).parent / "data"
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.yml")))
+
+
+@functools.lru_cache(maxsize=1)
+def chatterbot_shared_texts() -> frozenset[str]:
+    """Texts found in more than one chatterbot-corpus language ('Hello', names, loanwords): no chatterbot
+    source keeps them, so scenarios on different languages never share a row."""
+    counts = Counter(t for lang in chatterbot_languages() for t in set(chatterbot_frame(lang)["text"]))
+    return frozenset(t for t, n in counts.items() if n > 1)
+
+
+def chatterbot_source(languages: str, by_language: bool) -> pd.DataFrame:
+    """Several chatterbot-corpus languages, labelled by category or by language; a text under two labels, or in
+    two languages of the corpus, dropped."""
+    frames = [chatterbot_frame(lang.strip()).assign(language=lang.strip()) for lang in languages.split(",")]
+    df = pd.concat(frames, ignore_index=True)
+    df = df[~df["text"].isin(chatterbot_shared_texts())]
+    if by_language:
+        df["label"] = df["language"]
+    df = df[["text", "label"]].drop_duplicates()
+    owners = df.groupby("text")["label"].nunique()
+    return df[df["text"].map(owners) == 1].reset_index(drop=True)
+
+
+def text_position(texts: pd.Series) -> np.ndarray:
+    """Where each text falls in [0, 1): a stable hash of the text, the same in every file, run and machine."""
+    return np.array([int.from_bytes(hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                                    "big") / 2.0 ** 64 for t in texts])
+
+
+def load_source(src: BenchSource, seed: int) -> pd.DataFrame:
+    """The source's rows (text, label): stripped, empty and repeated texts dropped, sliced, mapped, sampled."""
     from driftfit.loaders import load_table
 
     if src.path.startswith("chatterbot:"):
-        df = chatterbot_frame(src.path.split(":", 1)[1])
-        if src.sample is not None and src.sample < len(df):
-            df = df.sample(n=src.sample, random_state=seed).reset_index(drop=True)
-        return df
-    df = load_table(src, seed=seed)
-    return df[df["text"].notna() & (df["text"].astype(str).str.strip() != "")].reset_index(drop=True)
+        df = chatterbot_source(src.path.split(":", 1)[1], by_language=src.label == "language")
+    else:
+        df = load_table(src.model_copy(update={"sample": None}), seed=seed)
+    df = df[df["text"].notna()].assign(text=lambda d: d["text"].astype(str).str.strip())
+    df = df[df["text"] != ""].drop_duplicates("text")
+    if src.slice is not None:
+        pos = text_position(df["text"])
+        df = df[(pos >= src.slice[0]) & (pos < src.slice[1])]
+    if src.label_map is not None:
+        df = df[df["label"].isin(src.label_map)].assign(label=lambda d: d["label"].map(src.label_map))
+    if src.sample is not None and src.sample < len(df):
+        df = df.sample(n=src.sample, random_state=seed).sort_index()
+    return df[["text", "label"]].reset_index(drop=True)
 
 
 def cap_per_class(df: pd.DataFrame, total: int | None, per_class: int | None, seed: int) -> pd.DataFrame:
@@ -128,6 +218,7 @@ def cap_per_class(df: pd.DataFrame, total: int | None, per_class: int | None, se
 
 
 def scenario_data(sc: Scenario, budget: Budget, seed: int) -> dict[str, pd.DataFrame | None]:
+    """train, val, test and reference frames; `seed` draws the splits and samples (not the training seeds)."""
     from driftfit.prepare import stratified_split
 
     incoming = load_source(sc.train, seed)
@@ -144,34 +235,63 @@ def scenario_data(sc: Scenario, budget: Budget, seed: int) -> dict[str, pd.DataF
     reference = None
     if sc.reference is not None:
         reference = cap_per_class(load_source(sc.reference, seed), budget.max_train_examples, None, seed)
+    for name, df in (("train", train), ("test", test)):
+        if len(df) == 0 or df["label"].nunique() < 2:
+            raise ConfigError(f"scenario '{sc.name}': its {name} rows ({len(df)}) need at least two labels; "
+                              "widen the slice or drop the label_map/train_per_class that empties it")
     return {"train": train, "val": val, "test": test, "reference": reference}
 
 
 # ---- one scenario ---------------------------------------------------------------------------
 
-def _accuracy_f1(model_dir: Path, test: pd.DataFrame, params: Params) -> dict:
-    from sklearn.metrics import accuracy_score, f1_score
-
+def _predict(model_dir: Path, test: pd.DataFrame, params: Params) -> list[str]:
     from driftfit.model import load_classifier, pick_device, predict_proba
 
     model, tokenizer, labels = load_classifier(model_dir, params.model.trust_remote_code)
     probs = predict_proba(model, tokenizer, list(test["text"]), params.model.max_seq_len,
                           params.evaluate.batch_size, pick_device(params.train.device))
-    pred, true = [labels[i] for i in probs.argmax(1)], list(test["label"])
-    return {"accuracy": round(float(accuracy_score(true, pred)), 4),
-            "macro_f1": round(float(f1_score(true, pred, labels=sorted(set(true)), average="macro",
-                                             zero_division=0)), 4)}
+    return [labels[i] for i in probs.argmax(1)]
+
+
+def _mean_ci(values: list[float], digits: int = 4) -> dict:
+    mean, low, high = stats.t_interval(values)
+    return {"mean": round(mean, digits), "ci95": None if low is None else [round(low, digits), round(high, digits)],
+            "per_seed": [round(v, digits) for v in values]}
+
+
+def strategy_record(runs: list[tuple[list[str], float]], truth: list[str], labels: list[str],
+                    deterministic: bool) -> dict:
+    """One strategy's saved figures from its (test predictions, seconds) per seed."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    acc = [float(accuracy_score(truth, pred)) for pred, _ in runs]
+    f1 = [float(f1_score(truth, pred, labels=sorted(set(truth)), average="macro", zero_division=0))
+          for pred, _ in runs]
+    return {"accuracy": _mean_ci(acc), "macro_f1": _mean_ci(f1),
+            "seconds": {"mean": round(float(np.mean([t for _, t in runs])), 2),
+                        "per_seed": [round(t, 2) for _, t in runs]},
+            "deterministic": deterministic,  # trains nothing: one run stands for every seed
+            "predictions": [stats.encode(pred, labels) for pred, _ in (runs[:1] if deterministic else runs)]}
+
+
+def _with_seed(params: Params, seed: int) -> Params:
+    return params.model_copy(update={"train": params.train.model_copy(update={"seed": seed})})
 
 
 def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> dict:
     from driftfit.model import load_classifier, load_encoder, load_tokenizer
     from driftfit.shift import measure_shift
+    from driftfit.strategies import spec as strategy_spec
     from driftfit.strategy import select_strategy, with_probe
     from driftfit.train import settle_scratch_tokenizer, train_model
 
     seed = base.train.seed
     data = scenario_data(sc, spec.budget, seed)
     train, val, test, reference = data["train"], data["val"], data["test"], data["reference"]
+    labels = sorted(set(train["label"]) | set(test["label"]) | set([] if reference is None else reference["label"]))
+    if len(labels) > len(stats.ALPHABET):
+        raise ConfigError(f"scenario '{sc.name}': {len(labels)} labels; the saved predictions hold at most "
+                          f"{len(stats.ALPHABET)}")
     log.info("scenario %s: %d train, %d val, %d test rows, reference %s", sc.name, len(train), len(val),
              len(test), "none" if reference is None else len(reference))
 
@@ -192,36 +312,39 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
 
     names = list(spec.strategies or STRATEGIES)
     if champion_dir is None:
-        names = [n for n in names if n != "skip"]  # nothing to keep
+        names = [n for n in names if strategy_spec(n).makes_model]  # skip: nothing to keep
     if decision["strategy"] not in names:
         names.append(decision["strategy"])
+    seeds = [seed + k for k in range(spec.seeds)]
+    truth = list(test["label"])
     oracle: dict[str, dict] = {}
     for name in names:
-        t = time.perf_counter()
-        if name == "skip":
-            model_dir = champion_dir
-        else:
-            model_dir = work / name
-            train_model(train, val, name, base, model_dir)
-        seconds = time.perf_counter() - t if name != "skip" else 0.0
-        oracle[name] = {**_accuracy_f1(model_dir, test, base), "seconds": round(seconds, 2)}
-        log.info("scenario %s: %s -> %s", sc.name, name, oracle[name])
+        entry = strategy_spec(name)
+        runs = []
+        for s in seeds if entry.trains else seeds[:1]:  # nothing trains: the same model for every seed
+            params = _with_seed(base, s)
+            t = time.perf_counter()
+            model_dir = work / f"{name}-{s}" if entry.makes_model else champion_dir
+            if entry.makes_model:
+                train_model(train, val, name, params, model_dir)
+            seconds = time.perf_counter() - t if entry.makes_model else 0.0
+            runs.append((_predict(model_dir, test, params), seconds))
+            if model_dir != champion_dir:
+                shutil.rmtree(model_dir, ignore_errors=True)
+        oracle[name] = strategy_record(runs * (len(seeds) if not entry.trains else 1), truth, labels,
+                                       deterministic=not entry.trains)
+        log.info("scenario %s: %s -> accuracy %s, %s s", sc.name, name, oracle[name]["accuracy"]["mean"],
+                 oracle[name]["seconds"]["mean"])
 
-    best = max(oracle, key=lambda n: (oracle[n]["accuracy"], -oracle[n]["seconds"]))
-    chosen = decision["strategy"]
-    exhaustive = sum(r["seconds"] for r in oracle.values())
     return {
-        "name": sc.name, "note": sc.note,
+        "format": FORMAT, "name": sc.name, "family": sc.family, "shift_kind": sc.shift, "note": sc.note,
         "rows": {"train": len(train), "val": len(val), "test": len(test),
                  "reference": None if reference is None else len(reference),
                  "classes": int(train["label"].nunique())},
-        "choice": chosen, "runner_up": decision["runner_up"], "rule": decision["rule"],
-        "measures": decision["measures"],
-        "reason": decision["reason"], "best": best,
-        "regret_points": round(100 * (oracle[best]["accuracy"] - oracle[chosen]["accuracy"]), 2),
+        "seeds": seeds,
+        "choice": decision["strategy"], "runner_up": decision["runner_up"], "rule": decision["rule"],
+        "measures": decision["measures"], "reason": decision["reason"],
         "selector_seconds": round(selector_seconds, 2),
-        "exhaustive_seconds": round(exhaustive, 2),
-        "selector_cost_fraction": round(selector_seconds / exhaustive, 4) if exhaustive else None,
         "shift": {"unk_rate": report["tokenizer"]["incoming"]["unk_rate"],
                   "tokens_per_word": report["tokenizer"]["incoming"]["tokens_per_word"],
                   "mmd2": (report.get("embedding") or {}).get("mmd2"),
@@ -229,46 +352,71 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
                   "probe_accuracy": report["probe"].get("accuracy"),
                   "new_labels": report["label_shift"].get("new_labels"),
                   "seconds": round(report["seconds"], 2)},
+        "labels": labels,
+        "test_labels": stats.encode(truth, labels),
         "strategies": oracle,
     }
 
 
 # ---- the whole benchmark --------------------------------------------------------------------
 
-def summarise(results: list[dict]) -> dict:
-    regrets = [r["regret_points"] for r in results]
-    costs = [r["selector_cost_fraction"] for r in results if r["selector_cost_fraction"] is not None]
-    within = sum(x <= 1.0 for x in regrets)
-    return {"scenarios": len(results), "regret_at_most_1_point": within,
-            "share_regret_at_most_1_point": round(within / len(results), 3) if results else None,
-            "mean_regret_points": round(float(np.mean(regrets)), 2) if regrets else None,
-            "max_selector_cost_fraction": max(costs) if costs else None,
-            "targets": {"regret_share_at_least": 0.9, "selector_cost_fraction_at_most": 0.2}}
+def _pm(m: dict) -> str:
+    """0.853 ± 0.012 (the 95% interval's half width), or the mean alone for one seed."""
+    ci = m["ci95"]
+    return f"{m['mean']:.3f}" if ci is None else f"{m['mean']:.3f} ± {(ci[1] - ci[0]) / 2:.3f}"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def render_md(out: dict) -> str:
-    s = out["summary"]
+    h = out["headline"]
     lines = [
-        "# Decision benchmark", "",
+        f"# Decision benchmark: {out['scenario_file']}", "",
         "Commands: " + ", ".join(f"`{c}`" for c in out["command"]) + "  ",
         f"Machine: {'; '.join(out['machine'])}; last finished {out['finished']}; budget {out['budget']}; "
-        f"selector mode `{out['selector_mode']}`.", "",
+        f"{out['seeds']} training seeds per strategy; selector mode `{out['selector_mode']}`.", "",
         *([f"Not run yet: {', '.join(out['not_run'])}.", ""] if out["not_run"] else []),
-        f"**{s['regret_at_most_1_point']} of {s['scenarios']} scenarios** have a regret of at most 1 accuracy "
-        f"point (target: 90%); mean regret {s['mean_regret_points']} points; the selector's largest cost is "
-        f"{(s['max_selector_cost_fraction'] or 0):.1%} of exhaustive training (target: at most 20%).", "",
-        "| scenario | rows (train/test) | chosen (rule) | best | regret (points) | selector cost |",
-        "|---|---|---|---|---|---|",
+        *([f"Saved by an older harness (rerun with --only): {', '.join(out['stale'])}.", ""] if out["stale"] else []),
+        "Tied: a paired bootstrap over the test rows (2,000 resamples, correctness averaged over seeds) does not "
+        "separate the strategy from the best at 95% (bench/stats.py). Regret: best minus the strategy's mean "
+        "accuracy, in points. Cost relative to the cheapest tied strategy: seconds over seconds, each floored at 1 s.",
+        "", "## The selector against every fixed policy", "",
+        "| policy | scenarios | mean regret (points) | tied with the best | tied or within 1 point | compute (s) "
+        "| median cost / cheapest tied |", "|---|---|---|---|---|---|---|",
     ]
-    for r in out["results"]:
-        lines.append(f"| {r['name']} | {r['rows']['train']}/{r['rows']['test']} | {r['choice']} ({r['rule']}) | "
-                     f"{r['best']} | {r['regret_points']:.1f} | {r['selector_cost_fraction']:.1%} |")
-    for r in out["results"]:
+    for name, p in h.get("policies", {}).items():
+        bold = "**" if name in ("selector", h.get("best_fixed_policy")) else ""
+        lines.append(f"| {bold}{name}{bold} | {p['scenarios']} | {p['mean_regret_points']:.2f} | {p['share_tied']:.0%} "
+                     f"| {p['share_tied_or_within_1']:.0%} | {p['compute_seconds']:.0f} "
+                     f"| {p['median_cost_vs_cheapest_tied']:.2f}x |")
+    if h.get("policies"):
+        lines += ["", f"Exhaustive training (every strategy, once): {h['exhaustive_seconds']:.0f} s. The selector's "
+                      "compute is selection (shift measures, rules, probes) plus training its choice; a fixed policy's "
+                      "is training its strategy. Best fixed policy: the lowest mean regret among those run in every "
+                      "scenario.", "", "| target | figure | goal | met |", "|---|---|---|---|"]
+        lines += [f"| {t['target']} | {t['value']} | {t['goal']} | {_yes(t['met'])} |" for t in h["targets"]]
+    lines += ["", "## Per scenario", "",
+              "| scenario | family | shift | rows (train/test) | chosen (rule) | best | regret | tied "
+              "| cheapest tied | cost vs cheapest tied | selection (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r, v in zip(out["results"], out["verdicts"]):
+        c = v["choice"]
+        lines.append(f"| {r['name']} | {r['family']} | {r['shift_kind'] or ''} | {r['rows']['train']}/"
+                     f"{r['rows']['test']} | {r['choice']} ({r['rule']}) | {v['best']} | {c['regret_points']:.2f} | "
+                     f"{_yes(c['tied'])} | {v['cheapest_tied']} | {c['cost_vs_cheapest_tied']:.2f}x | "
+                     f"{r['selector_seconds']:.1f} |")
+    for r, v in zip(out["results"], out["verdicts"]):
         lines += ["", f"## {r['name']}", "", r["note"] or "", "", f"Why `{r['choice']}`: {r['reason']}", "",
-                  "| strategy | test accuracy | macro-F1 | seconds |", "|---|---|---|---|"]
-        for name, m in sorted(r["strategies"].items(), key=lambda kv: -kv[1]["accuracy"]):
+                  f"Training seeds {r['seeds']}; {r['rows']['test']} test rows.", "",
+                  "| strategy | test accuracy (mean ± 95%) | macro-F1 | seconds | regret | tied |",
+                  "|---|---|---|---|---|---|"]
+        for name, m in sorted(r["strategies"].items(), key=lambda kv: -kv[1]["accuracy"]["mean"]):
             mark = " (chosen)" if name == r["choice"] else ""
-            lines.append(f"| {name}{mark} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | {m['seconds']:.1f} |")
+            mark += " (cheapest tied)" if name == v["cheapest_tied"] else ""
+            j = v["strategies"][name]
+            lines.append(f"| {name}{mark} | {_pm(m['accuracy'])} | {_pm(m['macro_f1'])} | {m['seconds']['mean']:.1f} | "
+                         f"{j['regret_points']:.2f} | {_yes(j['tied'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -282,11 +430,7 @@ def run(scenarios_path: str | Path, out_dir: str | Path = "bench/results", param
     import torch
 
     spec = load_scenarios(scenarios_path)
-    b = spec.budget
-    base = load_params(params_path, {
-        "model.max_seq_len": b.max_seq_len, "train.epochs": b.epochs, "train.batch_size": b.batch_size,
-        "train.max_steps": -1, "train.replay_fraction": 0.0, "train.checkpoint_steps": 0,
-        "strategy.force": None})
+    base = _base_params(spec, params_path)
     chosen = [s for s in spec.scenarios if not only or s.name in only]
     if only and len(chosen) != len(only):
         raise ConfigError(f"unknown scenario(s) {sorted(set(only) - {s.name for s in chosen})}; "
@@ -300,68 +444,95 @@ def run(scenarios_path: str | Path, out_dir: str | Path = "bench/results", param
         result.update(machine=machine, finished=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                       command=command or f"driftfit bench decision --scenarios {scenarios_path} --out {out_dir}")
         write_json(out_dir / "scenarios" / f"{sc.name}.json", result)
-    return combine(spec, base, out_dir)
+    return combine(spec, base, out_dir, str(scenarios_path))
 
 
-def combine(spec: ScenarioFile, base: Params, out_dir: Path) -> dict:
-    """decision.json + decision.md from the saved results of the file's scenarios (missing ones listed)."""
-    results, missing = [], []
+def _base_params(spec: ScenarioFile, params_path: str | Path) -> Params:
+    b = spec.budget
+    return load_params(params_path, {
+        "model.max_seq_len": b.max_seq_len, "train.epochs": b.epochs, "train.batch_size": b.batch_size,
+        "train.max_steps": -1, "train.replay_fraction": 0.0, "train.checkpoint_steps": 0,
+        "strategy.force": None})
+
+
+def saved_results(spec: ScenarioFile, out_dir: Path) -> tuple[list[dict], list[str], list[str]]:
+    """The saved results of the file's scenarios (in file order), the names not run, and those saved by an older
+    harness (no seeds, no predictions: they cannot be judged by the tie rule)."""
+    results, missing, stale = [], [], []
     for sc in spec.scenarios:
         path = out_dir / "scenarios" / f"{sc.name}.json"
-        (results.append(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else missing.append(sc.name))
-    out = {"command": sorted({r["command"] for r in results}) if results else [],
+        if not path.is_file():
+            missing.append(sc.name)
+            continue
+        r = json.loads(path.read_text(encoding="utf-8"))
+        (results.append(r) if r.get("format") == FORMAT else stale.append(sc.name))
+    return results, missing, stale
+
+
+def combine(spec: ScenarioFile, base: Params, out_dir: Path, scenarios_path: str = "") -> dict:
+    """decision.json + decision.md from the saved results of the file's scenarios (missing and stale ones listed)."""
+    results, missing, stale = saved_results(spec, out_dir)
+    verdicts = [stats.judge(r) for r in results]
+    head = stats.headline(verdicts)
+    slim = [{k: v for k, v in r.items() if k not in ("test_labels",)} |
+            {"strategies": {n: {k: v for k, v in m.items() if k != "predictions"} for n, m in r["strategies"].items()}}
+            for r in results]  # the predictions stay in scenarios/<name>.json
+    out = {"scenario_file": scenarios_path,
+           "command": sorted({r["command"] for r in results}) if results else [],
            "machine": sorted({r["machine"] for r in results}) if results else [],
            "finished": max((r["finished"] for r in results), default=None),
-           "budget": spec.budget.model_dump(), "selector_mode": base.strategy.mode,
-           "summary": summarise(results), "not_run": missing, "results": results}
+           "budget": spec.budget.model_dump(), "seeds": spec.seeds, "selector_mode": base.strategy.mode,
+           "headline": head, "not_run": missing, "stale": stale, "results": slim, "verdicts": verdicts}
     write_json(out_dir / "decision.json", out)
     write_text(out_dir / "decision.md", render_md(out))
-    return out["summary"]
+    sel = head.get("policies", {}).get("selector", {})
+    return {"scenarios": len(results), "not_run": len(missing), "stale": len(stale), **sel,
+            "targets_met": [t["met"] for t in head.get("targets", [])]}
+
+
+def current_choice(result: dict, base: Params) -> str:
+    """The current policy's choice for a saved scenario: the rule that fired depends only on the measures and
+    thresholds, so the choice follows from the saved rule (and, for tokenizer_misfit, the size)."""
+    from driftfit.strategy import CHOICES
+
+    rule = result["rule"].removeprefix("probe (").removesuffix(")")
+    if rule == "tokenizer_misfit" and result["rows"]["train"] >= base.strategy.scratch_min_examples:
+        rule = "tokenizer_misfit_large"
+    return CHOICES[rule][0] if rule in CHOICES else result["choice"]
 
 
 def rescore(out_dir: str | Path = "bench/results", scenarios_path: str | Path = "bench/scenarios.yaml",
             params_path: str | Path = "params.yaml") -> dict:
-    """Re-score saved results under the current policy without training anything again.
-
-    The oracle (every strategy trained and tested) does not depend on the choice, and the rule that
-    fires depends only on the measures and thresholds; so the current policy's choice for each saved
-    scenario follows from its rule (and, for tokenizer_misfit, its size). Writes decision-rescored.md.
-    Note: a policy revised after seeing these results is scored in-sample here.
-    """
-    from driftfit.strategy import CHOICES
-
+    """Re-score saved results under the current policy without training anything again; writes
+    decision-rescored.md. Note: a policy revised after seeing these results is scored in-sample here."""
     spec, base = load_scenarios(scenarios_path), load_params(params_path)
     out_dir = Path(out_dir)
-    rows, regrets = [], []
-    for sc in spec.scenarios:
-        path = out_dir / "scenarios" / f"{sc.name}.json"
-        if not path.is_file():
+    results, _, stale = saved_results(spec, out_dir)
+    rows, now, untrained = [], [], []
+    for r in results:
+        choice = current_choice(r, base)
+        if choice not in r["strategies"]:  # the oracle never trained it: no figure to score
+            untrained.append(f"{r['name']} ({choice})")
             continue
-        r = json.loads(path.read_text(encoding="utf-8"))
-        rule = r["rule"].removeprefix("probe (").removesuffix(")")
-        if rule == "tokenizer_misfit" and r["rows"]["train"] >= base.strategy.scratch_min_examples:
-            rule = "tokenizer_misfit_large"
-        choice = CHOICES[rule][0] if rule in CHOICES else r["choice"]
-        acc = r["strategies"]
-        best = max(acc, key=lambda n: acc[n]["accuracy"])
-        regret = round(100 * (acc[best]["accuracy"] - acc[choice]["accuracy"]), 2) if choice in acc else None
-        regrets.append(regret)
-        rows.append(f"| {sc.name} | {r['rule']} | {r['choice']} ({r['regret_points']:.1f}) | {choice} "
-                    f"({'n/a' if regret is None else f'{regret:.1f}'}) | {best} |")
-    known = [x for x in regrets if x is not None]
-    summary = {"scenarios": len(rows), "regret_at_most_1_point": sum(x <= 1.0 for x in known),
-               "mean_regret_points": round(float(np.mean(known)), 2) if known else None}
+        a, b = stats.judge(r), stats.judge(r, choice=choice)
+        now.append(b)
+        rows.append(f"| {r['name']} | {r['rule']} | {a['choice']['strategy']} ({a['choice']['regret_points']:.2f}, "
+                    f"{_yes(a['choice']['tied'])}) | {choice} ({b['choice']['regret_points']:.2f}, "
+                    f"{_yes(b['choice']['tied'])}) | {b['best']} | {b['cheapest_tied']} |")
+    sel = stats.headline(now).get("policies", {}).get("selector")
     md = ["# Decision benchmark, re-scored under the current policy", "",
-          "Command: `driftfit bench decision --rescore` (no training: the saved oracle results of "
-          "`bench/results/scenarios/` with the current rule -> strategy table of `driftfit/strategy.py`).", "",
-          "Caution: the policy was revised after these results were seen, so this is an in-sample score; "
-          "a fresh run of the benchmark (or new scenarios) is the out-of-sample check.", "",
-          f"**{summary['regret_at_most_1_point']} of {summary['scenarios']}** scenarios within 1 accuracy point; "
-          f"mean regret {summary['mean_regret_points']} points.", "",
-          "| scenario | rule | chosen when run (regret) | current policy (regret) | best |", "|---|---|---|---|---|",
-          *rows]
+          f"Command: `driftfit bench decision --rescore --scenarios {scenarios_path} --out {out_dir}` (no training: "
+          "the saved oracle results with the current rule -> strategy table of `driftfit/strategy.py`).", "",
+          "Caution: a policy revised after these results were seen is scored in-sample here; a fresh run of the "
+          "benchmark (or new scenarios) is the out-of-sample check.", "",
+          *([f"Saved by an older harness, not scored: {', '.join(stale)}.", ""] if stale else []),
+          *([f"The current choice was not trained there, not scored: {', '.join(untrained)}.", ""] if untrained else []),
+          (f"**{sel['share_tied_or_within_1']:.0%} of {sel['scenarios']}** scenarios tied with the best or within 1 "
+           f"point; mean regret {sel['mean_regret_points']} points." if sel else "No saved results to score."), "",
+          "| scenario | rule | chosen when run (regret, tied) | current policy (regret, tied) | best | cheapest tied |",
+          "|---|---|---|---|---|---|", *rows]
     write_text(out_dir / "decision-rescored.md", "\n".join(md) + "\n")
-    return summary
+    return {"scenarios": len(now), "stale": len(stale), "untrained": len(untrained), **(sel or {})}
 
 
 def main(argv: list[str] | None = None) -> int:

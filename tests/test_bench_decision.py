@@ -1,4 +1,5 @@
-"""The decision benchmark on a tiny real scenario (chatterbot English -> Chinese), through the CLI."""
+"""The decision benchmark: its statistics on known cases, its scenario files (the suite's promises checked on the
+real rows), and a tiny real scenario (chatterbot English -> Chinese) through the CLI."""
 
 from __future__ import annotations
 
@@ -7,30 +8,172 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from bench.decision import cap_per_class, chatterbot_frame, load_scenarios, summarise
+from bench import stats
+from bench.decision import (BenchSource, cap_per_class, chatterbot_frame, chatterbot_languages, load_scenarios,
+                            load_source, scenario_data)
 from driftfit.errors import ConfigError
-from tests.conftest import ROOT, write_params
+from tests.conftest import ROOT, SHARED_DATA, write_params
 
-TINY = ROOT / "tests" / "data" / "scenarios_tiny.yaml"
+BENCH = ROOT / "bench"
+SUITE = {"fit": BENCH / "scenarios-fit.yaml", "eval": BENCH / "scenarios-eval.yaml"}
+needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data (the workplace's real data) absent")
 
 
-def test_shipped_scenario_file_parses_and_covers_the_cases():
-    spec = load_scenarios(ROOT / "bench" / "scenarios.yaml")
-    assert len(spec.scenarios) >= 6
-    assert any(s.reference is None for s in spec.scenarios)                 # pretrained only
-    assert any(s.train_per_class and s.train_per_class <= 8 for s in spec.scenarios)  # few-shot
-    assert any(s.train.path.startswith("chatterbot:") and s.train.path != "chatterbot:english"
-               for s in spec.scenarios)                                      # change of language
+# ---- statistics on known cases --------------------------------------------------------------
+
+def test_t_interval_on_known_numbers():
+    mean, low, high = stats.t_interval([1.0, 2.0, 3.0])  # sd 1, t(0.975, 2) = 4.3027
+    assert mean == 2.0 and low == pytest.approx(2 - 4.302653 / 3 ** 0.5, abs=1e-5)
+    assert high == pytest.approx(2 + 4.302653 / 3 ** 0.5, abs=1e-5)
+    assert stats.t_interval([0.8, 0.8, 0.8]) == (pytest.approx(0.8), pytest.approx(0.8), pytest.approx(0.8))
+    assert stats.t_interval([0.7]) == (0.7, None, None)  # one seed: no interval
+
+
+def test_bootstrap_ties_on_known_cases():
+    rng = np.random.default_rng(1)
+    same = rng.integers(0, 2, 500).astype(float)
+    assert stats.tied(same, same)                                    # identical predictions
+
+    right = np.ones(500)
+    wrong_30 = np.ones(500)
+    wrong_30[rng.choice(500, 150, replace=False)] = 0               # wrong on 30% of 500 rows
+    diff, low, high = stats.paired_bootstrap(right, wrong_30)
+    assert diff == pytest.approx(0.3) and low > 0.2 and not stats.tied(right, wrong_30)
+
+    one_off = right.copy()
+    one_off[17] = 0                                                  # a 1-row difference in 500
+    assert stats.tied(right, one_off)
+    assert stats.paired_bootstrap(right, one_off) == stats.paired_bootstrap(right, one_off)  # seeded
+
+
+def test_predictions_round_trip_as_one_character_per_row():
+    labels = [f"c{i}" for i in range(40)]
+    rows = ["c0", "c39", "c12", "c0"]
+    coded = stats.encode(rows, labels)
+    assert len(coded) == 4 and [labels[i] for i in stats.decode(coded)] == rows
+
+
+def _scenario(name, truth, preds, seconds, choice, selector_seconds=1.0):
+    """A hand-made saved result: what judge() reads."""
+    labels = sorted(set(truth))
+    return {"name": name, "choice": choice, "selector_seconds": selector_seconds,
+            "test_labels": stats.encode(truth, labels),
+            "strategies": {n: {"predictions": [stats.encode(p, labels) for p in runs],
+                               "seconds": {"mean": seconds[n]}} for n, runs in preds.items()}}
+
+
+def _flip(truth, rows):
+    return ["b" if i in rows and t == "a" else "a" if i in rows else t for i, t in enumerate(truth)]
+
+
+def test_verdict_and_headline_on_hand_made_results():
+    truth = ["a", "b"] * 250
+    # Scenario 1: full is right everywhere; head misses one row (tied) on both seeds; skip misses 30% (not tied).
+    one = _scenario("one", truth, {
+        "full": [truth, truth], "head": [_flip(truth, {3}), _flip(truth, {3})],
+        "skip": [_flip(truth, set(range(150)))]}, {"full": 50.0, "head": 5.0, "skip": 0.0}, choice="full")
+    v1 = stats.judge(one)
+    assert v1["best"] == "full" and v1["cheapest_tied"] == "head"
+    assert v1["strategies"]["head"]["tied"] and v1["strategies"]["head"]["regret_points"] == 0.2
+    assert not v1["strategies"]["skip"]["tied"] and v1["strategies"]["skip"]["regret_points"] == 30.0
+    assert v1["choice"] == {"strategy": "full", "regret_points": 0.0, "tied": True, "tied_or_within_1": True,
+                            "cost_vs_cheapest_tied": 10.0}
+    assert v1["exhaustive_seconds"] == 55.0 and v1["selector_compute_seconds"] == 51.0
+
+    # Scenario 2 (no champion): head is best; full misses 10% on one seed and 2% on the other (mean 6 points, not
+    # tied); the choice, head, is the cheapest tied (the 1 s floor: 0.5 s counts as 1 s).
+    two = _scenario("two", truth, {
+        "full": [_flip(truth, set(range(50))), _flip(truth, set(range(10)))], "head": [truth, truth]},
+        {"full": 40.0, "head": 0.5}, choice="head", selector_seconds=2.0)
+    v2 = stats.judge(two)
+    assert v2["best"] == "head" and v2["cheapest_tied"] == "head"
+    assert v2["strategies"]["full"]["regret_points"] == 6.0 and not v2["strategies"]["full"]["tied"]
+    assert v2["choice"]["cost_vs_cheapest_tied"] == 1.0
+
+    h = stats.headline([v1, v2])
+    sel, head, full, skip = (h["policies"][k] for k in ("selector", "always head", "always full", "always skip"))
+    assert sel == {"scenarios": 2, "mean_regret_points": 0.0, "share_tied": 1.0, "share_tied_or_within_1": 1.0,
+                   "compute_seconds": 53.5, "median_cost_vs_cheapest_tied": 5.5}
+    assert head["mean_regret_points"] == 0.1 and head["compute_seconds"] == 5.5 and head["share_tied"] == 1.0
+    assert full["mean_regret_points"] == 3.0 and full["share_tied"] == 0.5
+    assert skip["scenarios"] == 1                                     # skip ran only where there was a champion
+    assert h["best_fixed_policy"] == "always head" and h["exhaustive_seconds"] == 95.5
+    # targets: tied-or-within-1 100% (>= 90%), mean regret 0.0 < always head's 0.1, compute 53.5 / 95.5 (> 20%),
+    # median cost 5.5x the cheapest tied (> 2x)
+    assert [t["met"] for t in h["targets"]] == [True, True, False, False]
+    assert h["targets"][2]["value"] == round(53.5 / 95.5, 4)
+
+
+# ---- scenario files -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", sorted(BENCH.glob("scenarios*.yaml")), ids=lambda p: p.name)
+def test_shipped_scenario_files_parse(path):
+    assert load_scenarios(path).scenarios
+
+
+def test_suite_halves_split_by_family_and_cover_the_issue():
+    halves = {k: load_scenarios(p) for k, p in SUITE.items()}
+    assert sum(len(h.scenarios) for h in halves.values()) >= 24
+    families = {k: {s.family for s in h.scenarios} for k, h in halves.items()}
+    assert not families["fit"] & families["eval"]                    # a family lives in one half
+    names = [s.name for h in halves.values() for s in h.scenarios]
+    assert len(names) == len(set(names))
+    for half in halves.values():
+        assert half.seeds >= 3 and half.budget == halves["fit"].budget
+        assert {s.shift for s in half.scenarios} == {"same_domain", "near_domain", "far_domain", "new_task",
+                                                      "new_language"}
+        assert {8, 32, 128} <= {s.train_per_class for s in half.scenarios}
+        assert any(s.train_per_class is None and s.name.endswith("-1k") for s in half.scenarios)
+        assert any(s.reference is None for s in half.scenarios) and any(s.reference for s in half.scenarios)
+    used = {lang for h in halves.values() for s in h.scenarios for src in (s.train, s.reference, s.test)
+            if src is not None and src.path.startswith("chatterbot:") for lang in src.path[11:].split(",")}
+    assert used == set(chatterbot_languages())                      # every chatterbot-corpus language
+
+
+@needs_data
+def test_suite_shares_no_training_rows_and_keeps_its_sizes():
+    """On the real rows: no two scenarios (both halves) share a row any model trains on (incoming train + val,
+    and references), no scenario tests on a row it or its champion trained on; sizes as the names say."""
+    seen = {}
+    for half in SUITE.values():
+        spec = load_scenarios(half)
+        for sc in spec.scenarios:
+            d = scenario_data(sc, spec.budget, seed=13)
+            trains = set(d["train"]["text"]) | set(d["val"]["text"])
+            ref = set() if d["reference"] is None else set(d["reference"]["text"])
+            assert not (trains | ref) & set(d["test"]["text"]), sc.name
+            seen[sc.name] = (trains, ref)
+            per_class = d["train"]["label"].value_counts()
+            if sc.train_per_class and not sc.train.path.startswith("chatterbot:"):
+                assert (per_class == sc.train_per_class).all(), sc.name
+            if sc.name.endswith("-1k"):
+                assert len(d["train"]) >= 1000, sc.name
+            if not sc.train.path.startswith("chatterbot:"):
+                assert len(d["test"]) >= 450, sc.name                  # ~500 where the data allows
+    for a, (trains_a, _) in seen.items():
+        for b, (trains_b, ref_b) in seen.items():
+            if a != b:
+                assert not trains_a & trains_b, (a, b)
+                assert not trains_a & ref_b, (a, b)
 
 
 @pytest.mark.parametrize("text, match", [
     ("scenarios: []", "scenarios"),
-    ("budget: {epochs: 0}\nscenarios: [{name: a, train: {path: x.csv}}]", "budget.epochs"),
-    ("scenarios: [{name: a, train: {path: x.csv}, colour: red}]", "colour"),
-    ("strategies: [lora, magic]\nscenarios: [{name: a, train: {path: x.csv}}]", "strategies"),
-    ("scenarios: [{name: a, train: {path: x.csv}}, {name: a, train: {path: y.csv}}]", "unique"),
+    ("budget: {epochs: 0}\nscenarios: [{name: a, family: f, train: {path: x.csv}}]", "budget.epochs"),
+    ("scenarios: [{name: a, family: f, train: {path: x.csv}, colour: red}]", "colour"),
+    ("strategies: [lora, magic]\nscenarios: [{name: a, family: f, train: {path: x.csv}}]", "strategies"),
+    ("scenarios: [{name: a, family: f, train: {path: x.csv}}, {name: a, family: f, train: {path: y.csv}}]",
+     "unique"),
+    ("scenarios: [{name: a, train: {path: x.csv}}]", "missing required key 'scenarios.0.family'"),
+    ("seeds: 0\nscenarios: [{name: a, family: f, train: {path: x.csv}}]", "seeds"),
+    ("scenarios: [{name: a, family: f, shift: sideways, train: {path: x.csv}}]", "shift"),
+    ("scenarios: [{name: a, family: f, train: {path: x.csv, slice: [0.5, 0.2]}}]", "slice"),
+    ("scenarios: [{name: a, family: f, train: {path: x.csv, slice: [0, 1.5]}}]", "slice"),
+    ("scenarios: [{name: a, family: f, train: {path: x.csv, label_map: {}}}]", "label_map"),
+    ("scenarios: [{name: a, family: f, train: {path: 'chatterbot:english', label: topic}}]", "chatterbot"),
 ])
 def test_bad_scenario_files_name_the_key(tmp_path, text, match):
     path = tmp_path / "s.yaml"
@@ -39,52 +182,101 @@ def test_bad_scenario_files_name_the_key(tmp_path, text, match):
         load_scenarios(path)
 
 
-def test_chatterbot_source_and_per_class_cap():
+def test_slices_of_one_file_are_disjoint_and_cover_it(tmp_path):
+    rows = [f"review number {i} {'good' if i % 2 else 'bad'}" for i in range(400)]
+    path = tmp_path / "rows.csv"
+    path.write_text("text,label\n" + "".join(f"{t},{'pos' if i % 2 else 'neg'}\n" for i, t in enumerate(rows))
+                    + f"{rows[0]},neg\n")  # a repeated row is dropped
+    part = {k: load_source(BenchSource(path=str(path), slice=s), seed=0)
+            for k, s in (("a", (0, 0.3)), ("b", (0.3, 1)))}
+    a, b = set(part["a"]["text"]), set(part["b"]["text"])
+    assert not a & b and a | b == set(rows) and 80 < len(a) < 160
+    again = load_source(BenchSource(path=str(path), slice=(0, 0.3)), seed=5)
+    assert set(again["text"]) == a                                   # a slice does not depend on the seed
+    sample = load_source(BenchSource(path=str(path), slice=(0, 0.3), sample=20, label_map={"pos": "P"}), seed=0)
+    assert len(sample) == 20 and set(sample["text"]) <= a and set(sample["label"]) == {"P"}
+
+
+def test_chatterbot_sources_by_category_and_by_language():
     zh = chatterbot_frame("chinese")
     assert len(zh) > 300 and zh["text"].is_unique and zh["label"].nunique() > 5
     capped = cap_per_class(zh, None, 3, seed=0)
     assert capped.groupby("label").size().max() == 3
     assert len(cap_per_class(zh, 50, None, seed=0)) == pytest.approx(50, abs=zh["label"].nunique())
+    ids = load_source(BenchSource(path="chatterbot:hebrew,russian", label="language"), seed=0)
+    assert set(ids["label"]) == {"hebrew", "russian"} and ids["text"].is_unique
+    english = set(load_source(BenchSource(path="chatterbot:english"), seed=0)["text"])
+    assert not english & set(ids["text"])                            # a text in two languages is in neither
 
 
-def test_summary_counts_regret_and_cost():
-    rows = [{"regret_points": 0.0, "selector_cost_fraction": 0.1},
-            {"regret_points": 2.5, "selector_cost_fraction": 0.3}]
-    s = summarise(rows)
-    assert s["regret_at_most_1_point"] == 1 and s["share_regret_at_most_1_point"] == 0.5
-    assert s["max_selector_cost_fraction"] == 0.3 and s["mean_regret_points"] == 1.25
+# ---- a tiny real run, through the CLI -------------------------------------------------------
+
+TINY = """# a tiny decision benchmark: real chatterbot-corpus text, three strategies, two seeds, one step or so each
+budget: {epochs: 0.3, max_train_examples: 60, max_seq_len: 32, batch_size: 16}
+seeds: 2
+strategies: [skip, zero_shot, head]
+scenarios:
+  - name: en-to-zh
+    family: tiny
+    shift: new_language
+    reference: {path: "chatterbot:english", sample: 120}
+    train: {path: "chatterbot:chinese", sample: 150}
+    test_fraction: 0.3
+"""
 
 
-def test_bench_trains_every_listed_strategy_and_reports_regret(tmp_path):
+def test_bench_trains_every_strategy_per_seed_and_judges_ties(tmp_path):
     params = write_params(tmp_path)
+    scenarios = tmp_path / "tiny.yaml"
+    scenarios.write_text(TINY)
     out = tmp_path / "results"
-    proc = subprocess.run([str(Path(sys.executable).parent / "driftfit"), "bench", "decision", "--scenarios",
-                           str(TINY), "--out", str(out), "--params", str(params)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    driftfit = str(Path(sys.executable).parent / "driftfit")
+    proc = subprocess.run([driftfit, "bench", "decision", "--scenarios", str(scenarios), "--out", str(out),
+                           "--params", str(params)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = json.loads((out / "scenarios" / "en-to-zh.json").read_text())
+    assert saved["seeds"] == [13, 14] and saved["format"] == 2 and saved["family"] == "tiny"
+    assert len(saved["test_labels"]) == saved["rows"]["test"]
+    head = saved["strategies"]["head"]
+    assert len(head["accuracy"]["per_seed"]) == 2 and len(head["predictions"]) == 2 and not head["deterministic"]
+    assert all(len(p) == saved["rows"]["test"] for p in head["predictions"])
+    skip = saved["strategies"]["skip"]
+    assert skip["deterministic"] and len(skip["predictions"]) == 1 and skip["accuracy"]["ci95"][0] == \
+        skip["accuracy"]["ci95"][1]
+    assert saved["shift"]["unk_rate"] > 0.05                        # an English tokenizer on Chinese
+
     result = json.loads((out / "decision.json").read_text())
-    assert (out / "scenarios" / "en-to-zh.json").is_file() and result["not_run"] == []
-    (sc,) = result["results"]
-    assert sc["choice"] in sc["strategies"]
-    assert {"skip", "zero_shot", "head"} <= set(sc["strategies"])
-    best = max(m["accuracy"] for m in sc["strategies"].values())
-    assert sc["regret_points"] == pytest.approx(100 * (best - sc["strategies"][sc["choice"]]["accuracy"]), abs=0.01)
-    assert sc["shift"]["unk_rate"] > 0.05  # an English tokenizer on Chinese
-    assert 0 < sc["selector_cost_fraction"]
+    assert result["not_run"] == [] and result["stale"] == [] and "predictions" not in result["results"][0]["strategies"]["head"]
+    (v,) = result["verdicts"]
+    assert {"skip", "zero_shot", "head"} <= set(v["strategies"]) and saved["choice"] in v["strategies"]
+    assert v["strategies"][v["best"]]["tied"] and v["strategies"][v["cheapest_tied"]]["tied"]
+    assert set(result["headline"]["policies"]) >= {"selector", "always head", "always skip", "always zero_shot"}
     md = (out / "decision.md").read_text()
-    assert "en-to-zh" in md and "regret" in md and sc["choice"] in md
+    assert "en-to-zh" in md and "fixed policy" in md and "cheapest tied" in md and " ± " in md
+
+    # re-scoring reads the same saved files, no training
+    proc = subprocess.run([driftfit, "bench", "decision", "--rescore", "--scenarios", str(scenarios), "--out",
+                           str(out), "--params", str(params)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["scenarios"] in (0, 1)
+    assert "in-sample" in (out / "decision-rescored.md").read_text()
 
 
 def test_rescore_maps_each_saved_rule_to_the_current_choice(tmp_path):
-    from bench.decision import rescore
+    from bench.decision import FORMAT, rescore
     from driftfit.io import write_json
     from driftfit.strategy import CHOICES
 
-    saved = {"rule": "few_shot", "choice": "head", "regret_points": 10.0, "rows": {"train": 32},
-             "strategies": {"head": {"accuracy": 0.5}, "ia3": {"accuracy": 0.55}, "zero_shot": {"accuracy": 0.6}}}
+    scenarios = tmp_path / "tiny.yaml"
+    scenarios.write_text(TINY)
+    truth = ["a", "b"] * 50
+    saved = {**_scenario("en-to-zh", truth, {
+        "head": [_flip(truth, set(range(50)))], "ia3": [_flip(truth, set(range(45)))],
+        "zero_shot": [_flip(truth, set(range(40)))]}, {"head": 1.0, "ia3": 2.0, "zero_shot": 0.1}, choice="head"),
+        "format": FORMAT, "rule": "few_shot", "rows": {"train": 32}}
     write_json(tmp_path / "scenarios" / "en-to-zh.json", saved)
-    summary = rescore(tmp_path, TINY, write_params(tmp_path))
+    summary = rescore(tmp_path, scenarios, write_params(tmp_path))
     assert summary["scenarios"] == 1
-    expected = 100 * (0.6 - saved["strategies"][CHOICES["few_shot"][0]]["accuracy"])
+    expected = {"head": 10.0, "ia3": 5.0, "zero_shot": 0.0}[CHOICES["few_shot"][0]]
     assert summary["mean_regret_points"] == pytest.approx(expected, abs=0.01)
     assert "in-sample" in (tmp_path / "decision-rescored.md").read_text()

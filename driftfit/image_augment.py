@@ -1,0 +1,77 @@
+"""Image augmentation for the train split only: random resized crop, horizontal flip, colour jitter and
+RandAugment, seeded; val and test only get resized and normalised.
+
+Kornia, not torchvision transforms v2: the only torchvision for torch 2.13 on PyPI (0.28.0) is a CUDA
+build whose C++ ops fail to load beside the CPU torch, and once it is installed transformers imports it
+and `from transformers import Trainer` fails (see driftfit.image_model). Kornia is plain torch, works on
+whole batches (in the training loop, after collation, on the model's device) and has the same four
+transforms, RandAugment included.
+
+Both transforms take a batch B x 3 x H x W (uint8 0..255 or float 0..1, as driftfit.image_model.to_pixels
+makes it) and return B x 3 x size x size, normalised for the model.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch.nn import functional as F
+
+from driftfit.errors import ConfigError
+from driftfit.image_model import IMAGE_SIZE, MEAN, STD, normalize
+
+
+class TrainAugment:
+    """The train transform: each call draws new random parameters from (seed, call number), so two
+    instances with the same seed give the same sequence of batches, whatever else uses the global RNG."""
+
+    def __init__(self, size: int, seed: int, flip: float, crop_scale: tuple[float, float], jitter: float,
+                 randaugment_n: int, randaugment_m: int, mean: Sequence[float], std: Sequence[float]):
+        import kornia.augmentation as K
+        from kornia.augmentation.auto import RandAugment
+
+        steps = [K.RandomResizedCrop((size, size), scale=crop_scale), K.RandomHorizontalFlip(p=flip)]
+        if jitter > 0:
+            steps.append(K.ColorJitter(jitter, jitter, jitter, min(jitter / 4, 0.5), p=0.8))
+        if randaugment_n > 0:
+            steps.append(RandAugment(n=randaugment_n, m=randaugment_m))
+        self.pipeline = K.AugmentationSequential(*steps)
+        self.seed, self.calls, self.mean, self.std = seed, 0, mean, std
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.float() / 255 if pixels.dtype == torch.uint8 else pixels.float()
+        with torch.random.fork_rng(devices=[]):  # kornia draws from torch's global generator
+            torch.manual_seed(self.seed * 1_000_003 + self.calls)
+            self.calls += 1
+            with torch.no_grad():
+                x = self.pipeline(x).clamp(0, 1)
+        return normalize(x, self.mean, self.std)
+
+
+def eval_transform(size: int = IMAGE_SIZE, mean: Sequence[float] = MEAN,
+                   std: Sequence[float] = STD) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Val/test: resize to size x size (if not already) and normalise; nothing random."""
+    def transform(pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.float() / 255 if pixels.dtype == torch.uint8 else pixels.float()
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return normalize(x, mean, std)
+    return transform
+
+
+def image_transforms(size: int = IMAGE_SIZE, seed: int = 0,
+                     flip: float = 0.5,                              # horizontal flip probability; 0: none
+                     crop_scale: tuple[float, float] = (0.6, 1.0),   # area kept by the crop: lower is stronger
+                     jitter: float = 0.2,                            # brightness/contrast/saturation +-; hue a quarter
+                     randaugment_n: int = 2,                         # RandAugment ops per image; 0 turns it off
+                     randaugment_m: int = 9,                         # their magnitude, 1..29
+                     mean: Sequence[float] = MEAN, std: Sequence[float] = STD,
+                     ) -> tuple[TrainAugment, Callable[[torch.Tensor], torch.Tensor]]:
+    """(train transform, eval transform) for the train split and for val/test."""
+    if not 0 < randaugment_m < 30:
+        raise ConfigError(f"randaugment_m = {randaugment_m}: expected 1..29 (RandAugment's magnitude scale)")
+    if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+        raise ConfigError(f"crop_scale = {crop_scale}: expected 0 < low <= high <= 1 (share of the area kept)")
+    train = TrainAugment(size, seed, flip, crop_scale, jitter, randaugment_n, randaugment_m, mean, std)
+    return train, eval_transform(size, mean, std)

@@ -192,18 +192,28 @@ def skimage_photos(names: Sequence[str] = SKIMAGE_PHOTOS) -> dict[str, np.ndarra
 
 # ---- an embedded example written as an image folder ----------------------------------------
 
-def stratified_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Indices of `per_class` items of every label (all of a smaller class), seeded, in label order."""
+def distinct_images(images: np.ndarray) -> np.ndarray:
+    """Indices of the first of each set of pixel-identical images (animal-mnist repeats 284 of its 10,000:
+    split apart, they would be leakage)."""
+    _, first = np.unique(images.reshape(len(images), -1), axis=0, return_index=True)
+    return np.sort(first)
+
+
+def stratified_sample(labels: np.ndarray, per_class: int, seed: int, among: np.ndarray | None = None) -> np.ndarray:
+    """Indices of `per_class` items of every label (all of a smaller class), seeded, in label order;
+    drawn from the indices `among` (default: all)."""
     rng = np.random.default_rng(seed)
-    picked = [np.sort(rng.permutation(np.flatnonzero(labels == c))[:per_class]) for c in np.unique(labels)]
+    among = np.arange(len(labels)) if among is None else among
+    picked = [np.sort(rng.permutation(among[labels[among] == c])[:per_class]) for c in np.unique(labels)]
     return np.concatenate(picked)
 
 
 def write_image_folder(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], dest: str | Path,
                        per_class: int, seed: int = 0) -> pd.DataFrame:
-    """A seeded stratified sample as PNGs in dest/<class>/<index>.png, written whole; return its table."""
+    """A seeded stratified sample of distinct images as PNGs in dest/<class>/<index>.png, written whole;
+    return its table."""
     dest = Path(dest)
-    chosen = stratified_sample(labels, per_class, seed)
+    chosen = stratified_sample(labels, per_class, seed, among=distinct_images(images))
     with atomic_dir(dest) as tmp:
         for i in chosen:
             folder = tmp / class_names[labels[i]]

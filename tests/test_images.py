@@ -23,10 +23,11 @@ from safetensors import safe_open
 from driftfit import image_model as im
 from driftfit.errors import ConfigError, DataError, ValidationFailed
 from driftfit.image_augment import image_transforms
-from driftfit.image_data import (ANIMAL_CLASSES, NumpyOnlyUnpickler, open_image, read_animal_mnist, read_digits,
-                                 read_image_folder, read_manifest, read_numpy_pickle, skimage_photos,
-                                 write_animal_silhouettes)
-from driftfit.image_validate import ImageRules, profile_images, raise_if_failed, validate_images
+from driftfit.image_data import (ANIMAL_CLASSES, NumpyOnlyUnpickler, distinct_images, open_image,
+                                 read_animal_mnist, read_digits, read_image_folder, read_manifest, read_numpy_pickle,
+                                 skimage_photos, write_animal_silhouettes)
+from driftfit.image_validate import (ImageRules, find_image_duplicates, perceptual_hash, profile_images,
+                                     raise_if_failed, validate_images)
 from tests.conftest import ROOT
 
 BAD = ROOT / "tests" / "data" / "bad" / "images"
@@ -230,6 +231,11 @@ def test_animal_mnist_and_digits_are_real_and_complete():
     images, labels = read_animal_mnist()
     assert images.shape == (10_000, 28, 28) and images.dtype == np.uint8
     assert np.bincount(labels).tolist() == [1000] * 10
+    distinct = distinct_images(images)
+    assert len(distinct) == 10_000 - 284  # pixel-identical repeats, each within one animal; never sampled
+    profile = pd.DataFrame({"path": [f"{i}" for i in range(len(images))], "sha256": "-",
+                            "phash": [perceptual_hash(Image.fromarray(a)) for a in images]})
+    assert find_image_duplicates(profile, max_distance=0)["count"] == 290  # the 284 and 6 near-identical
     digits, digit_labels, names = read_digits()
     assert digits.shape == (1797, 8, 8) and digits.max() == 255 and names[3] == "3"
 
@@ -299,7 +305,7 @@ def test_validation_names_every_bad_image(silhouettes, tmp_path):
     assert sorted(Path(p).name for p in bad["path"]) == sorted(BAD_IMAGES)
     good = profile[profile["decodable"]].iloc[0]
     assert (good["width"], good["height"], good["mode"], good["channels"]) == (28, 28, "L", 1)
-    assert len(good["phash"]) == 16 and len(good["sha256"]) == 64 and good["bytes"] > 0
+    assert len(good["phash"]) == 64 and len(good["sha256"]) == 64 and good["bytes"] > 0
 
 
 def test_clean_splits_pass_and_report_class_counts(silhouettes):
@@ -316,16 +322,18 @@ def test_duplicates_within_a_split_and_leakage_across_splits(silhouettes, tmp_pa
     first, second = Path(silhouettes["path"][0]), Path(silhouettes["path"][3])
     copy = tmp_path / "copy.png"
     shutil.copy(first, copy)  # the same bytes
-    bigger = tmp_path / "bigger.png"
-    Image.open(first).resize((56, 56), Image.Resampling.NEAREST).save(bigger)  # the same picture, new bytes
-    train = pd.concat([silhouettes, pd.DataFrame({"path": [str(copy), str(bigger)], "label": "bear"})],
-                      ignore_index=True)
+    cat, smaller = tmp_path / "cat.png", tmp_path / "cat_half.jpg"
+    photo = Image.fromarray(skimage_photos(["chelsea"])["chelsea"])
+    photo.save(cat)
+    photo.resize((photo.width // 2, photo.height // 2)).save(smaller, quality=75)  # same picture, new bytes
+    extra = pd.DataFrame({"path": [str(copy), str(cat), str(smaller)], "label": ["bear", "cat", "cat"]})
+    train = pd.concat([silhouettes, extra], ignore_index=True)
     val = pd.DataFrame({"path": [str(second)], "label": ["bear"]})
     summary = validate_images({"train": train, "val": val}, ImageRules(labels={"min_rows_per_class": 1}))
     dup = summary["duplicates"]["train"]
     assert dup["count"] == 2 and dup["exact"] == 1
-    assert {e["path"] for e in dup["examples"]} == {str(copy), str(bigger)}
-    assert any("train: 2 of 32 images (6.2%) repeat an earlier one (1 byte for byte" in w for w in summary["warnings"])
+    assert {(e["path"], e["same_as"]) for e in dup["examples"]} == {(str(copy), str(first)), (str(smaller), str(cat))}
+    assert any("train: 2 of 33 images (6.1%) repeat an earlier one (1 byte for byte" in w for w in summary["warnings"])
     leak = next(e for e in summary["errors"] if "also in train" in e)
     assert f"val: 1 image(s) also in train: '{second}' = train '{second}' (by content (sha256))" in leak
     assert summary["leakage"]["train->val"]["count"] == 1

@@ -128,6 +128,7 @@ class ImageClassifier(nn.Module):
             backbone._fc = nn.Linear(NUM_FEATURES, num_labels)
         self.num_labels = num_labels
         self.frozen: tuple[str, ...] = ()
+        self.train()  # one mode for all, as any new nn.Module (the backbone came in eval mode)
 
     def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         x = self.backbone.extract_features(pixel_values)
@@ -315,6 +316,9 @@ def hf_image_classifier(folder: str | Path, num_labels: int,
             raise ConfigError(f"model.pretrained = '{folder}': the model ships its own Python code and "
                               "model.trust_remote_code is false; read that code, then set it to true") from None
         raise
+    except OSError as err:  # e.g. only pytorch_model.bin, a pickle: not loaded
+        raise ConfigError(f"model.pretrained = '{folder}': {err}: expected weights as model.safetensors (pickled "
+                          "weights are not loaded; convert them with safetensors where you trust them)") from None
     processor = {"size": IMAGE_SIZE, "mean": list(MEAN), "std": list(STD)}
     config_file = folder / "preprocessor_config.json"
     if config_file.is_file():

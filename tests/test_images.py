@@ -204,6 +204,11 @@ def test_a_local_hugging_face_image_model_folder(tmp_path):
     assert processor == {"size": im.IMAGE_SIZE, "mean": list(im.MEAN), "std": list(im.STD)}  # none saved
     with pytest.raises(ConfigError, match="no model folder there"):
         im.hf_image_classifier(tmp_path, num_labels=3)
+    pickled = tmp_path / "pickled"
+    config.save_pretrained(pickled)
+    torch.save(model.model.state_dict(), pickled / "pytorch_model.bin")
+    with pytest.raises(ConfigError, match="pickled'.*no file named model.safetensors.*pickled weights are not loaded"):
+        im.hf_image_classifier(pickled, num_labels=3)
 
 
 # ---- data -------------------------------------------------------------------------------------------

@@ -323,7 +323,7 @@ def run_batch(policy: str, spec: StreamSpec, batch: dict, data_dir: Path, work: 
         timed("prepare", prepare.run)
         timed("validate", validate.run)
     except DriftfitError as err:
-        record.update(accepted=False, rejected=str(err).splitlines()[0][:400],
+        record.update(accepted=False, rejected=str(err).splitlines()[0],
                       untouched=_fingerprint(params) == before)
         return record
     record["accepted"] = True

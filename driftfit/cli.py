@@ -78,9 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="force a strategy (same as -S strategy.force=...); one of: "
                                 + strategies.help_text())
     bench = sub.add_parser("bench", help="benchmarks in the project's bench/ folder (decision: the strategy "
-                                         "selector vs training every strategy); arguments go to the benchmark",
+                                         "selector vs training every strategy; stream: driftfit's policy vs fixed "
+                                         "retraining schedules over a stream of batches); arguments go to the "
+                                         "benchmark",
                            add_help=False)
-    bench.add_argument("which", choices=["decision"], help="which benchmark")
+    bench.add_argument("which", choices=["decision", "stream"], help="which benchmark")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own arguments (see its --help)")
     rollback = sub.add_parser("rollback", help="make an earlier registry version champion again")
     rollback.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")

@@ -1,0 +1,103 @@
+"""The stream benchmark on a shrunk 3-batch stream: real data, real steps, two policies, resumed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import SHARED_DATA
+
+pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (the workplace's real data)")
+
+SPEC = {
+    "seed": 3,
+    "budget": {"epochs": 1, "max_seq_len": 16, "batch_size": 16},
+    "params": {"shift.sample_size": 32, "shift.permutations": 20, "promote.beat_baseline": False},
+    "policies": ["driftfit", "never"],
+    "sources": {
+        "sst2": {"path": str(SHARED_DATA / "sst2" / "train.tsv"), "text": "sentence", "label": "label"},
+        "amazon": {"path": str(SHARED_DATA / "sentiment_domains" / "amazon.tsv"), "header": False, "text": 0,
+                   "label": 1},
+    },
+    "batches": [
+        {"name": "b1", "take": {"sst2": 1.0}, "rows": 40, "test_rows": 20, "labels": {"0": "neg", "1": "pos"}},
+        {"name": "b2", "take": {"sst2": 1.0}, "rows": 40, "test_rows": 20, "labels": {"0": "neg", "1": "pos"},
+         "corrupt": "test_leak"},
+        {"name": "b3", "take": {"sst2": 0.5, "amazon": 0.5}, "rows": 40, "test_rows": 20,
+         "labels": {"0": "neg", "1": "pos"}},
+    ],
+}
+
+
+def test_a_shrunk_stream_end_to_end_resumed_per_policy(tmp_path):
+    from bench import stream
+
+    spec_path = tmp_path / "stream.yaml"
+    spec_path.write_text(yaml.safe_dump(SPEC))
+    out = tmp_path / "out"
+
+    first = stream.run(spec_path, out, only=["driftfit"])
+    assert first["not_run"] == ["never"]
+
+    # The batches: disjoint rows, labels renamed, the mixture as asked, the corruption in b2's training file.
+    frames = {b: {s: pd.read_csv(out / "data" / b / f"{s}.csv") for s in ("train", "test")} for b in ("b1", "b2", "b3")}
+    clean = [frames[b][s]["text"] for b in ("b1", "b3") for s in ("train", "test")] + [frames["b2"]["test"]["text"]]
+    texts = pd.concat(clean)
+    assert texts.is_unique, "a text was drawn twice"
+    assert set(frames["b1"]["train"]["label"]) == {"neg", "pos"} and len(frames["b1"]["train"]) == 40
+    leaked = set(frames["b2"]["train"]["text"]) & set(frames["b2"]["test"]["text"])
+    assert len(leaked) == 20 // 3
+
+    saved = json.loads((out / "policies" / "driftfit.json").read_text())
+    b1, b2, b3 = saved["batches"]
+    assert b1["accepted"] and b1["promoted"] and b1["champion_after"] == "v1", b1
+    assert b1["served"] == "pretrained, zero-shot" and set(b1["near_future"]) == {"b1"}
+    # the corrupted batch: rejected by validation (leakage), nothing changed in the registry or the memory
+    assert b2["accepted"] is False and "leakage" in b2["rejected"] and b2["untouched"] is True
+    # near future: v1 is scored on b3 before training on it, and on b1 (accepted), never on b2 (rejected)
+    assert b3["champion_before"] == "v1" and set(b3["near_future"]) == {"b1", "b3"}
+    assert 0 <= b3["near_future"]["b3"]["accuracy"] <= 1
+    assert b3["compute_seconds"] > 0 and b3["strategy"] and b3["rule"]
+    assert set(saved["final"]["scores"]) == {"b1", "b3"}
+
+    # Resumed: the finished policy is not run again; the other one runs and the report holds both.
+    second = stream.run(spec_path, out, only=["never"])
+    assert json.loads((out / "policies" / "driftfit.json").read_text()) == saved
+    assert second["not_run"] == []
+    never = json.loads((out / "policies" / "never.json").read_text())
+    assert [r.get("strategy") for r in never["batches"]] == ["full", None, "skip"]
+    report = json.loads((out / "stream.json").read_text())
+    assert report["targets"]["bad_batches"] == {"rejected": ["b2"], "expected": ["b2"], "met": True}
+    assert report["policies"]["never"]["retrains"] == 1 and report["policies"]["never"]["promotions"] == 1
+    d = report["policies"]["driftfit"]
+    assert d["scored_batches"] == 2 and d["near_future_accuracy"] == pytest.approx(
+        (b1["near_future"]["b1"]["accuracy"] + b3["near_future"]["b3"]["accuracy"]) / 2, abs=1e-4)
+    md = (out / "stream.md").read_text()
+    assert "| driftfit |" in md and "| never |" in md and "rejected" in md
+    for png in report["plots"]:
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_bad_spec_is_one_clear_line(tmp_path):
+    from bench import stream
+
+    bad = {**SPEC, "batches": [*SPEC["batches"][:2], {**SPEC["batches"][2], "take": {"sst2": 0.5, "imdb": 0.5}}]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    assert stream.main(["--spec", str(path), "--out", str(tmp_path / "out")]) == 2
+    with pytest.raises(Exception, match=r"batch b3: unknown source\(s\) \['imdb'\]"):
+        stream.load_spec(path)
+
+
+def test_fixed_schedules():
+    from bench.stream import fixed_strategy
+
+    assert fixed_strategy("driftfit", 3, 4, True) is None
+    assert [fixed_strategy("never", n, 4, n > 0) for n in range(3)] == ["full", "skip", "skip"]
+    assert fixed_strategy("never", 2, 4, False) == "full"  # the gate refused the first model: train again
+    assert [fixed_strategy("full_every_k", n, 2, True) for n in range(5)] == ["full", "skip", "full", "skip", "full"]
+    assert fixed_strategy("ia3", 7, 4, True) == "ia3"

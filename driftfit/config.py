@@ -9,7 +9,7 @@ that every field here is there, commented). This module holds the types and limi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 import os
@@ -182,6 +182,9 @@ class TrainConfig(_Section):
     auto_batch_size: bool = False
     compile: bool = False
     gradient_checkpointing: bool = False
+    early_stopping_patience: int = Field(2, ge=0)
+    eval_steps: int = Field(0, ge=0)
+    head_c_grid: list[Annotated[float, Field(gt=0)]] = Field([0.01, 0.1, 1.0, 10.0, 100.0], min_length=1)
 
 
 class EvaluateConfig(_Section):

@@ -168,13 +168,17 @@ class TextClassifier(nn.Module):
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
         self.config = encoder.config  # Trainer looks for model.config
 
-    def forward(self, input_ids, attention_mask, labels=None, token_type_ids=None, **_):
+    def pooled(self, input_ids, attention_mask) -> torch.Tensor:
+        """What the head sees (before dropout): the mean of the encoder's last hidden states over the text."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         # Prompt and p-tuning put learned virtual tokens in front of the text; they act on the text's
         # tokens through attention, and the mean is taken over the text's own tokens only (as the
         # sentence encoder was trained), so the extra leading positions are left out of the pool.
         hidden = hidden[:, hidden.shape[1] - attention_mask.shape[1]:]
-        logits = self.head(self.dropout(mean_pool(hidden, attention_mask)))
+        return mean_pool(hidden, attention_mask)
+
+    def forward(self, input_ids, attention_mask, labels=None, token_type_ids=None, **_):
+        logits = self.head(self.dropout(self.pooled(input_ids, attention_mask)))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
@@ -240,6 +244,19 @@ def load_classifier(model_dir: Path, trust_remote_code: bool = False):
         add_adapters(model, meta["adapter_size"]).load_state_dict(load_file(str(model_dir / "adapters.safetensors")))
     tokenizer = AutoTokenizer.from_pretrained(model_dir / "tokenizer", trust_remote_code=trust_remote_code)
     return model.eval(), tokenizer, labels
+
+
+@torch.no_grad()
+def head_inputs(model: TextClassifier, tokenizer, texts: list[str], max_len: int, batch_size: int = 64,
+                device: torch.device | None = None) -> np.ndarray:
+    """The features the classifier's head sees at inference, one row per text (float32): its own pooling
+    (`TextClassifier.pooled`), so a head fitted on them scores exactly as it will in the saved model."""
+    device = device or pick_device()
+    model = model.to(device).eval()
+    order, batches = length_batches(tokenizer, texts, max_len, batch_size, device)
+    rows = [model.pooled(enc["input_ids"], enc["attention_mask"]).float().cpu() for enc in batches]
+    feats = torch.cat(rows).numpy() if rows else np.zeros((0, model.head.in_features), np.float32)
+    return in_input_order(order, feats)
 
 
 @torch.no_grad()

@@ -15,6 +15,9 @@ An entry says:
   layer_decay    whether `train.layer_lr_decay` scales lower layers down
   fresh_weights  the encoder starts from fresh He/Xavier weights (and may get a new tokenizer)
   merges         peft weights are merged into plain weights before saving (no peft needed to serve)
+  fit_on_features  the encoder stays frozen, so no Trainer: the head is fitted to convergence on the
+                 encoder's cached features (L-BFGS logistic regression, C chosen on validation;
+                 driftfit.head_fit). Trainer strategies instead stop early on validation.
   modalities     the kinds of data it applies to
 
 Order: roughly from cheapest to most expensive; ties in probe mode go to the earlier one.
@@ -43,6 +46,7 @@ class StrategySpec:
     layer_decay: bool = False
     fresh_weights: bool = False
     merges: bool = False
+    fit_on_features: bool = False
     modalities: tuple[str, ...] = ("text",)
 
 
@@ -117,7 +121,8 @@ _ALL = [
     StrategySpec("skip", "nothing trains; the champion keeps serving", trains=False, makes_model=False),
     StrategySpec("zero_shot", "nothing trains: the head is the label names' embeddings (driftfit.zero_shot)",
                  trains=False),
-    StrategySpec("head", "only a new head on the frozen encoder", prepare=freeze_encoder),
+    StrategySpec("head", "only a new head on the frozen encoder, fitted to convergence (L-BFGS logistic regression)",
+                 prepare=freeze_encoder, fit_on_features=True),
     StrategySpec("partial", "the top layers; the embeddings and the lower `partial_frozen_layers` stay frozen",
                  prepare=freeze_lower_layers, layer_decay=True),
     StrategySpec("lora", "low-rank updates of the attention (merged into plain weights)", peft=lora,

@@ -13,6 +13,13 @@ the head's rate, the pretrained encoder `learning_rate`, times `layer_lr_decay` 
 where the entry allows it). `l1` adds an L1 penalty on the trainable weight matrices to the loss.
 With `checkpoint_steps` > 0 a run saves resumable checkpoints in `<candidate>.checkpoints/` and a
 re-run of the same configuration on the same data continues from the last one.
+
+Two ways to train, as the strategy's entry says: a strategy that leaves the encoder frozen
+(`fit_on_features`, i.e. `head`) needs no Trainer: its head is a convex problem, solved to convergence
+on the encoder's cached features (driftfit.head_fit). Every other strategy runs Trainer for its
+budget (epochs / max_steps), evaluating validation macro-F1 at each epoch's end (or every
+`eval_steps`), stopping after `early_stopping_patience` evaluations without improvement, and
+ending with the best evaluation's weights.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import torch
 from driftfit.config import Params, TrainConfig
 from driftfit.prepare import read_split
 from driftfit.errors import ConfigError, DataError
+from driftfit.head_fit import fit_head
 from driftfit.io import atomic_dir, read_json, run_tempdir, write_json
 from driftfit.model import TextClassifier, load_tokenizer, pick_device, predict_proba, save_classifier
 from driftfit.strategies import spec
@@ -116,6 +124,14 @@ def _trainer_class():
 
     class DriftfitTrainer(Trainer):
         l1: float = 0.0
+        keep_best: "KeepBest | None" = None
+
+        def _save_checkpoint(self, model, trial):
+            # The best weights so far go into the checkpoint before Trainer's own files (trainer_state.json
+            # last), so a complete checkpoint always holds the early-stopping state it was made with.
+            if self.keep_best is not None:
+                self.keep_best.save(Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}")
+            super()._save_checkpoint(model, trial)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
@@ -148,6 +164,112 @@ def _progress_callback(progress: Progress):
             progress(state.global_step, state.max_steps, dict(logs or {}))
 
     return ProgressCallback()
+
+
+# ---- early stopping on validation, keeping the best weights ----------------------------------
+
+def _macro_f1(eval_pred) -> dict:
+    """Trainer's compute_metrics: validation macro-F1 (what early stopping watches) and accuracy."""
+    from sklearn.metrics import f1_score
+
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    predicted = np.asarray(logits).argmax(-1)
+    n_labels = np.asarray(logits).shape[-1]
+    return {"macro_f1": float(f1_score(labels, predicted, labels=list(range(n_labels)), average="macro",
+                                       zero_division=0)),
+            "accuracy": float((predicted == labels).mean())}
+
+
+class KeepBest:
+    """Early stopping on validation macro-F1 that keeps the best evaluation's trainable weights.
+
+    Our own small callback rather than transformers' EarlyStoppingCallback + load_best_model_at_end:
+    those save a whole checkpoint (weights and optimizer state) at every evaluation to reload the
+    best, and the reload fails for peft prompt-learning models. Here only the weights that train are
+    copied, in memory, when validation improves (strictly), and put back when training ends. Its state
+    travels inside resumable checkpoints (`save`/`load`), so a resumed run stops and restores alike.
+    """
+
+    STATE, WEIGHTS = "early_stopping.json", "best_weights.safetensors"
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.evaluations: list[dict] = []
+        self.best: dict | None = None
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.stale = 0             # evaluations since the best one
+        self.stopped_early = False
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        keep = self
+
+        class KeepBestCallback(TrainerCallback):
+            def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+                keep.evaluated(state, control, metrics or {}, model)
+
+        return KeepBestCallback()
+
+    def evaluated(self, state, control, metrics: dict, model) -> None:
+        row = {"step": int(state.global_step), "epoch": round(float(state.epoch or 0), 3),
+               "macro_f1": round(metrics["eval_macro_f1"], 6), "accuracy": round(metrics["eval_accuracy"], 6),
+               "loss": round(metrics.get("eval_loss", float("nan")), 6)}
+        self.evaluations.append(row)
+        if self.best is None or row["macro_f1"] > self.best["macro_f1"]:
+            self.best, self.stale = row, 0
+            self.best_weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+            return
+        self.stale += 1
+        if self.stale >= self.patience:
+            control.should_training_stop = True
+            self.stopped_early = True
+
+    def restore(self, model) -> None:
+        """Put the best evaluation's weights back (a no-op when the last evaluation was the best)."""
+        if self.best_weights is None:
+            return
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in self.best_weights.items():
+                params[name].copy_(value.to(params[name].device))
+
+    def save(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.best_weights is not None:
+            save_file({n: t.detach().cpu().contiguous() for n, t in self.best_weights.items()}, str(folder / self.WEIGHTS))
+        write_json(folder / self.STATE, {"evaluations": self.evaluations, "best": self.best, "stale": self.stale,
+                                         "stopped_early": self.stopped_early})
+
+    def load(self, folder: Path) -> None:
+        """The state saved in a checkpoint being resumed from (none saved: the run had no evaluation yet)."""
+        from safetensors.torch import load_file
+
+        if not (folder / self.STATE).is_file():
+            return
+        state = read_json(folder / self.STATE)
+        self.evaluations, self.best, self.stale = state["evaluations"], state["best"], state["stale"]
+        self.stopped_early = state["stopped_early"]
+        if (folder / self.WEIGHTS).is_file():
+            self.best_weights = load_file(str(folder / self.WEIGHTS))
+
+    def record(self, final_step: int, budget_steps: int) -> dict:
+        return {"enabled": True, "metric": "validation macro-F1", "patience": self.patience,
+                "evaluations": self.evaluations, "best": self.best, "stopped_early": self.stopped_early,
+                "stopped_at_step": final_step, "budget_steps": budget_steps,
+                "kept": f"the weights of step {self.best['step']} (the best evaluation)" if self.best else None}
+
+
+def _early_stopping(val_ds, cfg: TrainConfig) -> tuple[KeepBest | None, dict]:
+    """The early-stopping keeper, or None with the reason it is off (for the train log)."""
+    if cfg.early_stopping_patience == 0:
+        return None, {"enabled": False, "reason": "train.early_stopping_patience is 0"}
+    if val_ds is None:
+        return None, {"enabled": False, "reason": "the validation split is empty (or none of its labels are "
+                                                  "training labels): trained for the whole budget"}
+    return KeepBest(cfg.early_stopping_patience), {}
 
 
 # ---- resumable checkpoints ------------------------------------------------------------------
@@ -190,14 +312,17 @@ def _dataset(df: pd.DataFrame, tokenizer, label_ids: dict[str, int], max_len: in
                               "labels": [label_ids[l] for l in df["label"]]})
 
 
-def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, label_ids: dict[str, int], strategy: str,
-         params: Params, device: torch.device, progress: Progress | None,
+def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, val_df: pd.DataFrame, label_ids: dict[str, int],
+         strategy: str, params: Params, device: torch.device, progress: Progress | None,
          checkpoint_dir: Path | None) -> tuple[TextClassifier, dict]:
-    """Run Trainer; return the trained model and what the log needs."""
+    """Run Trainer (stopping early on validation when it can); return the trained model and what the log needs."""
     from transformers import DataCollatorWithPadding, PrinterCallback, TrainingArguments
 
     cfg = params.train
     train_ds = _dataset(train_df, tokenizer, label_ids, params.model.max_seq_len)
+    known = val_df[val_df["label"].isin(label_ids)]  # a label training never saw cannot be predicted by any step
+    val_ds = _dataset(known, tokenizer, label_ids, params.model.max_seq_len) if len(known) else None
+    keep_best, early_stopping = _early_stopping(val_ds, cfg)
     resume = None
     if checkpoint_dir is not None:
         resume = _last_checkpoint(checkpoint_dir, _fingerprint(train_df, strategy, params, tokenizer))
@@ -220,7 +345,9 @@ def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, label_ids: di
         save_strategy="steps" if checkpoint_dir is not None else "no",
         save_steps=cfg.checkpoint_steps or 500,
         save_total_limit=2,                     # the newest two: one may be half-written when killed
-        eval_strategy="no",
+        eval_strategy="no" if keep_best is None else "steps" if cfg.eval_steps else "epoch",
+        eval_steps=cfg.eval_steps or None,
+        per_device_eval_batch_size=params.evaluate.batch_size,
         logging_steps=10,
         report_to="none",
         dataloader_num_workers=0,
@@ -230,23 +357,35 @@ def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, label_ids: di
     )
     if cfg.gradient_checkpointing:  # recompute activations in backward: less memory, ~30% more compute
         model.encoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    callbacks = [] if progress is None else [_progress_callback(progress)]
+    if keep_best is not None:
+        callbacks.append(keep_best.callback())
+        if resume:
+            keep_best.load(Path(resume))
     trainer = _trainer_class()(
-        model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
+        model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds if keep_best else None,
+        processing_class=tokenizer,
         # Dynamic padding (to the longest text of each length-grouped batch); multiples of 8 suit tensor cores.
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if device.type == "cuda" else None),
         optimizers=(make_optimizer(model, strategy, cfg, device), None),
-        callbacks=[_progress_callback(progress)] if progress is not None else None)
+        compute_metrics=_macro_f1 if keep_best else None,
+        callbacks=callbacks or None)
     trainer.remove_callback(PrinterCallback)  # no loss dicts on stdout: progress goes to the `progress` hook
     trainer.l1 = cfg.l1
+    trainer.keep_best = keep_best
     start = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=resume)
     finally:
         if checkpoint_dir is None:
             shutil.rmtree(output_dir, ignore_errors=True)
+    if keep_best is not None:
+        keep_best.restore(trainer.model)
+        early_stopping = keep_best.record(int(result.global_step), int(trainer.state.max_steps))
     seconds = time.perf_counter() - start
     return trainer.model, {"steps": int(result.global_step), "train_loss": float(result.training_loss),
-                           "seconds": round(seconds, 2), "resumed_from": Path(resume).name if resume else None}
+                           "seconds": round(seconds, 2), "resumed_from": Path(resume).name if resume else None,
+                           "early_stopping": early_stopping}
 
 
 def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, params: Params,
@@ -282,8 +421,11 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
         model = build_model(strategy, params, len(labels), vocab)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
-        model, fit = _fit(model, tokenizer, train_df, label_ids, strategy, params, device, progress,
-                          checkpoint_dir if cfg.checkpoint_steps > 0 else None)
+        if entry.fit_on_features:  # a frozen encoder: the head alone, solved to convergence (seconds)
+            model, fit = fit_head(model, tokenizer, train_df, val_df, label_ids, params, device, progress)
+        else:
+            model, fit = _fit(model, tokenizer, train_df, val_df, label_ids, strategy, params, device, progress,
+                              checkpoint_dir if cfg.checkpoint_steps > 0 else None)
         if entry.merges:
             model.encoder = model.encoder.merge_and_unload()  # ship plain weights: no peft needed to serve
     model = model.to("cpu").eval()
@@ -298,8 +440,9 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
             "train_rows": len(train_df),
             **fit, "trainable_params": trainable, "total_params": total,
             "tokenizer": f"new ({len(tokenizer)} tokens)" if vocab else "pretrained",
-            "learning_rates": {"body": getattr(cfg, entry.learning_rate), "body_param": entry.learning_rate,
-                               "head": cfg.head_learning_rate},
+            "learning_rates": None if entry.fit_on_features else {  # the converged head has no learning rate
+                "body": getattr(cfg, entry.learning_rate), "body_param": entry.learning_rate,
+                "head": cfg.head_learning_rate},
             "val_accuracy": val_accuracy}
 
 
@@ -329,8 +472,9 @@ def run(params: Params, progress: Progress | None = None) -> dict:
     if entry.trains and not is_main_process():
         # Distributed (DDP) training: every process trains on its shard and Trainer keeps the weights in
         # step; only the main process writes the candidate, the others save into a throwaway folder.
+        # Every process sees the validation split: they evaluate together, so they stop early together.
         with tempfile.TemporaryDirectory(prefix="driftfit-rank-") as tmp:
-            return train_model(train, val.iloc[:0], strategy, params, Path(tmp), progress=progress)
+            return train_model(train, val, strategy, params, Path(tmp), progress=progress)
     with atomic_dir(params.paths.candidate) as tmp:
         if not entry.makes_model:
             train_log = {"strategy": strategy, "reason": decision.get("reason"), "trained": False}

@@ -20,6 +20,10 @@ def test_every_entry_is_complete():
         assert s.summary and s.modalities
         assert s.trains <= s.makes_model, s.name  # a strategy that trains writes a model
         assert not (s.merges and s.peft is None), s.name  # only peft weights merge
+        if s.fit_on_features:  # the head is fitted on fixed features: nothing else may train or change them
+            assert s.trains and s.prepare is strategies.freeze_encoder and s.peft is None, s.name
+            assert not (s.fresh_weights or s.merges or s.layer_decay), s.name
+    assert [s.name for s in strategies.STRATEGIES.values() if s.fit_on_features] == ["head"]
     with pytest.raises(ConfigError, match="unknown strategy 'bitfit'; known: skip, zero_shot, head"):
         strategies.spec("bitfit")  # never a silent fallback
 
@@ -65,8 +69,8 @@ log = train_model(train, val, "bitfit", params, out)
 schema = retrain.parameters.model_dump()["properties"]["strategy"]
 print(json.dumps({
     "force": params.strategy.force,
-    "help": "bitfit: only the encoder's biases" in cli.build_parser()._subparsers._group_actions[0].choices[
-        "select-strategy"].format_help().replace("\n", " ").replace("  ", " "),
+    "help": "bitfit: only the encoder's biases" in " ".join(cli.build_parser()._subparsers._group_actions[0].choices[
+        "select-strategy"].format_help().split()),  # however argparse wraps it
     "flow_choices": json.dumps(schema),
     "log": {k: log[k] for k in ("strategy", "steps", "trainable_params", "total_params")},
     "scores": evaluate.score_folder(params, out),

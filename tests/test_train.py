@@ -1,4 +1,5 @@
-"""Every strategy really trains (a couple of steps, real MiniLM) and saves a model that loads and predicts."""
+"""Every strategy really trains (a couple of steps, real MiniLM) and saves a model that loads and predicts;
+the head converges (L-BFGS, C chosen on validation); Trainer strategies stop early and keep their best weights."""
 
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 
 from driftfit import augment, train
 from driftfit.config import STRATEGIES, TrainConfig
+from driftfit.strategies import spec
 from driftfit.prepare import read_split
 from driftfit.io import read_json, write_json
 from driftfit.model import load_classifier, load_tokenizer, predict_proba
@@ -33,9 +35,19 @@ def test_strategy_trains_saves_and_loads(prepared_params, strategy):
     assert log["trained"] and log["strategy"] == strategy
     if strategy == "zero_shot":
         assert log["steps"] == 0 and log["trainable_params"] == 0 and not calls
+    elif spec(strategy).fit_on_features:  # the converged head: no Trainer, no steps budget
+        fit = log["head_fit"]
+        assert fit["converged"] and 0 < log["steps"] == fit["iterations"] and log["train_loss"] > 0
+        assert log["trainable_params"] == len(log["labels"]) * (384 + 1) and log["learning_rates"] is None
+        # 35 validation rows for 19 labels: too few to choose C with, so the default, and the log says why
+        assert fit["chosen_c"] == 1.0 and "too few to choose C" in fit["chosen_by"]
+        assert calls == [(1, 1)]  # one fit, reported once
     else:
         assert log["steps"] == 2 and log["train_loss"] > 0 and 0 < log["trainable_params"] <= log["total_params"]
         assert (2, 2) in calls and all(total == 2 for _, total in calls)  # the progress hook saw both steps
+        stopping = log["early_stopping"]  # 2 steps stop inside the first epoch: one evaluation, at the end
+        assert stopping["enabled"] and [e["step"] for e in stopping["evaluations"]] == [2]
+        assert stopping["best"]["accuracy"] == pytest.approx(log["val_accuracy"], abs=1e-6)
     model_dir = Path(params.paths.candidate)
     saved = {p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()}
     assert "encoder/model.safetensors" in saved and not any(f.endswith((".bin", ".pt", ".pth")) for f in saved)
@@ -182,7 +194,7 @@ def test_l1_penalty_adds_to_the_loss(prepared_params, make_params, tmp_path):
         penalty = 0.1 * float(model.head.weight.abs().sum())  # weight matrices only, not the bias
         assert float(trainer.compute_loss(model, dict(batch))) == pytest.approx(float(model(**batch).loss) + penalty)
     # and train.run uses it: cross-entropy alone stays near ln(labels) (2.9 here), the penalty adds ~19
-    log = _run(params, "head")
+    log = _run(params, "adapter")
     assert log["train_loss"] > 3 * np.log(len(log["labels"]))
 
 
@@ -243,3 +255,213 @@ def test_memory_and_speed_switches_train(prepared_params):
     train, val = read_split(params.paths.prepared, "train"), read_split(params.paths.prepared, "val")
     log = train_model(train, val, "full", params, Path(params.paths.candidate))
     assert log["steps"] == 2 and log["train_loss"] > 0
+
+
+# ---- the converged head ---------------------------------------------------------------------
+
+def _topic_toy(per_topic: int, offset: int = 0) -> pd.DataFrame:
+    """Short sentences on three topics, each made of that topic's own words: linearly separable features."""
+    words = {"sports": (["the striker", "our goalkeeper", "the home team", "the tennis champion", "a young sprinter"],
+                        ["scored in the final", "won the league title", "missed a penalty kick", "ran a fast lap"]),
+             "cooking": (["the chef", "my grandmother", "the baker", "a home cook", "the pastry chef"],
+                         ["chopped the onions", "baked fresh bread", "simmered the tomato sauce", "whisked the eggs"]),
+             "weather": (["the forecast", "a cold front", "the storm", "heavy rain", "the morning fog"],
+                         ["brought snow overnight", "flooded the valley", "cleared by noon", "turned windy and wet"])}
+    rows = []
+    for label, (subjects, verbs) in words.items():
+        pairs = [(s, v) for v in verbs for s in subjects]
+        rows += [{"text": f"{s} {v}", "label": label} for s, v in pairs[offset:offset + per_topic]]
+    return pd.DataFrame(rows)
+
+
+def _pooled_by_hand(params, texts: list[str]) -> np.ndarray:
+    """Mean-pooled last hidden states of the pretrained encoder, computed here without driftfit's classifier."""
+    from driftfit.model import load_encoder
+
+    encoder, tok = load_encoder(params.model).eval(), load_tokenizer(params.model)
+    with torch.no_grad():
+        enc = tok(texts, truncation=True, max_length=params.model.max_seq_len, padding=True, return_tensors="pt")
+        hidden = encoder(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        return ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+
+
+def _macro_f1(y, predicted) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, predicted, average="macro"))
+
+
+def _fit_and_reload(params, train_df, val_df, out: Path) -> tuple[dict, np.ndarray]:
+    """train_model with the head strategy; (log, the saved model's probabilities on val)."""
+    log = train.train_model(train_df, val_df, "head", params, out)
+    model, tokenizer, labels = load_classifier(out)
+    assert labels == sorted(set(train_df["label"]))
+    return log, predict_proba(model, tokenizer, list(val_df["text"]), params.model.max_seq_len, 32,
+                              torch.device("cpu"))
+
+
+def test_head_fits_a_separable_toy_to_convergence(make_params, tmp_path):
+    params = make_params()
+    train_df, val_df = _topic_toy(12), _topic_toy(4, offset=12)
+    log, probs = _fit_and_reload(params, train_df, val_df, tmp_path / "head")
+    fit = log["head_fit"]
+    assert fit["converged"] and fit["iterations"] < 5000 and log["seconds"] < 60
+    assert "validation macro-F1" in fit["chosen_by"] and fit["c_grid"] == sorted(params.train.head_c_grid)
+    assert [t["C"] for t in fit["tried"]] == fit["c_grid"] and all(t["converged"] for t in fit["tried"])
+    assert log["val_accuracy"] >= 0.9 and max(t["val_accuracy"] for t in fit["tried"]) >= 0.9
+    labels = np.array(log["labels"])
+    assert (labels[probs.argmax(1)] == val_df["label"].to_numpy()).mean() == pytest.approx(log["val_accuracy"])
+    assert "early_stopping" not in log  # nothing iterates over epochs here
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "data").exists(),
+                    reason="../shared/data is not present")
+def test_converged_head_is_the_sklearn_fit_with_c_chosen_on_validation(make_params, tmp_path):
+    """Real reviews (Amazon sentiment), where C matters: the saved head is exactly scikit-learn's L-BFGS fit for
+    the C with the best validation macro-F1, at a stationary point of its objective."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.conftest import SHARED_DATA
+
+    params = make_params()
+    rows = pd.read_csv(SHARED_DATA / "sentiment_domains" / "amazon.tsv", sep="\t", header=None, quoting=3,
+                       names=["text", "label"]).sample(n=300, random_state=0)
+    rows["label"] = rows["label"].map({0: "negative", 1: "positive"})
+    train_df, val_df = rows.iloc[:200].reset_index(drop=True), rows.iloc[200:].reset_index(drop=True)
+    log, probs = _fit_and_reload(params, train_df, val_df, tmp_path / "head")
+    fit = log["head_fit"]
+
+    # scikit-learn on features pooled by hand: one fit per C, the best validation macro-F1 (ties: smaller C)
+    x_train, x_val = _pooled_by_hand(params, list(train_df["text"])), _pooled_by_hand(params, list(val_df["text"]))
+    y_train, y_val = train_df["label"].to_numpy(), val_df["label"].to_numpy()
+    fits = {c: LogisticRegression(C=c, solver="lbfgs", max_iter=5000).fit(x_train, y_train)
+            for c in sorted(params.train.head_c_grid)}
+    f1 = {c: _macro_f1(y_val, m.predict(x_val)) for c, m in fits.items()}
+    best_c = max(f1, key=lambda c: (f1[c], -c))
+    assert len(set(f1.values())) > 1  # C matters on this data: the choice is a real one
+    assert fit["chosen_c"] == best_c and fit["converged"]
+    assert [t["val_macro_f1"] for t in fit["tried"]] == pytest.approx([f1[c] for c in sorted(f1)], abs=1e-3)
+
+    # the saved model predicts what scikit-learn's model predicts, and matches or beats its default fit
+    assert np.allclose(probs, fits[best_c].predict_proba(x_val), atol=1e-4)
+    ours = _macro_f1(y_val, np.array(log["labels"])[probs.argmax(1)])
+    default = LogisticRegression().fit(x_train, y_train)
+    assert ours == pytest.approx(f1[best_c]) and ours >= _macro_f1(y_val, default.predict(x_val))
+    assert log["val_accuracy"] == pytest.approx(float((fits[best_c].predict(x_val) == y_val).mean()))
+
+
+def test_head_weights_are_a_stationary_point_of_the_regularised_loss(make_params, tmp_path):
+    """Converged means the gradient of  ||W||^2 / 2 + C * sum(cross-entropy)  vanishes at the saved head
+    (three labels: scikit-learn's multinomial form; the bias is not penalised)."""
+    from safetensors.torch import load_file
+
+    params = make_params({"train.head_c_grid": [0.5]})  # one C: no choice, the fit itself is tested
+    train_df = _topic_toy(12)
+    log = train.train_model(train_df, _topic_toy(4, offset=12), "head", params, tmp_path / "head")
+    head = load_file(str(tmp_path / "head" / "head.safetensors"))
+    w, b = head["weight"].double().numpy(), head["bias"].double().numpy()
+    x = _pooled_by_hand(params, list(train_df["text"])).astype(np.float64)
+    y = np.eye(3)[[log["labels"].index(l) for l in train_df["label"]]]
+    logits = x @ w.T + b
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    c = log["head_fit"]["chosen_c"]
+    grad_w, grad_b = w + c * (p - y).T @ x, c * (p - y).sum(0)
+    at_zero = c * np.abs((1 / 3 - y).T @ x).max()  # the same gradient at W = 0, b = 0
+    assert c == 0.5 and np.abs(grad_w).max() < 1e-3 * at_zero and np.abs(grad_b).max() < 1e-3 * at_zero
+
+
+def test_two_label_head_reproduces_sklearns_probabilities():
+    """scikit-learn keeps one weight row for two labels; the two-row softmax head gives the same probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    from driftfit.head_fit import head_weights
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5))
+    y = (x[:, 0] + 0.5 * rng.normal(size=60) > 0).astype(int)
+    clf = LogisticRegression().fit(x, y)
+    w, b = head_weights(clf, 2)
+    assert w.shape == (2, 5) and b.shape == (2,)
+    assert np.allclose(torch.softmax(torch.tensor(x @ w.T + b), 1).numpy(), clf.predict_proba(x), atol=1e-10)
+
+
+# ---- early stopping -------------------------------------------------------------------------
+
+STOPPING = {"train.max_steps": -1, "train.epochs": 3, "train.batch_size": 8, "train.eval_steps": 1,
+            "train.warmup_ratio": 0.0, "train.device": "cpu"}
+
+
+def _misleading_toy() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training labels rotated against the topics (sports rows say 'cooking', ...), validation labels true: every
+    step that fits the training rows better makes validation worse, so training should stop early."""
+    train_df = _topic_toy(16)
+    train_df["label"] = train_df["label"].map({"sports": "cooking", "cooking": "weather", "weather": "sports"})
+    return train_df, _topic_toy(4, offset=16)
+
+
+def _val_macro_f1(model_dir: Path, val_df: pd.DataFrame, max_len: int) -> float:
+    model, tokenizer, labels = load_classifier(model_dir)
+    probs = predict_proba(model, tokenizer, list(val_df["text"]), max_len, 32, torch.device("cpu"))
+    return _macro_f1(val_df["label"].to_numpy(), np.array(labels)[probs.argmax(1)])
+
+
+def test_training_stops_early_and_keeps_the_best_weights(make_params, tmp_path):
+    params = make_params({**STOPPING, "train.early_stopping_patience": 1})
+    train_df, val_df = _misleading_toy()
+    log = train.train_model(train_df, val_df, "ia3", params, tmp_path / "ia3")
+    stopping = log["early_stopping"]
+    evals = stopping["evaluations"]
+    assert stopping["enabled"] and stopping["metric"] == "validation macro-F1"
+    assert stopping["budget_steps"] == 18 and stopping["stopped_early"]  # 48 rows / 8 per step x 3 epochs
+    assert log["steps"] == stopping["stopped_at_step"] == evals[-1]["step"] < 18
+    # patience 1: the run ends at the first evaluation that does not beat the best, which is the one before
+    assert [e["step"] for e in evals] == list(range(1, log["steps"] + 1))
+    assert stopping["best"] == evals[-2] and evals[-1]["macro_f1"] < stopping["best"]["macro_f1"]
+    # the saved model is the best evaluation's, not the last step's
+    saved = _val_macro_f1(tmp_path / "ia3", val_df, params.model.max_seq_len)
+    assert saved == pytest.approx(stopping["best"]["macro_f1"], abs=1e-6)
+    assert saved > evals[-1]["macro_f1"]
+
+
+@pytest.mark.parametrize("off", ["empty validation split", "patience 0"])
+def test_without_validation_or_patience_training_runs_its_whole_budget(make_params, tmp_path, off):
+    patience = 0 if off == "patience 0" else 1
+    params = make_params({**STOPPING, "train.early_stopping_patience": patience, "train.epochs": 1})
+    train_df, val_df = _misleading_toy()
+    log = train.train_model(train_df, val_df.iloc[:0] if off.startswith("empty") else val_df, "ia3", params,
+                            tmp_path / "ia3")
+    assert log["steps"] == 6  # the whole epoch, although validation would have stopped it at step 2
+    stopping = log["early_stopping"]
+    assert stopping["enabled"] is False
+    assert ("validation split is empty" if off.startswith("empty") else "early_stopping_patience is 0") in stopping["reason"]
+
+
+def test_resumed_run_stops_and_restores_like_an_uninterrupted_one(make_params, tmp_path):
+    """The best weights and the evaluations so far travel inside each checkpoint: a run that crashes after its
+    best evaluation resumes, stops at the same step and ends with the same weights."""
+    from safetensors.torch import load_file
+
+    params = make_params({**STOPPING, "train.early_stopping_patience": 3, "train.checkpoint_steps": 2})
+    train_df, val_df = _misleading_toy()
+    whole = train.train_model(train_df, val_df, "ia3", params, tmp_path / "whole",
+                              checkpoint_dir=tmp_path / "whole.checkpoints")
+    assert whole["steps"] == 4 and whole["early_stopping"]["best"]["step"] == 1  # 3 evaluations without a better one
+
+    def crash_at_step_3(step, total, logs):
+        if step == 3:
+            raise RuntimeError("killed")
+
+    ckpt = tmp_path / "killed.checkpoints"
+    with pytest.raises(RuntimeError, match="killed"):
+        train.train_model(train_df, val_df, "ia3", params, tmp_path / "killed", progress=crash_at_step_3,
+                          checkpoint_dir=ckpt)
+    assert (ckpt / "checkpoint-2" / "best_weights.safetensors").is_file()
+    resumed = train.train_model(train_df, val_df, "ia3", params, tmp_path / "killed", checkpoint_dir=ckpt)
+    assert resumed["resumed_from"] == "checkpoint-2" and resumed["steps"] == 4
+    assert resumed["early_stopping"]["evaluations"] == whole["early_stopping"]["evaluations"]
+    a, b = (load_file(str(tmp_path / d / "encoder" / "model.safetensors")) for d in ("whole", "killed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(load_file(str(tmp_path / "whole" / "head.safetensors"))["weight"],
+                       load_file(str(tmp_path / "killed" / "head.safetensors"))["weight"])

@@ -42,7 +42,11 @@ Every source's texts are stripped, empty and repeated texts dropped (the first k
 mapped and finally sampled (`sample`, seeded). Paths are relative to the directory the command runs
 in; formats come from the extension. A path `chatterbot:<language>[,<language>...]` reads those
 languages of the chatterbot-corpus package; `label: label` (default) labels by category, `label:
-language` by language (a language-identification task). A text under two labels is dropped.
+language` by language (a language-identification task). A text under two labels, or found in two
+languages of the corpus ('Hello'), is dropped, so scenarios on different languages share no row.
+
+Results saved by the previous harness (one seed, no predictions) are listed as stale, not mixed in.
+`--rescore` re-judges the saved results under the current policy's rule -> strategy table, no training.
 """
 
 from __future__ import annotations
@@ -399,7 +403,7 @@ def render_md(out: dict) -> str:
         lines += [f"| {t['target']} | {t['value']} | {t['goal']} | {_yes(t['met'])} |" for t in h["targets"]]
     lines += ["", "## Per scenario", "",
               "| scenario | family | shift | rows (train/test) | chosen (rule) | best | regret | tied "
-              "| cheapest tied | cost vs cheapest tied | selection (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| cheapest tied | cost vs cheapest tied | selection (s) |", "|---" * 11 + "|"]
     for r, v in zip(out["results"], out["verdicts"]):
         c = v["choice"]
         lines.append(f"| {r['name']} | {r['family']} | {r['shift_kind'] or ''} | {r['rows']['train']}/"
@@ -526,7 +530,8 @@ def rescore(out_dir: str | Path = "bench/results", scenarios_path: str | Path = 
           "Caution: a policy revised after these results were seen is scored in-sample here; a fresh run of the "
           "benchmark (or new scenarios) is the out-of-sample check.", "",
           *([f"Saved by an older harness, not scored: {', '.join(stale)}.", ""] if stale else []),
-          *([f"The current choice was not trained there, not scored: {', '.join(untrained)}.", ""] if untrained else []),
+          *([f"The current choice was not trained there, not scored: {', '.join(untrained)}.", ""]
+            if untrained else []),
           (f"**{sel['share_tied_or_within_1']:.0%} of {sel['scenarios']}** scenarios tied with the best or within 1 "
            f"point; mean regret {sel['mean_regret_points']} points." if sel else "No saved results to score."), "",
           "| scenario | rule | chosen when run (regret, tied) | current policy (regret, tied) | best | cheapest tied |",

@@ -52,21 +52,39 @@ Progress = Callable[[int, int, dict], None]  # progress(step, total_steps, logs)
 
 # ---- training data --------------------------------------------------------------------------
 
+def replay_sample(reference: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """n reference rows spread evenly over the past batches and their labels (as evenly as the groups' sizes
+    allow): a uniform sample of a long memory would leave an old batch, or a rare label, almost unreplayed."""
+    if n >= len(reference):
+        return reference
+    keys = [c for c in ("batch", "label") if c in reference]
+    rng = np.random.default_rng(seed)
+    groups = [rng.permutation(idx) for _, idx in sorted(reference.groupby(keys).indices.items())]
+    quota = np.zeros(len(groups), dtype=int)
+    sizes = np.array([len(g) for g in groups])
+    while quota.sum() < n:  # round-robin: one more row from each group that has rows left
+        open_ = np.flatnonzero(quota < sizes)
+        quota[open_[: n - quota.sum()]] += 1
+    rows = np.concatenate([g[:q] for g, q in zip(groups, quota)])
+    return reference.iloc[np.sort(rows)]
+
+
 def training_frame(train: pd.DataFrame, reference: pd.DataFrame | None, cfg: TrainConfig,
-                   strategy: str | None = None) -> pd.DataFrame:
-    """Incoming (augmented) rows plus a seeded replay sample of reference rows (the champion's memory batches,
-    or data.reference) against forgetting; every reference row for the strategies in `replay_all_for`."""
-    if reference is None or (cfg.replay_fraction == 0 and strategy not in cfg.replay_all_for):
+                   strategy: str | None = None, replay_all: bool = False) -> pd.DataFrame:
+    """Incoming (augmented) rows plus a seeded replay sample of reference rows (the memory's batches, or
+    data.reference) against forgetting, spread over past batches and labels; every reference row for the
+    strategies in `replay_all_for`, or when the decision asks for it (`replay_all`: new labels)."""
+    everything = replay_all or strategy in cfg.replay_all_for
+    if reference is None or (cfg.replay_fraction == 0 and not everything):
         return train[["text", "label"]].reset_index(drop=True)
     n_original = int((~train["augmented"]).sum()) if "augmented" in train else len(train)
-    n = min(len(reference), int(round(cfg.replay_fraction * n_original)))
-    if strategy in cfg.replay_all_for:
-        n = len(reference)
-    replay = reference.sample(n=n, random_state=cfg.seed)[["text", "label"]]
+    n = len(reference) if everything else min(len(reference), int(round(cfg.replay_fraction * n_original)))
+    replay = replay_sample(reference, n, cfg.seed)[["text", "label"]]
     return pd.concat([train[["text", "label"]], replay], ignore_index=True)
 
 
-def load_training_inputs(params: Params, strategy: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_training_inputs(params: Params, strategy: str | None = None,
+                         replay_all: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(what to train on, the validation split): the augmented training rows plus the reference replay.
     The one reader of training inputs, for train, probe mode and the search."""
     train_path = Path(params.paths.augmented) / "train.parquet"
@@ -78,7 +96,8 @@ def load_training_inputs(params: Params, strategy: str | None = None) -> tuple[p
     val = read_split(params.paths.prepared, "val")
     if val is None:
         raise DataError(f"'{params.paths.prepared}/val.parquet' not found (run prepare first)")
-    return training_frame(train, read_split(params.paths.prepared, "reference_train"), params.train, strategy), val
+    reference = read_split(params.paths.prepared, "reference_train")
+    return training_frame(train, reference, params.train, strategy, replay_all), val
 
 
 # ---- the tokenizer (scratch may train its own) ----------------------------------------------
@@ -129,7 +148,7 @@ def _trainer_class():
         def _save_checkpoint(self, model, trial):
             # The best weights so far go into the checkpoint before Trainer's own files (trainer_state.json
             # last), so a complete checkpoint always holds the early-stopping state it was made with.
-            if self.keep_best is not None:
+            if self.keep_best is not None and self.args.should_save:  # the main process only, like Trainer
                 self.keep_best.save(Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}")
             super()._save_checkpoint(model, trial)
 
@@ -274,11 +293,14 @@ def _early_stopping(val_ds, cfg: TrainConfig) -> tuple[KeepBest | None, dict]:
 
 # ---- resumable checkpoints ------------------------------------------------------------------
 
-def _fingerprint(train_df: pd.DataFrame, strategy: str, params: Params, tokenizer) -> str:
-    """What a checkpoint was made from: strategy, model, tokenizer, training params and data."""
+def _fingerprint(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, params: Params, tokenizer) -> str:
+    """What a checkpoint was made from: strategy, model, tokenizer, training params and data (validation
+    too: early stopping's state in a checkpoint is about those rows)."""
     h = hashlib.sha256(json.dumps([strategy, params.model.model_dump(), params.train.model_dump(),
                                    type(tokenizer).__name__, len(tokenizer)], sort_keys=True, default=str).encode())
-    h.update(pd.util.hash_pandas_object(train_df[["text", "label"]], index=False).to_numpy().tobytes())
+    for df in (train_df, val_df):
+        h.update(pd.util.hash_pandas_object(df[["text", "label"]], index=False).to_numpy().tobytes())
+        h.update(b"|")
     return h.hexdigest()
 
 
@@ -325,7 +347,7 @@ def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, val_df: pd.Da
     keep_best, early_stopping = _early_stopping(val_ds, cfg)
     resume = None
     if checkpoint_dir is not None:
-        resume = _last_checkpoint(checkpoint_dir, _fingerprint(train_df, strategy, params, tokenizer))
+        resume = _last_checkpoint(checkpoint_dir, _fingerprint(train_df, known, strategy, params, tokenizer))
         output_dir = checkpoint_dir
     else:
         output_dir = run_tempdir("trainer")  # a killed run's trainer folders are removed here
@@ -392,7 +414,10 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
                 out_dir: Path, *, progress: Progress | None = None, checkpoint_dir: Path | None = None) -> dict:
     """Train, save the classifier into out_dir (safetensors), return the training log.
 
-    progress(step, total_steps, logs) is called after each step and each log line (e.g. for a UI).
+    val_df: Trainer strategies stop early on it and keep their best evaluation's weights (log:
+    `early_stopping`); the head chooses its regularisation on it (log: `head_fit`). Empty: neither.
+    progress(step, total_steps, logs) is called after each step and each log line (e.g. for a UI); for
+    the head, after each C of the grid.
     checkpoint_dir: save resumable checkpoints there every train.checkpoint_steps steps, and resume
     from the newest one left by an interrupted run of the same configuration and data; the caller
     removes the folder once the model is safely in place.
@@ -468,7 +493,7 @@ def run(params: Params, progress: Progress | None = None) -> dict:
     entry = spec(strategy)
     shift = Path(params.paths.shift)
     params = settle_scratch_tokenizer(params, read_json(shift) if shift.is_file() else None)
-    train, val = load_training_inputs(params, strategy)
+    train, val = load_training_inputs(params, strategy, replay_all=decision.get("replay") == "all")
     if entry.trains and not is_main_process():
         # Distributed (DDP) training: every process trains on its shard and Trainer keeps the weights in
         # step; only the main process writes the candidate, the others save into a throwaway folder.

@@ -189,8 +189,14 @@ def select_strategy(report: dict, cfg: StrategyConfig, champion_exists: bool) ->
         reason = (f"strategy.force = '{cfg.force}' in params.yaml; the policy would have chosen '{pick}' "
                   f"(rule {rule}: {reason})")
         strategy, rule = cfg.force, "forced"
-    return {"strategy": strategy, "runner_up": runner_up, "rule": rule, "reason": reason,
-            "measures": measures, "forced": cfg.force is not None}
+    decision = {"strategy": strategy, "runner_up": runner_up, "rule": rule, "reason": reason,
+                "measures": measures, "forced": cfg.force is not None, "replay": "fraction"}
+    if champion_exists and measures["new_labels"] and cfg.replay_all_on_new_labels and spec(strategy).trains:
+        decision["replay"] = "all"
+        decision["reason"] += (f" New labels ({', '.join(measures['new_labels'])}) next to the champion's: training "
+                               "replays every remembered row, so the model learns them without forgetting the "
+                               "old ones (the gate checks every past batch).")
+    return decision
 
 
 # ---- probe mode: short trial runs, successive halving ----------------------------------------

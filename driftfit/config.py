@@ -150,6 +150,7 @@ class StrategyConfig(_Section):
     full_min_examples: int = Field(5000, gt=0)
     skip_min_accuracy: float = Field(0.9, ge=0, le=1)
     skip_max_drop: float = Field(2.0, ge=0, le=100)
+    replay_all_on_new_labels: bool = True
 
 
 class TrainConfig(_Section):

@@ -16,7 +16,7 @@ def searchable(prepared_params, make_params):
     from driftfit import augment
 
     augment.run(prepared_params)
-    write_json(prepared_params.paths.decision, {"strategy": "head"})
+    write_json(prepared_params.paths.decision, {"strategy": "ia3"})
     return prepared_params
 
 
@@ -120,14 +120,14 @@ def test_retrain_flow_tunes_then_trains_with_the_best(tmp_path):
 
     root = project_copy(tmp_path / "project")
     write_params(root, {"search.enabled": True, "search.trials": 2, "search.max_steps": 1, "search.pruner": "none",
-                        "strategy.force": "head", "train.max_steps": 2, "promote.beat_baseline": False,
+                        "strategy.force": "ia3", "train.max_steps": 2, "promote.beat_baseline": False,
                         "search.space": {"train.head_learning_rate": {"type": "categorical",
                                                                        "choices": [0.005, 0.02]}}})
     with prefect_test_harness(server_startup_timeout=120):
         state = retrain(params_path=str(root / "params.yaml"), return_state=True)
         assert state.is_completed(), state.message
     best = read_json(root / "reports" / "search" / "best.json")
-    assert best["enabled"] and best["trials"] == 2 and best["strategy"] == "head"
+    assert best["enabled"] and best["trials"] == 2 and best["strategy"] == "ia3"
     assert best["best_params"]["train.head_learning_rate"] in (0.005, 0.02)
     assert (root / "models" / "registry" / "v1").is_dir()
     log = read_json(root / "models" / "candidate" / "train_log.json")

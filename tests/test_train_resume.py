@@ -70,7 +70,7 @@ def test_crashed_run_resumes_from_its_checkpoint(prepared_params, make_params, s
 def test_checkpoints_of_another_configuration_are_not_resumed(prepared_params, make_params):
     params = make_params(RESUMABLE)
     augment.run(params)
-    write_json(params.paths.decision, {"strategy": "head", "reason": "test"})
+    write_json(params.paths.decision, {"strategy": "ia3", "reason": "test"})
     stale = train.checkpoint_dir(params) / "checkpoint-4"
     stale.mkdir(parents=True)
     (stale.parent / "fingerprint.txt").write_text("another run\n")

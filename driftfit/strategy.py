@@ -8,7 +8,8 @@ Rules are tried in order; the first that matches decides. Thresholds are `strate
                        champion; embeddings did not move (p >= significance or MMD² <
                        mmd_small); the champion scores >= skip_min_accuracy on the
                        incoming rows, or not significantly more than skip_max_drop
-                       points below its score on its own test data
+                       points below its score on its own test data, nor below a
+                       linear probe fit on the batch (same validation rows)
   3  tokenizer_misfit  incoming [UNK] rate > unk_rate_bad, or tokens per word    scratch (full) if rows >=
                        > tokens_per_word_bad                                     scratch_min_examples,
                                                                                  else full (scratch)
@@ -22,7 +23,9 @@ Why, rule by rule:
   2. The champion already serves this data and nothing moved: retraining costs compute and risks regressions.
      "Serves" is relative: a sentiment champion at 0.80 that scores 0.80 on the new batch holds as well as
      one at 0.95. The drop is tested one-sided against both samples' binomial noise (a z-test at
-     `significance`), so a small batch's noise alone neither forces nor blocks a retrain.
+     `significance`), so a small batch's noise alone neither forces nor blocks a retrain. A champion that
+     holds steady but is weak (a linear probe on this batch's frozen features clearly beats it) is retrained:
+     nothing moved, yet training would pay.
   3. Features built on a vocabulary that doesn't cover the text are weak (Rust et al. 2021, "How Good is
      Your Tokenizer?": sub-words per word predict downstream quality; an [UNK] carries no information):
      every weight, embeddings included, must move; only with much data does starting from scratch pay.
@@ -107,7 +110,8 @@ def _measures(report: dict, champion_exists: bool) -> dict:
             "mmd2": emb.get("mmd2"), "p_value": emb.get("p_value"),
             "unk_rate": tok.get("unk_rate"), "tokens_per_word": tok.get("tokens_per_word"),
             "rows": rows, "min_per_class": min_per_class,
-            "probe_accuracy": (report.get("probe") or {}).get("accuracy")}
+            "probe_accuracy": (report.get("probe") or {}).get("accuracy"),
+            "probe_val_rows": (report.get("probe") or {}).get("val_rows")}
 
 
 def champion_holds(m: dict, cfg: StrategyConfig) -> str | None:
@@ -126,14 +130,29 @@ def champion_holds(m: dict, cfg: StrategyConfig) -> str | None:
     own, n_own = m["champion_own_test_accuracy"], m["champion_own_test_rows"]
     if own is None or not n or not n_own:
         return None
+    critical = NormalDist().inv_cdf(1 - cfg.significance)
+
+    def beyond(gap: float, p1: float, n1: int, p2: float, n2: int) -> tuple[bool, float]:
+        """Is a gap of accuracies significantly more than skip_max_drop points? (one-sided z-test)"""
+        z = (gap - cfg.skip_max_drop / 100) / max(math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2), 1e-9)
+        return z >= critical, z
+
     drop = own - acc
-    se = max(math.sqrt(own * (1 - own) / n_own + acc * (1 - acc) / n), 1e-9)
-    z = (drop - cfg.skip_max_drop / 100) / se
-    if z >= NormalDist().inv_cdf(1 - cfg.significance):
+    worse, z = beyond(drop, own, n_own, acc, n)
+    if worse:
         return None
+    # Nothing moved, but would training help? A linear probe on frozen features, fit on this batch alone,
+    # scored on the same validation rows as the champion: a champion it clearly beats is worth replacing.
+    probe, val_acc, n_val = m["probe_accuracy"], m["champion_val_accuracy"], m["probe_val_rows"]
+    if probe is not None and val_acc is not None and n_val:
+        beaten, z_probe = beyond(probe - val_acc, probe, n_val, val_acc, n_val)
+        if beaten:
+            return None
     return (f"The champion scores {_short_number(acc)} on {n} incoming rows against {_short_number(own)} on {n_own} "
             f"rows of its own test data: a drop of {100 * drop:.1f} points, not significantly more than "
-            f"{cfg.skip_max_drop:g} (z = {z:.2f}, p >= {cfg.significance})")
+            f"{cfg.skip_max_drop:g} (z = {z:.2f}, p >= {cfg.significance})"
+            + (f", and a linear probe on frozen features (validation {_short_number(probe)} against the "
+               f"champion's {_short_number(val_acc)}) does not beat it by more" if probe is not None and n_val else ""))
 
 
 def _policy(m: dict, cfg: StrategyConfig) -> tuple[str, str, str, str]:

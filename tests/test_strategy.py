@@ -189,3 +189,13 @@ def test_the_drop_test_weighs_the_noise_of_small_samples():
     assert decide(report(**big), champion_exists=True)["strategy"] != "skip"
     assert decide(report(**small), champion_exists=True)["strategy"] == "skip"
     assert decide(report(**small), champion_exists=True, skip_max_drop=0.0, significance=0.5)["strategy"] != "skip"
+
+
+def test_a_steady_but_weak_champion_is_retrained_when_a_probe_beats_it():
+    """It scores as on its own data (0.62 both), but a linear probe on this batch reaches 0.85 on the same
+    160 validation rows: training pays. A probe within noise of it changes nothing."""
+    weak = {**HOLDS, "champion.incoming_accuracy": 0.62, "champion.own_test_accuracy": 0.62,
+            "champion.val_accuracy": 0.62, "probe.val_rows": 160}
+    assert decide(report(**{**weak, "probe.accuracy": 0.85}), champion_exists=True)["strategy"] != "skip"
+    d = decide(report(**{**weak, "probe.accuracy": 0.64}), champion_exists=True)
+    assert d["strategy"] == "skip" and "linear probe on frozen features (validation 0.64" in d["reason"]

@@ -67,6 +67,7 @@ import pandas as pd
 from pydantic import Field, ValidationError, model_validator
 
 from bench import stats
+from bench.sources import chatterbot_frame  # the one reader of the corpus, for every benchmark
 from driftfit.config import STRATEGIES, Params, SourceConfig, StrictModel, explain, load_params, read_yaml_mapping
 from driftfit.errors import ConfigError
 from driftfit.io import write_json, write_text
@@ -140,16 +141,6 @@ def load_scenarios(path: str | Path) -> ScenarioFile:
 
 
 # ---- data -----------------------------------------------------------------------------------
-
-def chatterbot_frame(language: str) -> pd.DataFrame:
-    """Every utterance of one chatterbot-corpus language, labelled by category; ambiguous ones dropped."""
-    from driftfit.default_data import chatterbot_conversations
-
-    rows = [(u, label) for label, convs in chatterbot_conversations(language).values() for c in convs for u in c]
-    df = pd.DataFrame(rows, columns=["text", "label"]).drop_duplicates()
-    owners = df.groupby("text")["label"].nunique()
-    return df[df["text"].map(owners) == 1].reset_index(drop=True)
-
 
 def chatterbot_languages() -> list[str]:
     """Every language the installed chatterbot-corpus package has."""

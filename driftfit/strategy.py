@@ -220,12 +220,27 @@ def select_strategy(report: dict, cfg: StrategyConfig, champion_exists: bool) ->
 
 # ---- probe mode: short trial runs, successive halving ----------------------------------------
 
-def probe(candidates: list[str], train_df, val_df, params: Params, first_steps: int) -> dict:
-    """Train every candidate briefly, keep the better half by validation accuracy, double the steps, repeat.
+def within_noise(scores: dict[str, float], n_val: int, significance: float) -> list[str]:
+    """The candidates whose validation accuracy is not significantly below the leader's (one-sided z-test on
+    two binomial proportions over n_val rows at `significance`), leader first."""
+    from statistics import NormalDist
 
-    Successive halving (Jamieson & Talwalkar 2016): most of the budget goes to the candidates that
-    look best early. Returns the winner, every round's scores and the wall time spent.
-    """
+    leader = max(scores, key=scores.get)
+    critical, best = NormalDist().inv_cdf(1 - significance), scores[leader]
+    tied = []
+    for name, acc in scores.items():
+        se = math.sqrt((best * (1 - best) + acc * (1 - acc)) / max(n_val, 1))
+        if name == leader or (best - acc) < critical * max(se, 1e-9):
+            tied.append(name)
+    return sorted(tied, key=lambda n: n != leader)
+
+
+def probe(candidates: list[str], train_df, val_df, params: Params, first_steps: int) -> dict:
+    """Train every candidate briefly and score it on validation; stop as soon as the leader is ahead of the
+    others by more than the validation noise (within_noise); otherwise keep the better half, double the
+    steps, repeat (successive halving, Jamieson & Talwalkar 2016). When the last round leaves several
+    candidates within noise of each other, the one that trained fastest wins: as good, cheaper.
+    Returns the winner, every round's scores and seconds, and the wall time spent."""
     import tempfile
     import time
 
@@ -237,24 +252,32 @@ def probe(candidates: list[str], train_df, val_df, params: Params, first_steps: 
     start = time.perf_counter()
     alive, steps, rounds = list(dict.fromkeys(candidates)), first_steps, []
     while True:
-        scores = {}
+        scores, seconds = {}, {}
         for name in alive:
             cfg = params.model_copy(update={"train": params.train.model_copy(update={"max_steps": steps})})
+            t = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix=f"driftfit-probe-{name}-") as tmp:
                 train_model(train_df, val_df, name, cfg, tmp)
+                seconds[name] = round(time.perf_counter() - t, 2)
                 model, tokenizer, labels = load_classifier(tmp, params.model.trust_remote_code)
                 probs = predict_proba(model, tokenizer, list(val_df["text"]), params.model.max_seq_len,
                                       params.evaluate.batch_size, pick_device(params.train.device))
             predicted = np.array(labels)[probs.argmax(1)]
             scores[name] = float((predicted == val_df["label"].to_numpy()).mean())
-        rounds.append({"steps": steps, "val_accuracy": scores})
-        log.info("probe round with %d steps: %s", steps, scores)
-        if len(alive) == 1:
+        tied = within_noise(scores, len(val_df), params.strategy.significance)
+        rounds.append({"steps": steps, "val_accuracy": scores, "train_seconds": seconds, "within_noise": tied})
+        log.info("probe round with %d steps: %s (within noise of the leader: %s)", steps, scores, tied)
+        if len(tied) == 1:
+            winner, why = tied[0], "ahead of the others by more than the validation noise"
+            break
+        if len(alive) <= 2:
+            winner = min(tied, key=lambda n: seconds[n])
+            why = f"within validation noise of {', '.join(t for t in tied if t != winner)}, and trained fastest"
             break
         # Keep the better half (ties: the cheaper strategy, which comes first in the candidate order).
         ranked = sorted(alive, key=lambda n: -scores[n])
-        alive, steps = ranked[: max(1, len(alive) // 2)], steps * 2
-    return {"winner": alive[0], "rounds": rounds, "seconds": round(time.perf_counter() - start, 2)}
+        alive, steps = ranked[: max(2, len(alive) // 2)], steps * 2
+    return {"winner": winner, "why": why, "rounds": rounds, "seconds": round(time.perf_counter() - start, 2)}
 
 
 def with_probe(decision: dict, train_df, val_df, params: Params) -> dict:
@@ -270,7 +293,7 @@ def with_probe(decision: dict, train_df, val_df, params: Params) -> dict:
     last = result["rounds"][-1]["val_accuracy"]
     runner_up = rules_pick if final != rules_pick else decision["runner_up"]
     reason = (f"Probe (successive halving over {', '.join(dict.fromkeys(candidates))}, {result['seconds']:.0f} s): "
-              f"'{final}' reached {last[final]:.3f} validation accuracy in the last round. "
+              f"'{final}' reached {last[final]:.3f} validation accuracy in the last round, {result['why']}. "
               f"The rules alone chose '{rules_pick}' (rule {decision['rule']}): {decision['reason']}")
     return {**decision, "strategy": final, "runner_up": runner_up, "rule": f"probe ({decision['rule']})",
             "reason": reason, "rules_choice": rules_pick, "probe": result}

@@ -134,8 +134,9 @@ def test_run_without_shift_report_says_what_to_do(tmp_path):
         strategy.run(params)
 
 
-def test_probe_mode_trains_candidates_by_successive_halving(prepared_params):
-    """Real short trial runs: two candidates, the better one goes on with twice the steps."""
+def test_probe_mode_trains_candidates_and_decides_within_noise(prepared_params):
+    """Real short trial runs of two candidates: one round decides; a leader within noise of the other only
+    wins if it also trained faster."""
     from driftfit.prepare import read_split
 
     params = prepared_params
@@ -145,14 +146,24 @@ def test_probe_mode_trains_candidates_by_successive_halving(prepared_params):
     params = params.model_copy(update={"strategy": params.strategy.model_copy(
         update={"mode": "probe", "probe_candidates": ["head", "lora"], "probe_max_steps": 1})})
     decision = strategy.with_probe(rules, train, val, params)
-    rounds = decision["probe"]["rounds"]
-    assert [r["steps"] for r in rounds] == [params.strategy.probe_max_steps, 2 * params.strategy.probe_max_steps]
-    assert set(rounds[0]["val_accuracy"]) == {"head", "lora"}
-    assert list(rounds[1]["val_accuracy"]) == [decision["strategy"]]
-    best_first = max(rounds[0]["val_accuracy"].values())
-    assert rounds[0]["val_accuracy"][decision["strategy"]] == best_first
+    [only] = decision["probe"]["rounds"]
+    assert only["steps"] == 1 and set(only["val_accuracy"]) == {"head", "lora"} == set(only["train_seconds"])
+    tied = only["within_noise"]
+    assert tied == strategy.within_noise(only["val_accuracy"], len(val), params.strategy.significance)
+    if len(tied) == 1:
+        assert decision["strategy"] == tied[0] == max(only["val_accuracy"], key=only["val_accuracy"].get)
+    else:
+        assert decision["strategy"] == min(tied, key=only["train_seconds"].get)
     assert decision["rules_choice"] == "head" and decision["probe"]["seconds"] > 0
-    assert "Probe" in decision["reason"] and "few rows" in decision["reason"]
+    assert "Probe" in decision["reason"] and "few rows" in decision["reason"] and decision["probe"]["why"] in \
+        decision["reason"]
+
+
+def test_within_noise_on_known_numbers():
+    # 0.80 vs 0.75 on 40 rows: noise (se ~0.093); on 4,000 rows: a real gap (se ~0.0093)
+    assert strategy.within_noise({"a": 0.75, "b": 0.80}, 40, 0.05) == ["b", "a"]
+    assert strategy.within_noise({"a": 0.75, "b": 0.80}, 4000, 0.05) == ["b"]
+    assert strategy.within_noise({"a": 0.5, "b": 0.9, "c": 0.88}, 200, 0.05) == ["b", "c"]
 
 
 def test_probe_mode_leaves_forced_and_skip_alone(prepared_params):

@@ -151,6 +151,7 @@ class StrategyConfig(_Section):
     skip_min_accuracy: float = Field(0.9, ge=0, le=1)
     skip_max_drop: float = Field(2.0, ge=0, le=100)
     replay_all_on_new_labels: bool = True
+    zero_shot_good: float = Field(0.9, ge=0, le=1)
 
 
 class TrainConfig(_Section):

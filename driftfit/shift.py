@@ -6,6 +6,7 @@ Each measure answers one question the strategy policy (driftfit.strategy) asks:
   classifier's cross-validated ROC AUC, as in Rabanser et al. 2019, "Failing Loudly")
 - label shift: labels new or vanished, Jensen–Shannon divergence of the label shares
 - transferability: how far frozen features go on the new task (linear probe; LogME, You et al. 2021)
+- zero-shot: how far the label names alone go (nearest label-name embedding, on validation)
 - data size: rows, rows per class
 - champion: the current champion's accuracy on the incoming rows (val alone, and every sampled row) and on
   its own test data (the memory's test splits of the batches it learnt): did it get worse here?
@@ -221,6 +222,23 @@ def logme(features: np.ndarray, labels: list[str]) -> float | None:
     return _finite_or_none(np.mean(evidences))
 
 
+# ---- zero-shot: the label names alone -------------------------------------------------------
+
+def zero_shot_fit(encoder, tokenizer, val_emb: np.ndarray, val_labels: list[str], max_len: int) -> dict:
+    """Accuracy on validation of the `zero_shot` strategy: each text gets the label whose name embeds
+    nearest (cosine; the embeddings are L2-normalised). Names that carry no meaning ('0', '1') score low."""
+    from driftfit.model import embed_texts
+    from driftfit.zero_shot import label_text
+
+    labels = sorted(set(val_labels))
+    if len(labels) < 2 or not len(val_labels):
+        return {"accuracy": None, "note": "needs two labels in validation"}
+    names = embed_texts(encoder, tokenizer, [label_text(l) for l in labels], max_len)
+    predicted = np.asarray(labels)[(val_emb @ names.T).argmax(1)]
+    return {"accuracy": float((predicted == np.asarray(val_labels)).mean()), "val_rows": len(val_labels),
+            "labels": len(labels)}
+
+
 # ---- data size and champion -----------------------------------------------------------------
 
 def data_size(train: pd.DataFrame, val: pd.DataFrame, reference: pd.DataFrame | None) -> dict:
@@ -323,6 +341,10 @@ def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, 
                        "logme": logme(inc_emb[:n_train], train_labels),
                        "train_rows": n_train, "val_rows": len(val_labels),
                        "seconds": time.perf_counter() - t}
+
+    t = time.perf_counter()
+    report["zero_shot"] = {**zero_shot_fit(encoder, tokenizer, inc_emb[n_train:], val_labels, max_len),
+                           "seconds": time.perf_counter() - t}
 
     t = time.perf_counter()
     report["data_size"] = {**data_size(incoming_train, incoming_val, reference), "seconds": time.perf_counter() - t}

@@ -13,6 +13,9 @@ Rules are tried in order; the first that matches decides. Thresholds are `strate
   3  tokenizer_misfit  incoming [UNK] rate > unk_rate_bad, or tokens per word    scratch (full) if rows >=
                        > tokens_per_word_bad                                     scratch_min_examples,
                                                                                  else full (scratch)
+  4a names_suffice     fewest training rows of a class <= few_shot_per_class,   zero_shot (ia3)
+                       and the label names alone reach zero_shot_good on
+                       validation, no less than a linear probe
   4  few_shot          fewest training rows of a class <= few_shot_per_class     ia3 (head)
   5  features_suffice  linear-probe val accuracy >= probe_good                   ia3 (head)
   6  large_data        training rows >= full_min_examples                        full (lora)
@@ -35,6 +38,8 @@ Why, rule by rule:
      Parameter-Efficient Fine-Tuning is Better and Cheaper than In-Context Learning": IA3 beat LoRA,
      adapters and full fine-tuning few-shot). Decision benchmark, agnews-few-shot (8 rows per class):
      IA3 2.5 points below the best, a head alone 15.3.
+  4a. With a handful of rows per class, training is noisy; when the label names alone (the pretrained
+     model's own answer) are as accurate as a probe fit on those rows, nothing is trained.
   5. The frozen features already separate the classes, so a light touch suffices: a head keeps them
      intact (Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features"), IA3 only rescales them.
      Decision benchmark, amazon-small: IA3 the best, a head alone 6.7 points below.
@@ -73,6 +78,7 @@ CHOICES = {
     "champion_holds": ("skip", "head"),
     "tokenizer_misfit_large": ("scratch", "full"),
     "tokenizer_misfit": ("full", "scratch"),
+    "names_suffice": ("zero_shot", "ia3"),
     "few_shot": ("ia3", "head"),
     "features_suffice": ("ia3", "head"),
     "large_data": ("full", "lora"),
@@ -111,7 +117,8 @@ def _measures(report: dict, champion_exists: bool) -> dict:
             "unk_rate": tok.get("unk_rate"), "tokens_per_word": tok.get("tokens_per_word"),
             "rows": rows, "min_per_class": min_per_class,
             "probe_accuracy": (report.get("probe") or {}).get("accuracy"),
-            "probe_val_rows": (report.get("probe") or {}).get("val_rows")}
+            "probe_val_rows": (report.get("probe") or {}).get("val_rows"),
+            "zero_shot_accuracy": (report.get("zero_shot") or {}).get("accuracy")}
 
 
 def champion_holds(m: dict, cfg: StrategyConfig) -> str | None:
@@ -175,6 +182,15 @@ def _policy(m: dict, cfg: StrategyConfig) -> tuple[str, str, str, str]:
         return (*CHOICES["tokenizer_misfit"], "tokenizer_misfit",
                 f"{fit}; {m['rows']} rows (< {cfg.scratch_min_examples}) are too few to train from scratch, "
                 "so every pretrained weight is fine-tuned.")
+
+    zero = m["zero_shot_accuracy"]
+    if m["min_per_class"] <= cfg.few_shot_per_class and zero is not None and zero >= cfg.zero_shot_good \
+            and (m["probe_accuracy"] is None or zero >= m["probe_accuracy"]):
+        return (*CHOICES["names_suffice"], "names_suffice",
+                f"The smallest class has {m['min_per_class']} training rows (<= {cfg.few_shot_per_class}) and the "
+                f"label names alone reach {_short_number(zero)} validation accuracy (>= {cfg.zero_shot_good}, and no "
+                f"less than a linear probe's {_short_number(m['probe_accuracy'])}): too little data to do better "
+                "by training; the pretrained model answers by the names.")
 
     if m["min_per_class"] <= cfg.few_shot_per_class:
         return (*CHOICES["few_shot"], "few_shot",

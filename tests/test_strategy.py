@@ -210,3 +210,13 @@ def test_a_steady_but_weak_champion_is_retrained_when_a_probe_beats_it():
     assert decide(report(**{**weak, "probe.accuracy": 0.85}), champion_exists=True)["strategy"] != "skip"
     d = decide(report(**{**weak, "probe.accuracy": 0.64}), champion_exists=True)
     assert d["strategy"] == "skip" and "linear probe on frozen features (validation 0.64" in d["reason"]
+
+
+def test_tiny_batches_with_telling_label_names_choose_zero_shot():
+    d = decide(report(**{"data_size.min_per_class": 4, "zero_shot": {"accuracy": 0.93}, "probe.accuracy": 0.9}))
+    assert (d["strategy"], d["runner_up"], d["rule"]) == ("zero_shot", "ia3", "names_suffice"), d["reason"]
+    assert d["measures"]["zero_shot_accuracy"] == 0.93
+    assert decide(report(**{"data_size.min_per_class": 4, "zero_shot": {"accuracy": 0.93}, "probe.accuracy": 0.95}))[
+        "rule"] == "few_shot"                                                   # a probe does better: train
+    assert decide(report(**{"zero_shot": {"accuracy": 0.99}}))["rule"] != "names_suffice"   # plenty of rows
+    assert decide(report(**{"data_size.min_per_class": 4, "zero_shot": {"accuracy": 0.6}}))["rule"] == "few_shot"

@@ -15,6 +15,8 @@ An entry says:
   layer_decay    whether `train.layer_lr_decay` scales lower layers down
   fresh_weights  the encoder starts from fresh He/Xavier weights (and may get a new tokenizer)
   merges         peft weights are merged into plain weights before saving (no peft needed to serve)
+  fit_on_features  the head is solved in closed form on frozen features (no Trainer)
+  averages_with_champion  the trained weights are averaged with the champion's (driftfit.averaging)
   fit_on_features  the encoder stays frozen, so no Trainer: the head is fitted to convergence on the
                  encoder's cached features (L-BFGS logistic regression, C chosen on validation;
                  driftfit.head_fit). Trainer strategies instead stop early on validation.
@@ -47,6 +49,7 @@ class StrategySpec:
     fresh_weights: bool = False
     merges: bool = False
     fit_on_features: bool = False
+    averages_with_champion: bool = False
     modalities: tuple[str, ...] = ("text",)
 
 
@@ -138,6 +141,9 @@ _ALL = [
     StrategySpec("adapter", "bottleneck adapters after each layer, encoder frozen", prepare=add_adapters,
                  learning_rate="head_learning_rate"),
     StrategySpec("full", "every weight", layer_decay=True),
+    StrategySpec("ensemble", "every weight, then averaged with the champion's weights (WiSE-FT; "
+                 "train.ensemble_champion_share): adapts and forgets less", layer_decay=True,
+                 averages_with_champion=True),
     StrategySpec("scratch", "every weight from fresh He/Xavier initialisation, optionally a new tokenizer",
                  learning_rate="scratch_learning_rate", fresh_weights=True),
 ]

@@ -411,13 +411,15 @@ def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, val_df: pd.Da
 
 
 def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, params: Params,
-                out_dir: Path, *, progress: Progress | None = None, checkpoint_dir: Path | None = None) -> dict:
+                out_dir: Path, *, progress: Progress | None = None, checkpoint_dir: Path | None = None,
+                champion_dir: Path | None = None) -> dict:
     """Train, save the classifier into out_dir (safetensors), return the training log.
 
     val_df: Trainer strategies stop early on it and keep their best evaluation's weights (log:
     `early_stopping`); the head chooses its regularisation on it (log: `head_fit`). Empty: neither.
     progress(step, total_steps, logs) is called after each step and each log line (e.g. for a UI); for
     the head, after each C of the grid.
+    champion_dir: the serving champion's folder, for strategies that average with it (ensemble).
     checkpoint_dir: save resumable checkpoints there every train.checkpoint_steps steps, and resume
     from the newest one left by an interrupted run of the same configuration and data; the caller
     removes the folder once the model is safely in place.
@@ -454,6 +456,11 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
         if entry.merges:
             model.encoder = model.encoder.merge_and_unload()  # ship plain weights: no peft needed to serve
     model = model.to("cpu").eval()
+    if entry.averages_with_champion:
+        from driftfit.averaging import average_with_champion
+
+        fit = {**fit, "averaging": average_with_champion(model, labels, champion_dir, cfg.ensemble_champion_share,
+                                                         params.model.trust_remote_code)}
     save_classifier(model, tokenizer, labels, out_dir)
 
     known = val_df["label"].isin(label_ids)
@@ -504,8 +511,11 @@ def run(params: Params, progress: Progress | None = None) -> dict:
         if not entry.makes_model:
             train_log = {"strategy": strategy, "reason": decision.get("reason"), "trained": False}
         else:
+            from driftfit.registry import champion_dir
+
             train_log = {**train_model(train, val, strategy, params, tmp, progress=progress,
-                                 checkpoint_dir=checkpoint_dir(params)),
+                                       checkpoint_dir=checkpoint_dir(params),
+                                       champion_dir=champion_dir(params.paths.registry)),
                    "trained": True}
         write_json(tmp / "train_log.json", train_log)
     if params.train.checkpoint_steps > 0:  # the candidate is in place: its checkpoints are never needed again

@@ -90,3 +90,40 @@ def test_adding_a_strategy_takes_one_table_entry(prepared_params, tmp_path):
     assert 0 < log["trainable_params"] < 0.01 * log["total_params"]  # biases + head: a sliver of the model
     assert set(result["scores"]) == {"test", "reference_test"}
     assert 0 <= result["scores"]["test"]["accuracy"] <= 1
+
+
+def test_ensemble_averages_the_trained_weights_with_the_champion(prepared_params, tmp_path):
+    """ensemble = full fine-tuning, then each weight halfway to the champion's (share 0.5); share 0 is plain
+    full fine-tuning, byte for byte; without a champion, or with one it cannot average with, it says why."""
+    from pathlib import Path
+
+    import pandas as pd
+    import torch
+
+    from driftfit.model import load_classifier
+    from driftfit.train import train_model
+
+    params = prepared_params
+    folder = Path(params.paths.prepared)
+    train, val = pd.read_parquet(folder / "train.parquet"), pd.read_parquet(folder / "val.parquet")
+    champion = tmp_path / "champion"
+    train_model(train.iloc[: len(train) // 2], val, "head", params, champion)  # champion: knows fewer rows
+    full, ens = tmp_path / "full", tmp_path / "ensemble"
+    train_model(train, val, "full", params, full)
+    log = train_model(train, val, "ensemble", params, ens, champion_dir=champion)
+    assert log["averaging"]["averaged"] and log["averaging"]["champion_share"] == 0.5
+
+    (f, _, labels), (e, _, _), (c, _, champ_labels) = (load_classifier(d) for d in (full, ens, champion))
+    fe, ee, ce = f.encoder.state_dict(), e.encoder.state_dict(), c.encoder.state_dict()
+    name = next(k for k in fe if "attention" in k and k.endswith("weight"))
+    assert not torch.allclose(fe[name], ce[name])                        # fine-tuning moved it
+    assert torch.allclose(ee[name], (fe[name] + ce[name]) / 2, atol=1e-6)  # the ensemble sits halfway
+    row = labels.index(champ_labels[0])
+    assert torch.allclose(e.head.weight[row], (f.head.weight[row] + c.head.weight[0]) / 2, atol=1e-6)
+
+    alone = train_model(train, val, "ensemble", params, tmp_path / "alone")
+    assert not alone["averaging"]["averaged"] and "no champion" in alone["averaging"]["why"]
+    plain = params.model_copy(update={"train": params.train.model_copy(update={"ensemble_champion_share": 0.0})})
+    train_model(train, val, "ensemble", plain, tmp_path / "share0", champion_dir=champion)
+    z = load_classifier(tmp_path / "share0")[0].encoder.state_dict()
+    assert all(torch.equal(z[k], fe[k]) for k in fe)

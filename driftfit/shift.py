@@ -38,9 +38,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from driftfit.config import Params, ShiftConfig
-from driftfit.io import read_json
 from driftfit.errors import DataError
-from driftfit.io import write_json
+from driftfit.io import read_json, write_json
 
 log = logging.getLogger(__name__)
 

@@ -121,12 +121,21 @@ def _measures(report: dict, champion_exists: bool) -> dict:
             "zero_shot_accuracy": (report.get("zero_shot") or {}).get("accuracy")}
 
 
+def significantly_above(gap: float, margin: float, first: tuple[float, int], second: tuple[float, int],
+                        significance: float) -> tuple[bool, float]:
+    """Is a gap between two accuracies (first minus second, each (accuracy, rows)) significantly more than
+    `margin`? A one-sided z-test on two binomial proportions at `significance`; returns (verdict, z)."""
+    from statistics import NormalDist
+
+    (p1, n1), (p2, n2) = first, second
+    z = (gap - margin) / max(math.sqrt(p1 * (1 - p1) / max(n1, 1) + p2 * (1 - p2) / max(n2, 1)), 1e-9)
+    return z >= NormalDist().inv_cdf(1 - significance), z
+
+
 def champion_holds(m: dict, cfg: StrategyConfig) -> str | None:
     """Why the champion still serves the incoming data (words), or None: it scores skip_min_accuracy there,
     or its drop from its own test score is not significantly beyond skip_max_drop points (one-sided z-test
     on two binomial proportions at `significance`)."""
-    from statistics import NormalDist
-
     acc, n = m["champion_incoming_accuracy"], m["champion_incoming_rows"]
     if acc is None:  # an older report: validation only
         acc, n = m["champion_val_accuracy"], None
@@ -137,24 +146,17 @@ def champion_holds(m: dict, cfg: StrategyConfig) -> str | None:
     own, n_own = m["champion_own_test_accuracy"], m["champion_own_test_rows"]
     if own is None or not n or not n_own:
         return None
-    critical = NormalDist().inv_cdf(1 - cfg.significance)
-
-    def beyond(gap: float, p1: float, n1: int, p2: float, n2: int) -> tuple[bool, float]:
-        """Is a gap of accuracies significantly more than skip_max_drop points? (one-sided z-test)"""
-        z = (gap - cfg.skip_max_drop / 100) / max(math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2), 1e-9)
-        return z >= critical, z
-
+    margin = cfg.skip_max_drop / 100
     drop = own - acc
-    worse, z = beyond(drop, own, n_own, acc, n)
+    worse, z = significantly_above(drop, margin, (own, n_own), (acc, n), cfg.significance)
     if worse:
         return None
     # Nothing moved, but would training help? A linear probe on frozen features, fit on this batch alone,
     # scored on the same validation rows as the champion: a champion it clearly beats is worth replacing.
     probe, val_acc, n_val = m["probe_accuracy"], m["champion_val_accuracy"], m["probe_val_rows"]
-    if probe is not None and val_acc is not None and n_val:
-        beaten, z_probe = beyond(probe - val_acc, probe, n_val, val_acc, n_val)
-        if beaten:
-            return None
+    if probe is not None and val_acc is not None and n_val \
+            and significantly_above(probe - val_acc, margin, (probe, n_val), (val_acc, n_val), cfg.significance)[0]:
+        return None
     return (f"The champion scores {_short_number(acc)} on {n} incoming rows against {_short_number(own)} on {n_own} "
             f"rows of its own test data: a drop of {100 * drop:.1f} points, not significantly more than "
             f"{cfg.skip_max_drop:g} (z = {z:.2f}, p >= {cfg.significance})"
@@ -239,15 +241,10 @@ def select_strategy(report: dict, cfg: StrategyConfig, champion_exists: bool) ->
 def within_noise(scores: dict[str, float], n_val: int, significance: float) -> list[str]:
     """The candidates whose validation accuracy is not significantly below the leader's (one-sided z-test on
     two binomial proportions over n_val rows at `significance`), leader first."""
-    from statistics import NormalDist
-
     leader = max(scores, key=scores.get)
-    critical, best = NormalDist().inv_cdf(1 - significance), scores[leader]
-    tied = []
-    for name, acc in scores.items():
-        se = math.sqrt((best * (1 - best) + acc * (1 - acc)) / max(n_val, 1))
-        if name == leader or (best - acc) < critical * max(se, 1e-9):
-            tied.append(name)
+    best = scores[leader]
+    tied = [name for name, acc in scores.items()
+            if name == leader or not significantly_above(best - acc, 0.0, (best, n_val), (acc, n_val), significance)[0]]
     return sorted(tied, key=lambda n: n != leader)
 
 

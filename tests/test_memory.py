@@ -121,16 +121,19 @@ def test_the_pipeline_remembers_validated_batches_only(prepared_params, tmp_path
     assert os.path.isdir(Path(p.paths.memory) / "batches" / first["batch"])
 
 
-def test_next_week_measures_against_what_the_champion_learnt(prepared_params, tmp_path):
-    """Week 1 (the default incoming batch) is remembered and promoted; week 2's reference, replay and forgetting
-    come from the champion's memory batches, and the gate names the past batch it judged."""
-    from driftfit import augment, evaluate, prepare, promote, train, validate
+# Shrunk, and every candidate promotable: these tests look at what the memory feeds the next week.
+FAST = {"promote.beat_baseline": False, "evaluate.latency_examples": 0, "promote.max_forgetting": 100.0}
+
+
+def promote_week1(tmp_path):
+    """Week 1 (the default incoming batch, prepared by the fixture) remembered, trained as a head and
+    promoted to v1: (params, its batch id)."""
+    from driftfit import augment, evaluate, promote, train, validate
     from driftfit.config import load_params
     from driftfit.io import write_json
     from tests.conftest import write_params
 
-    fast = {"promote.beat_baseline": False, "evaluate.latency_examples": 0, "promote.max_forgetting": 100.0}
-    p = load_params(write_params(tmp_path, fast))
+    p = load_params(write_params(tmp_path, FAST))
     validate.run(p)
     week1 = memory.run(p)["batch"]
     augment.run(p)
@@ -138,8 +141,19 @@ def test_next_week_measures_against_what_the_champion_learnt(prepared_params, tm
     train.run(p)
     evaluate.run(p)
     assert promote.run(p)["champion"] == "v1"
+    return p, week1
 
-    week2 = load_params(write_params(tmp_path, {**fast, "data.incoming.path": "data/default/reference.csv"}))
+
+def test_next_week_measures_against_what_the_champion_learnt(prepared_params, tmp_path):
+    """Week 1 (the default incoming batch) is remembered and promoted; week 2's reference, replay and forgetting
+    come from the champion's memory batches, and the gate names the past batch it judged."""
+    from driftfit import augment, evaluate, prepare, promote, train, validate
+    from driftfit.config import load_params
+    from tests.conftest import write_params
+
+    p, week1 = promote_week1(tmp_path)
+
+    week2 = load_params(write_params(tmp_path, {**FAST, "data.incoming.path": "data/default/reference.csv"}))
     manifest = prepare.run(week2)
     assert manifest["reference"] == {"from": "memory", "champion": "v1", "memory_version": 1, "batches": [week1],
                                      "champion_batches": [week1]}
@@ -160,22 +174,14 @@ def test_next_week_measures_against_what_the_champion_learnt(prepared_params, tm
 def test_a_batch_accepted_while_the_champion_held_is_replayed_and_checked(prepared_params, tmp_path):
     """Week 1 promoted v1; week 2 was accepted but trained nothing (the champion held). Week 3's replay and
     forgetting reference holds weeks 1 and 2; its shift is measured against week 1 alone, what v1 learnt."""
-    from driftfit import augment, evaluate, prepare, promote, shift, train, validate
+    from driftfit import augment, evaluate, prepare, shift, train, validate
     from driftfit.config import load_params
     from driftfit.io import write_json
     from tests.conftest import write_params
 
-    fast = {"promote.beat_baseline": False, "evaluate.latency_examples": 0, "promote.max_forgetting": 100.0}
-    p = load_params(write_params(tmp_path, fast))
-    validate.run(p)
-    week1 = memory.run(p)["batch"]
-    augment.run(p)
-    write_json(p.paths.decision, {"strategy": "head", "reason": "test"})
-    train.run(p)
-    evaluate.run(p)
-    assert promote.run(p)["champion"] == "v1"
+    p, week1 = promote_week1(tmp_path)
 
-    week2 = load_params(write_params(tmp_path, {**fast, "data.incoming.path": "data/default/reference.csv"}))
+    week2 = load_params(write_params(tmp_path, {**FAST, "data.incoming.path": "data/default/reference.csv"}))
     prepare.run(week2)
     validate.run(week2)
     second = memory.run(week2)["batch"]  # accepted; no training (a skip)
@@ -185,7 +191,7 @@ def test_a_batch_accepted_while_the_champion_held_is_replayed_and_checked(prepar
     rows = pd.read_csv(tmp_path / "data/default/incoming.csv")  # week 1's labels, texts not seen before
     rows["text"] = rows["text"] + " (asked again in week 3)"
     rows.to_csv(tmp_path / "data/week3.csv", index=False)
-    week3 = load_params(write_params(tmp_path, {**fast, "data.incoming.path": "data/week3.csv"}))
+    week3 = load_params(write_params(tmp_path, {**FAST, "data.incoming.path": "data/week3.csv"}))
     manifest = prepare.run(week3)
     assert manifest["reference"]["batches"] == [week1, second] and manifest["reference"]["champion_batches"] == [week1]
     train1 = len(memory.batch_split(p.paths.memory, week1, "train"))

@@ -64,11 +64,11 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from bench import stats
 from bench.sources import chatterbot_frame  # the one reader of the corpus, for every benchmark
-from driftfit.config import STRATEGIES, Params, SourceConfig, StrictModel, explain, load_params, read_yaml_mapping
+from driftfit.config import STRATEGIES, Params, SourceConfig, StrictModel, load_params, read_yaml_model
 from driftfit.errors import ConfigError
 from driftfit.io import write_json, write_text
 
@@ -133,11 +133,7 @@ class ScenarioFile(_Strict):
 
 
 def load_scenarios(path: str | Path) -> ScenarioFile:
-    path = Path(path)
-    try:
-        return ScenarioFile.model_validate(read_yaml_mapping(path, "scenario file"))
-    except ValidationError as err:
-        raise ConfigError(explain(err, str(path), f"{Path(__file__).name}'s docstring")) from None
+    return read_yaml_model(ScenarioFile, path, "scenario file", f"{Path(__file__).name}'s docstring")
 
 
 # ---- data -----------------------------------------------------------------------------------

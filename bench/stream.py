@@ -62,9 +62,9 @@ from typing import Callable, Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from driftfit.config import (Params, SourceConfig, StrictModel, explain, parse_params, read_yaml_mapping,
+from driftfit.config import (Params, SourceConfig, StrictModel, parse_params, read_yaml_mapping, read_yaml_model,
                              set_dotted)
 from driftfit.errors import ConfigError, DriftfitError
 from driftfit.io import read_json, write_json, write_text
@@ -159,11 +159,7 @@ class StreamSpec(StrictModel):
 
 
 def load_spec(path: str | Path) -> StreamSpec:
-    path = Path(path)
-    try:
-        return StreamSpec.model_validate(read_yaml_mapping(path, "stream spec"))
-    except ValidationError as err:
-        raise ConfigError(explain(err, str(path), f"{Path(__file__).name}'s docstring")) from None
+    return read_yaml_model(StreamSpec, path, "stream spec", f"{Path(__file__).name}'s docstring")
 
 
 # ---- the batches, written once and shared by every policy -------------------------------------

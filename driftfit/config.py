@@ -382,6 +382,16 @@ def read_yaml_mapping(path: Path, what: str) -> dict:
     return raw
 
 
+def read_yaml_model(model: type[BaseModel], path: str | Path, what: str, documented_in: str):
+    """A YAML file validated into `model`; errors as one line naming the file, each bad key, and where the
+    format is documented."""
+    path = Path(path)
+    try:
+        return model.model_validate(read_yaml_mapping(path, what))
+    except ValidationError as err:
+        raise ConfigError(explain(err, str(path), documented_in)) from None
+
+
 def set_dotted(tree: dict, dotted: str, value: Any) -> None:
     """tree['a']['b'] = value for 'a.b' (an override such as train.epochs=1), making sections as needed."""
     node = tree

@@ -106,14 +106,17 @@ def fit_logistic(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
 
 def fit_head(model: TextClassifier, tokenizer, train_df: pd.DataFrame, val_df: pd.DataFrame,
              label_ids: dict[str, int], params: Params, device: torch.device,
-             progress: Callable[[int, int, dict], None] | None = None) -> tuple[TextClassifier, dict]:
-    """Fit `model.head` to convergence on the frozen encoder's features; (model, what the train log needs)."""
+             progress: Callable[[int, int, dict], None] | None = None,
+             features: Callable[[list[str]], np.ndarray] | None = None) -> tuple[TextClassifier, dict]:
+    """Fit `model.head` to convergence on the frozen encoder's features; (model, what the train log needs).
+    features: texts -> what the head sees (`head_inputs` of this frozen encoder), e.g. from a feature cache:
+    the replayed rows come back every week."""
     from sklearn.metrics import log_loss
 
     start = time.perf_counter()
     n_labels, max_len, batch = len(label_ids), params.model.max_seq_len, params.evaluate.batch_size
-    x_train = head_inputs(model, tokenizer, list(train_df["text"]), max_len, batch, device)
-    x_val = head_inputs(model, tokenizer, list(val_df["text"]), max_len, batch, device)
+    features = features or (lambda texts: head_inputs(model, tokenizer, texts, max_len, batch, device))
+    x_train, x_val = features(list(train_df["text"])), features(list(val_df["text"]))
     feature_seconds = time.perf_counter() - start
     y_train = np.array([label_ids[l] for l in train_df["label"]])
     y_val = np.array([label_ids.get(l, -1) for l in val_df["label"]], dtype=int)

@@ -11,6 +11,7 @@ rebuilds any strategy's model without knowing how it was trained.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -49,6 +50,22 @@ def resolve_pretrained(name: str) -> str:
                               "(expected a directory with config.json and weights)")
         return str(path)
     return name  # a hub id: only works where the user has it cached or has network
+
+
+@functools.lru_cache(maxsize=8)
+def _weights_digest(folder: str) -> str | None:
+    from driftfit.feature_cache import file_digest
+
+    files = sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("*.bin"))
+    return file_digest(*files) if files else None
+
+
+def pretrained_identity(cfg: ModelConfig) -> str:
+    """Names the pretrained weights for caches of their features: the folder and a digest of its weight
+    files (a changed model is a new identity), or the hub id."""
+    where = resolve_pretrained(cfg.pretrained)
+    digest = _weights_digest(os.path.abspath(where)) if Path(where).is_dir() else None
+    return f"{cfg.pretrained} ({where}, weights {digest})" if digest else cfg.pretrained
 
 
 def _needs_remote_code(err: Exception) -> bool:
@@ -219,6 +236,19 @@ def save_classifier(model: TextClassifier, tokenizer, labels: list[str], out_dir
     tokenizer.save_pretrained(out_dir / "tokenizer")
     (out_dir / "labels.json").write_text(json.dumps(labels, indent=2), encoding="utf-8")
     (out_dir / "classifier.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def features_identity(model_dir: Path) -> str:
+    """A digest of everything in a saved classifier that shapes what its head sees (encoder, tokenizer, peft
+    adapter, bottleneck adapters), not the head itself: two classifiers that differ only in their head (the
+    `head` strategy's champions, week after week) share one feature cache."""
+    from driftfit.feature_cache import file_digest
+
+    model_dir = Path(model_dir)
+    parts = [p for p in sorted(model_dir.rglob("*")) if p.is_file() and (
+        p.relative_to(model_dir).parts[0] in ("encoder", "tokenizer", "adapter")
+        or p.name in ("adapters.safetensors", "classifier.json"))]
+    return file_digest(*parts)
 
 
 def load_classifier(model_dir: Path, trust_remote_code: bool = False):

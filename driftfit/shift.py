@@ -39,6 +39,7 @@ from sklearn.preprocessing import StandardScaler
 
 from driftfit.config import Params, ShiftConfig
 from driftfit.errors import DataError
+from driftfit.feature_cache import Compute, cached
 from driftfit.io import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -248,29 +249,46 @@ def data_size(train: pd.DataFrame, val: pd.DataFrame, reference: pd.DataFrame | 
             "reference_rows": None if reference is None else len(reference)}
 
 
-def _accuracy(champion, rows: pd.DataFrame, max_len: int, batch_size: int) -> float | None:
+def champion_predict(champion, max_len: int, batch_size: int, features: Compute | None = None) -> Compute:
+    """texts -> the champion's class probabilities. features: texts -> what its head sees
+    (`model.head_inputs`), e.g. from a feature cache; the head is applied here, as in the model."""
     from driftfit.model import predict_proba
 
-    model, tokenizer, labels = champion
+    model, tokenizer, _ = champion
+    if features is None:
+        return lambda texts: predict_proba(model, tokenizer, list(texts), max_len, batch_size)
+
+    def predict(texts):
+        with torch.no_grad():
+            head = model.head.to("cpu").eval()
+            logits = head(torch.as_tensor(features(list(texts)), dtype=head.weight.dtype))
+            return torch.softmax(logits.float(), dim=-1).numpy()
+    return predict
+
+
+def _accuracy(champion, rows: pd.DataFrame, predict: Compute) -> float | None:
     if not len(rows):
         return None
-    probs = predict_proba(model, tokenizer, rows["text"].tolist(), max_len, batch_size)
-    return float((np.asarray([str(x) for x in labels])[probs.argmax(1)] == rows["label"].astype(str).to_numpy()).mean())
+    probs = predict(rows["text"].tolist())
+    return float((np.asarray([str(x) for x in champion[2]])[probs.argmax(1)]
+                  == rows["label"].astype(str).to_numpy()).mean())
 
 
 def champion_fit(champion, val: pd.DataFrame, incoming_labels: set[str], max_len: int, batch_size: int,
-                 incoming: pd.DataFrame | None = None, own_test: pd.DataFrame | None = None) -> dict:
+                 incoming: pd.DataFrame | None = None, own_test: pd.DataFrame | None = None,
+                 predict: Compute | None = None) -> dict:
     """The champion's accuracy on incoming val (labels it doesn't know count as wrong), on every sampled
     incoming row (train and val: it saw none of them, so more rows, less noise), on its own test data (the
     memory's test splits of the batches it learnt), and its label coverage."""
+    predict = predict or champion_predict(champion, max_len, batch_size)
     known = [str(x) for x in champion[2]]
     uncovered = sorted(incoming_labels - set(known))
-    out = {"val_accuracy": _accuracy(champion, val, max_len, batch_size), "covers_labels": not uncovered,
+    out = {"val_accuracy": _accuracy(champion, val, predict), "covers_labels": not uncovered,
            "uncovered_labels": uncovered, "labels": len(known)}
     if incoming is not None:
-        out.update(incoming_accuracy=_accuracy(champion, incoming, max_len, batch_size), incoming_rows=len(incoming))
+        out.update(incoming_accuracy=_accuracy(champion, incoming, predict), incoming_rows=len(incoming))
     if own_test is not None:
-        out.update(own_test_accuracy=_accuracy(champion, own_test, max_len, batch_size), own_test_rows=len(own_test))
+        out.update(own_test_accuracy=_accuracy(champion, own_test, predict), own_test_rows=len(own_test))
     return out
 
 
@@ -282,9 +300,15 @@ def _sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 
 def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, incoming_val: pd.DataFrame,
                   encoder, tokenizer, cfg: ShiftConfig, max_len: int, champion=None,
-                  champion_test: pd.DataFrame | None = None) -> dict:
-    """All shift measures as a JSON-able dict (see the module docstring); reference=None skips the comparisons."""
+                  champion_test: pd.DataFrame | None = None, embed: Compute | None = None,
+                  champion_features: Compute | None = None) -> dict:
+    """All shift measures as a JSON-able dict (see the module docstring); reference=None skips the comparisons.
+
+    embed: texts -> the pretrained encoder's normalised embeddings (default: computed here; `run` passes
+    a feature-cached one). champion_features: texts -> what the champion's head sees (cached likewise)."""
     from driftfit.model import embed_texts
+
+    embed = embed or (lambda texts: embed_texts(encoder, tokenizer, list(texts), max_len, cfg.batch_size))
 
     start = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
@@ -314,10 +338,9 @@ def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, 
 
     # Embed once: all incoming rows (the probe needs them), a sample of the reference.
     t = time.perf_counter()
-    inc_emb = embed_texts(encoder, tokenizer, inc_text, max_len, cfg.batch_size)
+    inc_emb = embed(inc_text)
     ref_rows = _sample(len(reference), cfg.sample_size, rng) if reference is not None else np.arange(0)
-    ref_emb = (embed_texts(encoder, tokenizer, reference["text"].iloc[ref_rows].tolist(), max_len, cfg.batch_size)
-               if reference is not None else None)
+    ref_emb = embed(reference["text"].iloc[ref_rows].tolist()) if reference is not None else None
     report["embed"] = {"texts": len(inc_text) + len(ref_rows), "seconds": time.perf_counter() - t}
     log.info("embedded %d texts in %.1f s", report["embed"]["texts"], report["embed"]["seconds"])
 
@@ -353,7 +376,8 @@ def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, 
         own = (champion_test.iloc[_sample(len(champion_test), cfg.sample_size, rng)]
                if champion_test is not None and len(champion_test) else None)
         fit = champion_fit(champion, va, set(label_counts(all_labels).index), max_len, cfg.batch_size,
-                           incoming=pd.concat([tr, va], ignore_index=True), own_test=own)
+                           incoming=pd.concat([tr, va], ignore_index=True), own_test=own,
+                           predict=champion_predict(champion, max_len, cfg.batch_size, champion_features))
         report["champion"] = {**fit, "seconds": time.perf_counter() - t}
 
     report["seconds"] = time.perf_counter() - start
@@ -376,7 +400,8 @@ def _read_split(prepared: Path, name: str, required: bool = True) -> pd.DataFram
 
 def run(params: Params) -> dict:
     """Read the prepared splits (and champion, if any), measure shift, write params.paths.shift."""
-    from driftfit.model import load_classifier, load_encoder, load_tokenizer
+    from driftfit.model import (embed_texts, features_identity, head_inputs, load_classifier, load_encoder,
+                                load_tokenizer, pretrained_identity)
     from driftfit.registry import champion_dir
 
     prepared = Path(params.paths.prepared)
@@ -392,8 +417,18 @@ def run(params: Params) -> dict:
     champ = champion_dir(params.paths.registry)
     champion = load_classifier(champ, params.model.trust_remote_code) if champ is not None else None
     tokenizer, encoder = load_tokenizer(params.model), load_encoder(params.model)
-    report = measure_shift(reference, train, val, encoder, tokenizer, params.shift, params.model.max_seq_len,
-                           champion, champion_test=reference_test)
+    max_len, batch = params.model.max_seq_len, params.shift.batch_size
+    # The memory's texts come back every week: their features, and the champion's, are read from the cache.
+    embed = cached(params.paths.cache, f"{pretrained_identity(params.model)} embed_texts max_len={max_len}",
+                   lambda texts: embed_texts(encoder, tokenizer, texts, max_len, batch))
+    champion_features = None
+    if champion is not None:
+        model, champ_tokenizer, _ = champion
+        namespace = f"classifier features {features_identity(champ)} head_inputs max_len={max_len}"
+        champion_features = cached(params.paths.cache, namespace,
+                                   lambda texts: head_inputs(model, champ_tokenizer, texts, max_len, batch))
+    report = measure_shift(reference, train, val, encoder, tokenizer, params.shift, max_len,
+                           champion, champion_test=reference_test, embed=embed, champion_features=champion_features)
     if champ is not None:
         report["champion"]["dir"] = str(champ)
     write_json(params.paths.shift, report)

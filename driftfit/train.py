@@ -412,7 +412,7 @@ def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, val_df: pd.Da
 
 def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, params: Params,
                 out_dir: Path, *, progress: Progress | None = None, checkpoint_dir: Path | None = None,
-                champion_dir: Path | None = None) -> dict:
+                champion_dir: Path | None = None, feature_cache: str | Path | None = None) -> dict:
     """Train, save the classifier into out_dir (safetensors), return the training log.
 
     val_df: Trainer strategies stop early on it and keep their best evaluation's weights (log:
@@ -420,6 +420,8 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
     progress(step, total_steps, logs) is called after each step and each log line (e.g. for a UI); for
     the head, after each C of the grid.
     champion_dir: the serving champion's folder, for strategies that average with it (ensemble).
+    feature_cache: a folder (driftfit.feature_cache) where the frozen pretrained encoder's features of each
+    text are kept for the head, which reads the same replayed rows week after week; None: not cached.
     checkpoint_dir: save resumable checkpoints there every train.checkpoint_steps steps, and resume
     from the newest one left by an interrupted run of the same configuration and data; the caller
     removes the folder once the model is safely in place.
@@ -449,7 +451,16 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
         if entry.fit_on_features:  # a frozen encoder: the head alone, solved to convergence (seconds)
-            model, fit = fit_head(model, tokenizer, train_df, val_df, label_ids, params, device, progress)
+            features = None
+            if feature_cache is not None and not entry.fresh_weights and entry.peft is None:
+                from driftfit.feature_cache import cached
+                from driftfit.model import head_inputs, pretrained_identity
+
+                max_len, batch = params.model.max_seq_len, params.evaluate.batch_size
+                namespace = f"{pretrained_identity(params.model)} {strategy} head_inputs max_len={max_len}"
+                features = cached(feature_cache, namespace,
+                                  lambda texts: head_inputs(model, tokenizer, texts, max_len, batch, device))
+            model, fit = fit_head(model, tokenizer, train_df, val_df, label_ids, params, device, progress, features)
         else:
             model, fit = _fit(model, tokenizer, train_df, val_df, label_ids, strategy, params, device, progress,
                               checkpoint_dir if cfg.checkpoint_steps > 0 else None)
@@ -515,7 +526,8 @@ def run(params: Params, progress: Progress | None = None) -> dict:
 
             train_log = {**train_model(train, val, strategy, params, tmp, progress=progress,
                                        checkpoint_dir=checkpoint_dir(params),
-                                       champion_dir=champion_dir(params.paths.registry)),
+                                       champion_dir=champion_dir(params.paths.registry),
+                                       feature_cache=params.paths.cache),
                    "trained": True}
         write_json(tmp / "train_log.json", train_log)
     if params.train.checkpoint_steps > 0:  # the candidate is in place: its checkpoints are never needed again

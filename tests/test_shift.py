@@ -216,7 +216,8 @@ def test_run_reads_prepared_splits_and_scores_the_champion(tmp_path, pretrained,
     set_champion(registry, "v1", "promote", "test")
     params = parse_params({"data": {"incoming": {"path": "unused.csv"}},
                            "paths": {"prepared": str(prepared), "registry": str(registry),
-                                     "shift": str(tmp_path / "reports" / "shift.json")},
+                                     "shift": str(tmp_path / "reports" / "shift.json"),
+                                     "cache": str(tmp_path / "cache")},
                            "shift": {"sample_size": 20, "permutations": 50, "batch_size": 32}})
     report = shift.run(params)
     assert read_json(tmp_path / "reports" / "shift.json")["champion"] == report["champion"]
@@ -224,3 +225,14 @@ def test_run_reads_prepared_splits_and_scores_the_champion(tmp_path, pretrained,
     assert 0 <= champion["val_accuracy"] <= 1
     assert champion["covers_labels"] is False and champion["uncovered_labels"] == [CATEGORIES[3]]
     assert report["embedding"]["sample_size"] == {"reference": 20, "incoming": 20}
+
+    # Run again: every text is read from the feature cache (the pretrained encoder's and the champion's
+    # namespaces), and the measures are those of the first run, up to float rounding.
+    namespaces = sorted((tmp_path / "cache").iterdir())
+    assert len(namespaces) == 2 and all(list(n.glob("*.npz")) for n in namespaces)
+    shards = {n: len(list(n.glob("*.npz"))) for n in namespaces}
+    again = shift.run(params)
+    assert {n: len(list(n.glob("*.npz"))) for n in namespaces} == shards   # nothing was computed anew
+    assert again["embedding"]["mmd2"] == pytest.approx(report["embedding"]["mmd2"], rel=1e-4, abs=1e-6)
+    assert again["champion"]["val_accuracy"] == champion["val_accuracy"]
+    assert again["probe"]["accuracy"] == report["probe"]["accuracy"]

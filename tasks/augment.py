@@ -1,11 +1,11 @@
 
-from driftfit import augment as augment_step
 from driftfit.config import Params
+from driftfit.modalities import step
 from tasks.stage import stage_task
 
 
 @stage_task("augment", name="augment")
 def augment(params: Params) -> dict:
     """Augment the training split (seeded)."""
-    return augment_step.run(params)
+    return step("augment", params)(params)
 

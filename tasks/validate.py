@@ -3,10 +3,10 @@ from pathlib import Path
 from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from driftfit import validate as validate_step
 from driftfit.config import Params
 from driftfit.errors import ValidationFailed
 from driftfit.io import read_json
+from driftfit.modalities import step
 from driftfit.report import validation_md, validation_rows
 from tasks.stage import stage_task
 
@@ -24,7 +24,7 @@ def _publish(summary: dict) -> None:
 def validate(params: Params) -> dict:
     """Run the Great Expectations suite; a failing suite fails the flow with the report attached."""
     try:
-        summary = validate_step.run(params)
+        summary = step("validate", params)(params)
     except ValidationFailed as err:  # the report went to paths.rejected; paths.validation is as it was
         if getattr(err, "summary_path", None):
             _publish(read_json(err.summary_path))

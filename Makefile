@@ -1,5 +1,6 @@
 # driftfit: set up, run, test. Every target creates the virtual environment first if it is missing.
 #   make run    runs the whole pipeline on the embedded default data (dvc repro)
+#   make run-image  the image example (animal silhouettes, EfficientNet-Lite0): dvc repro in examples/image/
 #   make flow   the same pipeline as a Prefect flow (ephemeral Prefect API unless PREFECT_API_URL is set)
 #   make test   runs the test suite (slow end-to-end tests included; installs chromium for the browser test)
 PYTHON ?= python3
@@ -13,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser run flow test test-fast clean
+.PHONY: setup browser run run-image flow test test-fast clean
 
 setup: $(VENV)/.installed
 
@@ -47,6 +48,19 @@ run: setup
 	@echo "| champion + MODEL_CARD.md    | models/registry/ (driftfit registry list)     |"
 	@echo "| rejected batches' reports   | reports/rejected/                             |"
 
+# The image example is its own DVC pipeline (examples/image/dvc.yaml + params.yaml, task.modality: image).
+run-image: setup
+	cd examples/image && PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/dvc repro --quiet
+	@echo
+	@echo "| what                              | where (under examples/image/)              |"
+	@echo "|-----------------------------------|--------------------------------------------|"
+	@echo "| metrics (DVC metrics file)        | reports/metrics.json                       |"
+	@echo "| strategy decision and why         | reports/decision.json                      |"
+	@echo "| test images, true / predicted     | reports/evaluation/test_images.png         |"
+	@echo "| per-class reports, confusion      | reports/evaluation/                        |"
+	@echo "| data-quality report               | reports/validation/data_docs/index.html    |"
+	@echo "| champion + MODEL_CARD.md          | models/registry/                           |"
+
 flow: setup
 	$(BIN)/python -m flows.retrain
 
@@ -58,3 +72,5 @@ test-fast: setup
 
 clean:
 	rm -rf data/default data/prepared data/augmented reports models/candidate
+	rm -rf examples/image/data/default examples/image/data/prepared examples/image/data/augmented examples/image/reports \
+	       examples/image/models/candidate

@@ -232,3 +232,30 @@ def write_digits(dest: str | Path, per_class: int = 20, seed: int = 0) -> pd.Dat
     """scikit-learn's digits as an image folder (a later scenario's source)."""
     images, labels, names = read_digits()
     return write_image_folder(images, labels, names, dest, per_class, seed)
+
+
+# ---- pixels for the model -----------------------------------------------------------------------
+
+def load_pixels(paths: Sequence[str], size: int, max_pixels: int = MAX_PIXELS):
+    """The images at `paths` as one uint8 tensor N x 3 x size x size (RGB, resized whole); a DataError names
+    a file that does not decode."""
+    import torch
+
+    from driftfit.image_model import to_pixels
+
+    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+    for i, path in enumerate(paths):
+        with open_image(path, max_pixels) as image:
+            out[i] = to_pixels(image, size)
+    return out
+
+
+# ---- the step: the embedded image example --------------------------------------------------------
+
+def run(params) -> dict:
+    """`driftfit default-data` for task.modality image: `image.example_per_class` silhouettes of each of the 10
+    animal-mnist animals as PNGs in paths.default_data/animals/<animal>/ (seeded by split.seed)."""
+    table = write_animal_silhouettes(Path(params.paths.default_data) / "animals", params.image.example_per_class,
+                                     params.split.seed)
+    return {"images": len(table), "classes": int(table["label"].nunique()),
+            "folder": params.portable(str(Path(params.paths.default_data) / "animals"))}

@@ -329,3 +329,41 @@ def hf_image_classifier(folder: str | Path, num_labels: int,
         processor = {"size": int(size), "mean": list(raw.get("image_mean", MEAN)),
                      "std": list(raw.get("image_std", STD))}
     return HFImageClassifier(model), processor
+
+
+# ---- a trained classifier on disk (safetensors + classifier.json) ----------------------------------
+
+CLASSIFIER_FILE = "classifier.json"
+
+
+def save_image_classifier(model: ImageClassifier, labels: Sequence[str], size: int, out_dir: Path) -> None:
+    """model.safetensors (every weight and batch-norm statistic) and classifier.json (labels, input size)."""
+    out_dir = Path(out_dir)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"architecture": ARCHITECTURE})
+    meta = {"modality": "image", "architecture": ARCHITECTURE, "labels": list(labels), "size": int(size),
+            "mean": list(MEAN), "std": list(STD)}
+    (out_dir / CLASSIFIER_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def load_image_classifier(folder: str | Path) -> tuple[ImageClassifier, list[str], int]:
+    """(model in eval mode, labels, input size) from a folder save_image_classifier wrote; safetensors only."""
+    folder = Path(folder)
+    meta_file = folder / CLASSIFIER_FILE
+    if not meta_file.is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise DataError(f"'{folder}': not an image classifier (expected {CLASSIFIER_FILE} and {WEIGHTS_FILE}; a text "
+                        "model's folder? task.modality must match the champion's)")
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    model = ImageClassifier(imagenet_model(None), len(meta["labels"]))
+    model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)), strict=True)
+    return model.eval(), [str(x) for x in meta["labels"]], int(meta["size"])
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, pixels: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """Softmax probabilities for a uint8 batch N x 3 x S x S (normalised here), in eval mode; N x labels."""
+    model.eval()
+    if not len(pixels):
+        return np.zeros((0, getattr(model, "num_labels", 0)), dtype=np.float32)
+    return torch.cat([model(normalize(pixels[i:i + batch_size])).softmax(-1)
+                      for i in range(0, len(pixels), batch_size)]).numpy()

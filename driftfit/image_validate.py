@@ -270,3 +270,65 @@ def raise_if_failed(summary: dict) -> None:
     if errors:
         more = f"; and {len(errors) - MAX_ERRORS_IN_MESSAGE} more" if len(errors) > MAX_ERRORS_IN_MESSAGE else ""
         raise ValidationFailed(f"image validation failed: {'; '.join(errors[:MAX_ERRORS_IN_MESSAGE])}{more}")
+
+
+# ---- the thin edge --------------------------------------------------------------------------------
+
+def rules_for(params) -> ImageRules:
+    """The image rules in force: the image.* limits, and the contract's label, duplicate and leakage rules."""
+    from driftfit.contract import contract_for
+
+    contract, _ = contract_for(params.validate_)
+    return ImageRules(max_pixels=params.image.max_pixels, min_side=params.image.min_side,
+                      max_distance=params.image.max_distance, labels=contract.labels,
+                      duplicates=contract.duplicates, leakage=contract.leakage)
+
+
+def _report(splits: dict[str, pd.DataFrame], params, files: list[str], profile: pd.DataFrame | None = None) -> dict:
+    """Validate with Data Docs and write the report whole: to paths.validation when it passed, else to a new
+    folder under paths.rejected (paths.validation, a DVC output, is left as it was); then ValidationFailed
+    naming the files and the report. The text step's rules for where reports go (driftfit.validate)."""
+    import shutil
+    import tempfile
+
+    from driftfit.io import atomic_dir, write_json
+    from driftfit.validate import _rejected_folder
+
+    with tempfile.TemporaryDirectory(prefix="driftfit-validation-") as staging:
+        summary = validate_images(splits, rules_for(params), profile, Path(staging) / "data_docs")
+        target = Path(params.paths.validation) if summary["success"] else _rejected_folder(params, files)
+        summary["data_docs"] = str(target / "data_docs" / "index.html")
+        with atomic_dir(target) as tmp:
+            shutil.copytree(staging, tmp, dirs_exist_ok=True)
+            write_json(tmp / "summary.json", summary)
+    if not summary["success"]:
+        errors = summary["errors"]
+        more = f"; and {len(errors) - MAX_ERRORS_IN_MESSAGE} more" if len(errors) > MAX_ERRORS_IN_MESSAGE else ""
+        err = ValidationFailed(f"image validation failed: {'; '.join(errors[:MAX_ERRORS_IN_MESSAGE])}{more} "
+                               f"(details: {target / 'summary.json'})")
+        err.summary_path = str(target / "summary.json")
+        raise err
+    return summary
+
+
+def check_before_writing(splits: dict[str, pd.DataFrame], params, files: list[str]) -> None:
+    """For `prepare`: stop on image errors before any split is written (the report goes to paths.rejected)."""
+    import logging
+
+    rules = rules_for(params)
+    profile = profile_images(splits, rules.max_pixels)
+    summary = validate_images(splits, rules, profile)
+    if not summary["success"]:
+        _report(splits, params, files, profile)  # raises ValidationFailed with the same errors
+    for warning in summary["warnings"]:
+        logging.getLogger(__name__).warning("image validation warning: %s", warning)
+
+
+def run(params) -> dict:
+    """Validate the prepared image splits; write paths.validation/ (summary.json + data_docs/) whole."""
+    from driftfit.image_prepare import read_image_split
+
+    splits = {name: df for name in ("train", "val", "test", "reference_train", "reference_test")
+              if (df := read_image_split(params, name, required=name in ("train", "val", "test"))) is not None}
+    files = [str(Path(params.paths.prepared) / f"{name}.parquet") for name in splits]
+    return _report(splits, params, files)

@@ -95,7 +95,7 @@ def _reservoir(frames: dict[str, pd.DataFrame], per_class: int, seed: int) -> di
     (a uniform sample that does not depend on the order batches arrived in)."""
     keyed = []
     for batch, df in frames.items():
-        key = pd.util.hash_pandas_object(df["text"], index=False, hash_key=f"{seed:016d}"[:16]).to_numpy()
+        key = pd.util.hash_pandas_object(df["text" if "text" in df else "sha256"], index=False, hash_key=f"{seed:016d}"[:16]).to_numpy()
         keyed.append(pd.DataFrame({"batch": batch, "row": np.arange(len(df)), "label": df["label"].to_numpy(),
                                    "key": key}))
     table = pd.concat(keyed, ignore_index=True)
@@ -113,7 +113,9 @@ def _write_batch(root: Path, name: str, splits: dict[str, pd.DataFrame], record:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=batches))
     try:
         for split in BATCH_SPLITS:
-            splits[split][["text", "label"]].to_parquet(tmp / f"{split}.parquet", index=False)
+            table = splits[split]  # texts; or images: their paths and file hashes (the images stay where they are)
+            table[[c for c in ("text", "path", "label", "sha256") if c in table.columns]].to_parquet(
+                tmp / f"{split}.parquet", index=False)
         write_json(tmp / "batch.json", record)
         if (batches / name).exists():  # a folder a crash left before the pointer listed it
             shutil.rmtree(batches / name)

@@ -35,8 +35,9 @@ def stratified_split(df: pd.DataFrame, fractions: dict[str, float], seed: int) -
 
 
 def content_hash(df: pd.DataFrame) -> str:
+    """SHA-256 over the rows' contents and labels: texts, or for images (no text column) the files' hashes."""
     h = hashlib.sha256()
-    for text, label in zip(df["text"], df["label"]):
+    for text, label in zip(df["text" if "text" in df.columns else "sha256"], df["label"]):
         h.update(f"{text}\t{label}\n".encode("utf-8", "surrogatepass"))
     return h.hexdigest()
 

@@ -169,8 +169,9 @@ def model_card(version: str, train_log: dict, decision: dict, verdict: dict, met
 def _rescore(params: Params, metrics: dict, serving: str | None) -> tuple[dict, str]:
     """metrics.json scored another champion than the one serving now (a rollback, or another run promoted
     meanwhile): score the serving one on the same test splits, so the gate never judges a stale champion."""
-    from driftfit.evaluate import score_folder
+    from driftfit.modalities import step_part
 
+    score_folder = step_part("evaluate", "score_folder", params)  # the text or image scorer
     scored = metrics.get("champion_version")
     fresh = {k: v for k, v in metrics.items() if k != "champion"}
     fresh["champion_version"] = serving

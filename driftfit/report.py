@@ -94,3 +94,21 @@ def cost_md(metrics: dict, latency: dict) -> str:
                  for b in ("batch_1", "batch_32")]
         lines.append(f"| {model} | {cost['parameters']:,} | {cost['size_mb']:.1f} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
+
+
+def confusion_md(confusion: dict) -> str:
+    """A confusion matrix as a markdown table: rows are the true labels, columns the predicted ones."""
+    labels = confusion["labels"]
+    lines = ["| true \\ predicted | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    lines += [f"| {label} | " + " | ".join(str(v) for v in row) + " |"
+              for label, row in zip(labels, confusion["matrix"])]
+    return "\n".join(lines)
+
+
+def test_images_md(png: bytes, confusion: dict, title: str) -> str:
+    """The grid of test images (true / predicted; embedded as a PNG data URI) and the confusion matrix beside it."""
+    import base64
+
+    uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return (f"# {title}\n\nEach image is titled *true / predicted* (green: right, red: wrong).\n\n"
+            f"![test images, true / predicted]({uri})\n\n## Confusion matrix\n\n{confusion_md(confusion)}")

@@ -87,7 +87,7 @@ def project_copy(dest: Path) -> Path:
     for rel in files:
         # Outputs of an earlier local run (reports/, models/, data/*) are not part of the project.
         outputs = ("reports/", "models/registry/", "models/candidate/", "data/default/", "data/prepared/",
-                   "data/augmented/", "data/memory/", "dvc.lock", "bench/results/")
+                   "data/augmented/", "data/memory/", "dvc.lock", "bench/results/", "examples/image/dvc.lock")
         if rel.startswith(outputs) or not (ROOT / rel).is_file():
             continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,244 @@
+"""Train an image classifier with the strategy the decision record names (`driftfit train` when
+task.modality is image).
+
+The model is the packaged EfficientNet-Lite0 with a new head (or the same network with fresh He/Xavier
+weights for `scratch`); what trains is the strategy's entry in driftfit.strategies (`image_prepare`: frozen
+layer groups, or peft LoRA on the 1x1 convolutions). Two ways to train, as for texts:
+- `head` (fit_on_features): the network stays frozen, so the head is a convex problem: pooled features
+  computed once, L-BFGS logistic regression per C of train.head_c_grid, best validation macro-F1 wins
+  (driftfit.head_fit.fit_logistic);
+- every other strategy: a plain torch loop (AdamW, the head at head_learning_rate, the rest at the entry's
+  learning rate; train.lr_scheduler with warm-up), validation macro-F1 after each epoch (or every
+  train.eval_steps), stopping after train.early_stopping_patience evaluations without improvement and
+  ending with the best evaluation's weights. Not Trainer: the images are decoded once into one uint8 tensor
+  (small at image.size), and a loop over it is shorter than Trainer's dataset and collator plumbing.
+The candidate is written as safetensors with classifier.json (driftfit.image_model.save_image_classifier).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as F
+
+from driftfit.config import Params
+from driftfit.errors import ConfigError, DataError
+from driftfit.io import atomic_dir, read_json, write_json
+from driftfit.strategies import spec
+
+Progress = Callable[[int, int, dict], None]  # progress(step, total_steps, logs)
+
+
+# ---- training inputs -------------------------------------------------------------------------------
+
+def training_inputs(params: Params, strategy: str, replay_all: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(what to train on, the validation split), absolute paths: the augmented training images plus a replay
+    sample of the reference (every reference image for train.replay_all_for, or when the decision asks)."""
+    from driftfit.image_prepare import absolute, read_image_split
+    from driftfit.train import replay_sample
+
+    path = Path(params.paths.augmented) / "train.parquet"
+    if not path.is_file():
+        raise DataError(f"'{path}' not found (run augment first)")
+    train = absolute(params, pd.read_parquet(path))
+    val = read_image_split(params, "val", required=True)
+    reference = read_image_split(params, "reference_train")
+    cfg = params.train
+    everything = replay_all or strategy in cfg.replay_all_for
+    if reference is not None and (cfg.replay_fraction > 0 or everything):
+        n_original = int((~train["augmented"]).sum())
+        n = len(reference) if everything else min(len(reference), int(round(cfg.replay_fraction * n_original)))
+        train = pd.concat([train[["path", "label"]], replay_sample(reference, n, cfg.seed)[["path", "label"]]],
+                          ignore_index=True)
+    return train[["path", "label"]].reset_index(drop=True), val
+
+
+# ---- the model each strategy starts from -------------------------------------------------------------
+
+def build_model(strategy: str, params: Params, num_labels: int):
+    """The classifier with the right parts trainable, as the strategy's table entry says."""
+    from driftfit.image_model import image_classifier, scratch_classifier
+
+    entry, cfg = spec(strategy), params.train
+    if "image" not in entry.modalities:
+        raise ConfigError(f"strategy '{strategy}' (the decision in {params.paths.decision}): not available for "
+                          "task.modality 'image'")
+    if entry.fresh_weights:
+        model = scratch_classifier(num_labels, cfg.scratch_init, cfg.seed)
+    else:
+        model = image_classifier(num_labels, params.image.weights_cache, cfg.seed)
+    return entry.image_prepare(model, cfg) if entry.image_prepare is not None else model
+
+
+def _optimizer(model, strategy: str, params: Params) -> torch.optim.Optimizer:
+    """AdamW: the head (new) at head_learning_rate, the rest at the entry's; no decay on biases and norms."""
+    cfg = params.train
+    body_lr = getattr(cfg, spec(strategy).learning_rate)
+    groups: dict[tuple[float, float], list] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            lr = cfg.head_learning_rate if "_fc." in name else body_lr
+            groups.setdefault((lr, 0.0 if p.ndim < 2 else cfg.weight_decay), []).append(p)
+    return torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()])
+
+
+# ---- the two ways to train ----------------------------------------------------------------------------
+
+def _macro_f1(model, pixels: torch.Tensor, y: np.ndarray, n_labels: int, batch_size: int) -> tuple[float, float]:
+    from sklearn.metrics import f1_score
+
+    from driftfit.image_model import predict_proba
+
+    predicted = predict_proba(model, pixels, batch_size).argmax(1)
+    known = y >= 0
+    f1 = f1_score(y[known], predicted[known], labels=list(range(n_labels)), average="macro", zero_division=0)
+    return float(f1), float((predicted == y).mean())
+
+
+def fit_head(model, x_train: torch.Tensor, y_train: np.ndarray, x_val: torch.Tensor, y_val: np.ndarray,
+             params: Params, progress: Progress | None) -> dict:
+    """The `head` strategy: logistic regression on the frozen network's pooled features, to convergence."""
+    from sklearn.metrics import log_loss
+
+    from driftfit.head_fit import fit_logistic, head_weights
+    from driftfit.image_model import features, normalize
+
+    start = time.perf_counter()
+    n_labels = model.num_labels
+    f_train = features(model, normalize(x_train), params.evaluate.batch_size).numpy().astype(np.float64)
+    f_val = features(model, normalize(x_val), params.evaluate.batch_size).numpy().astype(np.float64)
+    # Standardised features: L-BFGS converges in a fraction of the iterations (the pooled features' scales
+    # differ a lot); the scaling is folded back into the head, so it reads the raw features.
+    mean, scale = f_train.mean(0), f_train.std(0) + 1e-6
+    f_train, f_val = (f_train - mean) / scale, (f_val - mean) / scale
+    clf, record = fit_logistic(f_train, y_train, f_val, y_val, n_labels, params.train.head_c_grid, progress)
+    weight, bias = head_weights(clf, n_labels)
+    weight, bias = weight / scale, bias - (weight / scale) @ mean
+    head = model.backbone._fc
+    with torch.no_grad():
+        head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype))
+        head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
+    loss = float(log_loss(y_train, clf.predict_proba(f_train), labels=list(range(n_labels))))
+    record["features"] = "standardised on the training images; the scaling is folded into the head"
+    return {"steps": record["iterations"], "train_loss": round(loss, 4),
+            "seconds": round(time.perf_counter() - start, 2), "head_fit": record}
+
+
+def fit_loop(model, strategy: str, x_train: torch.Tensor, y_train: np.ndarray, x_val: torch.Tensor,
+             y_val: np.ndarray, params: Params, progress: Progress | None) -> dict:
+    """A plain torch loop with early stopping on validation macro-F1, keeping the best weights."""
+    from transformers import get_scheduler
+
+    from driftfit.image_model import normalize
+
+    cfg = params.train
+    generator = torch.Generator().manual_seed(cfg.seed)
+    per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * per_epoch))
+    eval_every = cfg.eval_steps or per_epoch
+    optimizer = _optimizer(model, strategy, params)
+    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total),
+                              num_training_steps=total)
+    watch = cfg.early_stopping_patience > 0 and (y_val >= 0).any()
+    targets = torch.as_tensor(y_train)
+    best, best_state, stale, evaluations, losses, step = None, None, 0, [], [], 0
+    start = time.perf_counter()
+    model.train()
+    while step < total:
+        for batch in torch.randperm(len(x_train), generator=generator).split(cfg.batch_size):
+            loss = F.cross_entropy(model(normalize(x_train[batch])), targets[batch])
+            if cfg.l1 > 0:
+                loss = loss + cfg.l1 * sum(p.abs().sum() for p in model.parameters() if p.requires_grad and p.ndim >= 2)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            if progress is not None:
+                progress(step, total, {"loss": losses[-1]})
+            if watch and (step % eval_every == 0 or step == total):
+                f1, acc = _macro_f1(model, x_val, y_val, model.num_labels, params.evaluate.batch_size)
+                model.train()
+                evaluations.append({"step": step, "macro_f1": round(f1, 6), "accuracy": round(acc, 6)})
+                if best is None or f1 > best["macro_f1"]:
+                    best, best_state, stale = evaluations[-1], copy.deepcopy(model.state_dict()), 0
+                else:
+                    stale += 1
+            if step >= total or (watch and stale >= cfg.early_stopping_patience):
+                break
+        if watch and stale >= cfg.early_stopping_patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    early = ({"enabled": True, "metric": "validation macro-F1", "patience": cfg.early_stopping_patience,
+              "evaluations": evaluations, "best": best, "stopped_early": step < total, "stopped_at_step": step,
+              "budget_steps": total,
+              "kept": f"the weights of step {best['step']} (the best evaluation)" if best else None}
+             if watch else {"enabled": False, "reason": "train.early_stopping_patience is 0 or no validation "
+                                                         "image has a training label: trained the whole budget"})
+    return {"steps": step, "train_loss": round(float(np.mean(losses)), 4) if losses else None,
+            "seconds": round(time.perf_counter() - start, 2), "early_stopping": early}
+
+
+# ---- the whole training run ----------------------------------------------------------------------------
+
+def train_image_model(train: pd.DataFrame, val: pd.DataFrame, strategy: str, params: Params, out_dir: Path,
+                      progress: Progress | None = None) -> dict:
+    """Train, save the classifier into out_dir (safetensors + classifier.json), return the training log."""
+    from driftfit.image_data import load_pixels
+    from driftfit.image_model import predict_proba, save_image_classifier
+
+    cfg, image = params.train, params.image
+    torch.manual_seed(cfg.seed)  # dropout and fresh weights
+    labels = sorted(set(train["label"].astype(str)))
+    ids = {label: i for i, label in enumerate(labels)}
+    entry = spec(strategy)
+    model = build_model(strategy, params, len(labels))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    x_train = load_pixels(list(train["path"]), image.size, image.max_pixels)
+    x_val = load_pixels(list(val["path"]), image.size, image.max_pixels)
+    y_train = np.array([ids[str(l)] for l in train["label"]])
+    y_val = np.array([ids.get(str(l), -1) for l in val["label"]], dtype=int)
+    if entry.fit_on_features:
+        fit = fit_head(model, x_train, y_train, x_val, y_val, params, progress)
+    else:
+        fit = fit_loop(model, strategy, x_train, y_train, x_val, y_val, params, progress)
+    if entry.merges:
+        model = model.merge_and_unload()  # plain weights: no peft needed to serve
+        model.frozen = ()  # what was frozen mattered while training
+    model = model.eval()
+    save_image_classifier(model, labels, image.size, out_dir)
+    predicted = np.array(labels)[predict_proba(model, x_val, params.evaluate.batch_size).argmax(1)] if len(val) else []
+    val_accuracy = float((predicted == val["label"].astype(str).to_numpy()).mean()) if len(val) else None
+    return {"strategy": strategy, "modality": "image", "device": "cpu", "world_size": 1, "labels": labels,
+            "train_rows": len(train), **fit, "trainable_params": trainable, "total_params": total,
+            "image_size": image.size, "resumed_from": None,
+            "learning_rates": None if entry.fit_on_features else {
+                "body": getattr(cfg, entry.learning_rate), "body_param": entry.learning_rate,
+                "head": cfg.head_learning_rate},
+            "val_accuracy": val_accuracy}
+
+
+def run(params: Params, progress: Progress | None = None) -> dict:
+    """Read the decision and the data, train (unless the strategy keeps the champion), write paths.candidate
+    whole."""
+    decision = read_json(params.paths.decision)
+    strategy = decision["strategy"]
+    entry = spec(strategy)
+    with atomic_dir(params.paths.candidate) as tmp:
+        if not entry.makes_model:
+            train_log = {"strategy": strategy, "reason": decision.get("reason"), "trained": False}
+        else:
+            train, val = training_inputs(params, strategy, replay_all=decision.get("replay") == "all")
+            train_log = {**train_image_model(train, val, strategy, params, tmp, progress), "trained": True}
+        write_json(tmp / "train_log.json", train_log)
+    return train_log

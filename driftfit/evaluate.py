@@ -91,8 +91,14 @@ def plot_confusion(confusion: dict, title: str, path: Path) -> None:
 
 # ---- cost ------------------------------------------------------------------------------------
 
+# Records kept beside a model (training log, registry record, model card): their length varies with timings
+# and dates, so they are not part of the model's size, which is then the same whichever door trained it.
+RECORDS = frozenset({"train_log.json", "version.json", "MODEL_CARD.md"})
+
+
 def size_on_disk(folder: Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+    """Bytes of what serving loads: every file of the model folder but the records beside it."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and p.name not in RECORDS)
 
 
 def latency(model, tokenizer, texts: list[str], examples: int, max_len: int, device: torch.device) -> dict:

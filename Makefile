@@ -46,6 +46,7 @@ run: setup
 	@echo "| per-class reports, latency  | reports/evaluation/                           |"
 	@echo "| promotion verdict           | reports/promotion.json                        |"
 	@echo "| champion + MODEL_CARD.md    | models/registry/ (driftfit registry list)     |"
+	@echo "| accepted batches (memory)   | data/memory/ (memory.json lists them)         |"
 	@echo "| rejected batches' reports   | reports/rejected/                             |"
 
 # The image example is its own DVC pipeline (examples/image/dvc.yaml + params.yaml, task.modality: image).

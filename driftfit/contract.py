@@ -24,28 +24,21 @@ Severity = Literal["error", "warning"]
 _Strict = StrictModel  # a misspelt key is an error, not ignored
 
 
-class TextRules(_Strict):
-    min_chars: int = Field(1, ge=1, description="fewest characters once surrounding whitespace is stripped; "
-                                                "a missing (null) text has 0 (error)")
-    max_chars: int = Field(5000, gt=0, description="most characters once stripped (error)")
-    numeric: Severity = Field("warning", description="a text that is only a number ('12345', '-3.5'): likely "
-                                                     "the wrong column")
-    nul: Severity = Field("error", description="a NUL character inside a text: a binary or broken file")
-    control: Severity = Field("warning", description="another control character (not tab, line feed or "
-                                                     "carriage return) inside a text")
-    zero_width: Severity = Field("warning", description="a zero-width character (U+200B..U+200D, U+2060, "
-                                                        "U+FEFF) inside a text: invisible, but a different text")
+class TextRules(_Strict):  # every rule is described once, in data/contract.yaml (a test checks it is there)
+    min_chars: int = Field(1, ge=1)
+    max_chars: int = Field(5000, gt=0)
+    numeric: Severity = "warning"
+    nul: Severity = "error"
+    control: Severity = "warning"
+    zero_width: Severity = "warning"
 
 
 class LabelRules(_Strict):
-    allowed: Literal["any", "reference"] | list[str] = Field(
-        "any", description="any: labels seen in train; reference: labels the reference has; or a list")
-    min_classes: int = Field(2, ge=1, description="fewest distinct labels in train (error)")
-    min_rows_per_class: int = Field(3, ge=1, description="fewest training rows per label (error)")
-    max_imbalance: float | None = Field(20.0, ge=1, description="largest / smallest train class above this: warning")
-    max_divergence: float | None = Field(0.5, ge=0, le=1,
-                                         description="total-variation distance of train's label mix from the "
-                                                     "reference's above this: warning")
+    allowed: Literal["any", "reference"] | list[str] = "any"
+    min_classes: int = Field(2, ge=1)
+    min_rows_per_class: int = Field(3, ge=1)
+    max_imbalance: float | None = Field(20.0, ge=1)
+    max_divergence: float | None = Field(0.5, ge=0, le=1)
 
     @field_validator("allowed")
     @classmethod
@@ -56,19 +49,16 @@ class LabelRules(_Strict):
 
 
 class DuplicateRules(_Strict):
-    max_share: float = Field(0.2, ge=0, le=1, description="near-duplicate share of a split above this: error; "
-                                                          "any duplicate at all: warning")
+    max_share: float = Field(0.2, ge=0, le=1)
 
 
 class Contract(_Strict):
-    version: Literal[1] = Field(1, description="contract format version")
-    columns: dict[str, Literal["string", "integer"]] = Field(
-        {"text": "string", "label": "string"}, description="text/label values: string, or integer (text of one)")
+    version: Literal[1] = 1
+    columns: dict[str, Literal["string", "integer"]] = {"text": "string", "label": "string"}
     text: TextRules = TextRules()
     labels: LabelRules = LabelRules()
     duplicates: DuplicateRules = DuplicateRules()
-    leakage: Severity = Field("error", description="a train or reference_train (replayed) text found again "
-                                                      "in val/test")
+    leakage: Severity = "error"
 
     @field_validator("columns")
     @classmethod

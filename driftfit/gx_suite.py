@@ -102,7 +102,7 @@ def label_table(splits: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return table
 
 
-def _rule(expectation: type, key: str, severity: Severity = "error", **kwargs):
+def rule(expectation: type, key: str, severity: Severity = "error", **kwargs):
     """One expectation for one contract rule: meta names the key, GX severity says error or warning."""
     return expectation(**kwargs, meta={"rule": key}, severity="critical" if severity == "error" else "warning")
 
@@ -114,29 +114,29 @@ def row_expectations(contract: Contract, allowed: list[str], allowed_from: str, 
     E, c = gx.expectations, contract
     new_batch = [s for s in REQUIRED_SPLITS if s in present]  # the profile's label is null in the reference
     out = [
-        _rule(E.ExpectColumnDistinctValuesToContainSet, "splits", column="split", value_set=new_batch,
+        rule(E.ExpectColumnDistinctValuesToContainSet, "splits", column="split", value_set=new_batch,
               description="at least one row in each of train, val and test"),
-        _rule(E.ExpectColumnValuesToBeInSet, "columns.text", column="text_type", value_set=["str"],
+        rule(E.ExpectColumnValuesToBeInSet, "columns.text", column="text_type", value_set=["str"],
               description="texts that are strings"),
-        _rule(E.ExpectColumnValuesToBeBetween, "text.min_chars/max_chars", column="chars",
+        rule(E.ExpectColumnValuesToBeBetween, "text.min_chars/max_chars", column="chars",
               min_value=c.text.min_chars, max_value=c.text.max_chars,
               description=f"between {c.text.min_chars} and {c.text.max_chars} characters once surrounding "
                           "whitespace is stripped (a missing text has 0)"),
-        _rule(E.ExpectColumnValuesToBeInSet, "text.numeric", c.text.numeric, column="numeric", value_set=[False],
+        rule(E.ExpectColumnValuesToBeInSet, "text.numeric", c.text.numeric, column="numeric", value_set=[False],
               description="texts that are words, not only a number"),
-        _rule(E.ExpectColumnValuesToBeInSet, "text.nul", c.text.nul, column="nul", value_set=[False],
+        rule(E.ExpectColumnValuesToBeInSet, "text.nul", c.text.nul, column="nul", value_set=[False],
               description="texts without NUL characters"),
-        _rule(E.ExpectColumnValuesToBeInSet, "text.control", c.text.control, column="control", value_set=[False],
+        rule(E.ExpectColumnValuesToBeInSet, "text.control", c.text.control, column="control", value_set=[False],
               description="texts without control characters other than tab, line feed and carriage return"),
-        _rule(E.ExpectColumnValuesToBeInSet, "text.zero_width", c.text.zero_width, column="zero_width",
+        rule(E.ExpectColumnValuesToBeInSet, "text.zero_width", c.text.zero_width, column="zero_width",
               value_set=[False], description="texts without zero-width characters (U+200B..U+200D, U+2060, "
                                              "U+FEFF)"),
-        _rule(E.ExpectColumnValuesToBeInSet, "columns.label", column="label_type", value_set=["str"],
+        rule(E.ExpectColumnValuesToBeInSet, "columns.label", column="label_type", value_set=["str"],
               description="a label in every row, a string"),
     ]
     if allowed and new_batch:
         shown = ", ".join(allowed[:20]) + (", ..." if len(allowed) > 20 else "")
-        out.append(_rule(E.ExpectColumnValuesToBeInSet, "labels.allowed", column="label", value_set=allowed,
+        out.append(rule(E.ExpectColumnValuesToBeInSet, "labels.allowed", column="label", value_set=allowed,
                          description=f"a label in {{{shown}}} ({allowed_from})"))
     return out
 
@@ -147,20 +147,20 @@ def label_expectations(contract: Contract, has_reference: bool) -> list:
 
     E, c = gx.expectations, contract.labels
     out = [
-        _rule(E.ExpectColumnSumToBeBetween, "labels.min_classes", column="in_train", min_value=c.min_classes,
+        rule(E.ExpectColumnSumToBeBetween, "labels.min_classes", column="in_train", min_value=c.min_classes,
               description=f"at least {c.min_classes} distinct labels in train"),
-        _rule(E.ExpectColumnValuesToBeBetween, "labels.min_rows_per_class", column="train_rows",
+        rule(E.ExpectColumnValuesToBeBetween, "labels.min_rows_per_class", column="train_rows",
               min_value=c.min_rows_per_class, description=f"at least {c.min_rows_per_class} training rows per label"),
     ]
     if contract.columns["label"] == "integer":
-        out.append(_rule(E.ExpectColumnValuesToMatchRegex, "columns.label", column="label", regex=r"^-?\d+$",
+        out.append(rule(E.ExpectColumnValuesToMatchRegex, "columns.label", column="label", regex=r"^-?\d+$",
                          description="labels that are integers"))
     if c.max_imbalance is not None:
-        out.append(_rule(E.ExpectColumnValuesToBeBetween, "labels.max_imbalance", "warning", column="imbalance",
+        out.append(rule(E.ExpectColumnValuesToBeBetween, "labels.max_imbalance", "warning", column="imbalance",
                          max_value=c.max_imbalance,
                          description=f"the largest train class at most {c.max_imbalance:g} times this one"))
     if c.max_divergence is not None and has_reference:
-        out.append(_rule(E.ExpectColumnSumToBeBetween, "labels.max_divergence", "warning", column="half_abs_diff",
+        out.append(rule(E.ExpectColumnSumToBeBetween, "labels.max_divergence", "warning", column="half_abs_diff",
                          max_value=c.max_divergence,
                          description=f"train's label mix within total-variation distance {c.max_divergence:g} "
                                      "of the reference's"))

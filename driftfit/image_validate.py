@@ -23,7 +23,8 @@ from pydantic import Field
 from driftfit.config import StrictModel
 from driftfit.contract import Contract, DuplicateRules, LabelRules, Severity
 from driftfit.errors import DataError, ValidationFailed
-from driftfit.gx_suite import DOCS_SITE, as_check, gx_context, label_expectations, label_table, run_suite
+from driftfit.gx_suite import (DOCS_SITE, as_check, gx_context, label_expectations, label_table, rule,
+                               run_suite)
 from driftfit.image_data import MAX_PIXELS, open_image
 from driftfit.validate import LEAKAGE_PAIRS, MAX_ERRORS_IN_MESSAGE
 
@@ -102,27 +103,23 @@ def profile_images(splits: dict[str, pd.DataFrame], max_pixels: int = MAX_PIXELS
 
 # ---- GX on the profile ------------------------------------------------------------------------
 
-def _rule(expectation: type, key: str, severity: Severity = "error", **kwargs):
-    return expectation(**kwargs, meta={"rule": key}, severity="critical" if severity == "error" else "warning")
-
-
 def image_expectations(rules: ImageRules) -> list:
     """The per-image rules, one expectation each (meta.rule names the ImageRules key)."""
     import great_expectations as gx
 
     E = gx.expectations
     return [
-        _rule(E.ExpectColumnValuesToBeInSet, "readable", column="readable", value_set=[True],
+        rule(E.ExpectColumnValuesToBeInSet, "readable", column="readable", value_set=[True],
               description="a file that exists and can be read"),
-        _rule(E.ExpectColumnValuesToBeInSet, "decodable", column="decodable", value_set=[True],
+        rule(E.ExpectColumnValuesToBeInSet, "decodable", column="decodable", value_set=[True],
               description=f"a complete image file that decodes, at most {rules.max_pixels:,} pixels"),
-        _rule(E.ExpectColumnValuesToBeBetween, "min_side", column="width", min_value=rules.min_side,
+        rule(E.ExpectColumnValuesToBeBetween, "min_side", column="width", min_value=rules.min_side,
               description=f"at least {rules.min_side} pixels wide"),
-        _rule(E.ExpectColumnValuesToBeBetween, "min_side", column="height", min_value=rules.min_side,
+        rule(E.ExpectColumnValuesToBeBetween, "min_side", column="height", min_value=rules.min_side,
               description=f"at least {rules.min_side} pixels high"),
-        _rule(E.ExpectColumnValuesToBeInSet, "modes", "warning", column="mode", value_set=rules.modes,
+        rule(E.ExpectColumnValuesToBeInSet, "modes", "warning", column="mode", value_set=rules.modes,
               description=f"a colour mode in {rules.modes}"),
-        _rule(E.ExpectColumnValuesToNotBeNull, "labels", column="label", description="a label for every image"),
+        rule(E.ExpectColumnValuesToNotBeNull, "labels", column="label", description="a label for every image"),
     ]
 
 

@@ -75,6 +75,19 @@ def run_tempdir(kind: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"driftfit-{kind}-{os.getpid()}-"))
 
 
+def _restore_interrupted_swap(target: Path) -> None:
+    """A run killed between atomic_dir's two renames left the old folder as `.<name>.old-<pid>` and no
+    target: put the old folder back (the new one never took its place), so nothing is lost."""
+    if target.exists():
+        return
+    prefix = f".{target.name}.old-"
+    for old in sorted(target.parent.glob(f"{prefix}*"), key=lambda p: p.stat().st_mtime, reverse=True):
+        pid = old.name[len(prefix):].split("-", 1)[0]
+        if old.is_dir() and not (pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))):
+            os.replace(old, target)
+            return
+
+
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temp folder; on success it replaces `target`, on error it is removed.
@@ -82,6 +95,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     The temp folder is `.<name>.tmp-<pid>-*` beside the target; those of killed runs are removed first."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _restore_interrupted_swap(target)
     remove_stale(target.parent, f".{target.name}.tmp-")
     remove_stale(target.parent, f".{target.name}.old-")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))

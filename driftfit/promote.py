@@ -21,6 +21,7 @@ from pathlib import Path
 from driftfit import memory, registry
 from driftfit.config import Params, PromoteConfig
 from driftfit.io import read_json, write_json
+from driftfit.strategies import spec
 
 
 def _macro_f1_points(metrics: dict, model: str, split: str) -> float | None:
@@ -76,9 +77,9 @@ def decide(metrics: dict, trained: bool, gate: PromoteConfig) -> dict:
 
     if gate.beat_baseline:
         base = _macro_f1_points(metrics, "baseline", "test")
-        if strategy == "zero_shot":
+        if strategy is not None and spec(strategy).is_baseline:
             checks.append({"name": "baseline", "passed": True, "value": None, "limit": None,
-                           "text": "the candidate is the pretrained baseline itself (zero_shot)"})
+                           "text": f"the candidate is the pretrained baseline itself ({strategy})"})
         elif base is None:
             checks.append({"name": "baseline", "passed": False, "value": None, "limit": None,
                            "text": "no baseline score to compare with"})

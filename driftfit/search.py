@@ -125,12 +125,12 @@ def _trial_from(h: dict, cfg: SearchConfig):
 
 def with_values(params: Params, values: dict[str, Any]) -> Params:
     """params with dotted train.* values applied (validated like params.yaml)."""
-    train = params.train.model_dump()
-    for key, value in values.items():
-        train[key.split(".", 1)[1]] = value
-    from driftfit.config import TrainConfig
+    from driftfit.config import TrainConfig, set_dotted
 
-    return params.model_copy(update={"train": TrainConfig.model_validate(train)})
+    tree = {"train": params.train.model_dump()}
+    for key, value in values.items():
+        set_dotted(tree, key, value)
+    return params.model_copy(update={"train": TrainConfig.model_validate(tree["train"])})
 
 
 # ---- one trial ------------------------------------------------------------------------------

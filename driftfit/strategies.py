@@ -15,7 +15,8 @@ An entry says:
   layer_decay    whether `train.layer_lr_decay` scales lower layers down
   fresh_weights  the encoder starts from fresh He/Xavier weights (and may get a new tokenizer)
   merges         peft weights are merged into plain weights before saving (no peft needed to serve)
-  fit_on_features  the head is solved in closed form on frozen features (no Trainer)
+  is_baseline    the model is the pretrained baseline itself (the label names' embeddings as its head):
+                 nothing trains, and the gate's "beats the baseline" check cannot apply
   averages_with_champion  the trained weights are averaged with the champion's (driftfit.averaging)
   fit_on_features  the encoder stays frozen, so no Trainer: the head is fitted to convergence on the
                  encoder's cached features (L-BFGS logistic regression, C chosen on validation;
@@ -54,6 +55,7 @@ class StrategySpec:
     merges: bool = False
     fit_on_features: bool = False
     averages_with_champion: bool = False
+    is_baseline: bool = False
     modalities: tuple[str, ...] = ("text",)
     image_prepare: Callable[[Any, Any], Any] | None = None  # image_prepare(model, train_cfg) -> model to train
     stand_in: str | None = None
@@ -160,7 +162,7 @@ _ALL = [
     StrategySpec("skip", "nothing trains; the champion keeps serving", trains=False, makes_model=False,
                  modalities=("text", "image")),
     StrategySpec("zero_shot", "nothing trains: the head is the label names' embeddings (driftfit.zero_shot)",
-                 trains=False, stand_in="head"),
+                 trains=False, is_baseline=True, stand_in="head"),
     StrategySpec("head", "only a new head on the frozen encoder, fitted to convergence (L-BFGS logistic regression)",
                  prepare=freeze_encoder, fit_on_features=True, modalities=("text", "image"),
                  image_prepare=image_freeze_all_but_head),

@@ -38,11 +38,11 @@ import pandas as pd
 import torch
 
 from driftfit.config import Params, TrainConfig
-from driftfit.prepare import read_split
 from driftfit.errors import ConfigError, DataError
 from driftfit.head_fit import fit_head
 from driftfit.io import atomic_dir, read_json, run_tempdir, write_json
 from driftfit.model import TextClassifier, load_tokenizer, pick_device, predict_proba, save_classifier
+from driftfit.prepare import read_split
 from driftfit.strategies import spec
 from driftfit.strategy_model import build_model, make_optimizer
 
@@ -440,12 +440,15 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
         tokenizer = train_tokenizer(tokenizer, list(train_df["text"]), cfg.scratch_vocab_size)
         vocab = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
 
-    if not entry.trains:  # zero_shot: nothing trains, the head is the label names' embeddings
+    if entry.is_baseline:  # zero_shot: nothing trains, the head is the label names' embeddings
         from driftfit.zero_shot import zero_shot_classifier
 
         model = zero_shot_classifier(params, labels)
         trainable, total = 0, sum(p.numel() for p in model.parameters())
         fit = {"steps": 0, "train_loss": None, "seconds": 0.0, "resumed_from": None}
+    elif not entry.trains:
+        raise ConfigError(f"strategy '{strategy}': its table entry trains nothing and is not the baseline, so it "
+                          "makes no model (set makes_model=False, or is_baseline=True)")
     else:
         model = build_model(strategy, params, len(labels), vocab)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -133,6 +133,12 @@ CASES = [
      ["key 'train.batch_size' = 0", "greater than 0"]),
     ("params_negative_size", fragment("params_negative_fraction.yaml"),
      ["key 'split.val_fraction' = -0.1", "greater than 0"]),
+    ("infinite_epochs", fragment("params_epochs_inf.yaml"),
+     ["key 'train.epochs' = inf", "Input should be a finite number"]),
+    ("true_as_a_length", fragment("params_max_seq_len_true.yaml"),
+     ["key 'model.max_seq_len' = True", "expected a number, not true"]),
+    ("registry_outside_the_project", fragment("params_registry_outside.yaml"),
+     ["paths.registry = '/tmp/driftfit-registry-elsewhere': outside the project"]),
     ("model_path_that_does_not_exist", fragment("params_missing_model.yaml"),
      ["model.pretrained = './no/such/model'", "expected a directory with config.json"]),
     ("contract_mistyped_key", {"validate.contract": str(BAD / "contract_mistyped_key.yaml")},
@@ -149,7 +155,7 @@ CASES = [
     ("float_label", {"data.incoming.path": str(BAD / "float_label.jsonl")},
      ["float_label.jsonl', line 8, column 'label': 1.0 is a float; expected strings or integers"]),
     ("nan_as_label", {"data.incoming.path": str(BAD / "nan_labels.csv")},
-     ["nan_labels.csv', column 'label': 3 row(s) without a label (first at line/row [6, 13, 24]",
+     ["nan_labels.csv', column 'label': 4 row(s) without a label (first at line/row [6, 13, 24, 29]",
       "expected a label in every row"]),
     ("duplicate_csv_column", {"data.incoming.path": str(BAD / "duplicate_column.csv")},
      ["duplicate_column.csv', line 1: column 'text' appears 2 times in the header; expected each column once"]),
@@ -186,6 +192,20 @@ def test_bad_input_fails_cleanly(project, capsys, overrides, fragments):
         report = Path(re.search(r"details: (\S+summary\.json)", line)[1])
         assert report.is_relative_to(project / "reports" / "rejected") and report.is_file()
         assert json.loads(report.read_text())["success"] is False
+
+
+def test_the_reference_file_as_the_incoming_file_is_leakage(tmp_path, capsys):
+    """Before a first champion the reference is `data.reference`: the same file as the incoming batch puts
+    test rows into reference_train, which training replays. (With a champion the reference is its memory:
+    test_a_batch_overlapping_the_champions_memory_is_leakage.)"""
+    write_params(tmp_path, {"data.reference": {"path": str(GOOD), "text": "text", "label": "label"},
+                            "data.incoming.path": str(GOOD)})
+    capsys.readouterr()
+    assert cli.main(["prepare", "--params", str(tmp_path / "params.yaml")]) == 2
+    [line] = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]
+    for part in ("column 'text' shares", "text(s) with reference_train", "expected no text in both reference_train and"):
+        assert part in line, f"{part!r} not in {line!r}"
+    assert not (tmp_path / "data" / "prepared").exists() and not (tmp_path / "reports" / "validation").exists()
 
 
 def test_a_file_that_is_no_table_is_not_quoted(project, capsys):

@@ -116,3 +116,24 @@ def test_every_knob_is_described_once_in_params_yaml():
     assert missing(Params, raw, "") == []
     config_source = (ROOT / "driftfit" / "config.py").read_text()
     assert "description=" not in config_source  # no second description to drift apart
+
+
+def test_every_contract_rule_is_described_once_in_contract_yaml():
+    """data/contract.yaml's comments are the one description of each contract rule."""
+    from pydantic import BaseModel
+
+    from driftfit.contract import Contract
+
+    raw = yaml.safe_load((ROOT / "data" / "contract.yaml").read_text())
+
+    def missing(model: type[BaseModel], node: dict, prefix: str) -> list[str]:
+        out = []
+        for name, field in model.model_fields.items():
+            if name not in node:
+                out.append(prefix + name)
+            elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                out += missing(field.annotation, node[name], f"{prefix}{name}.")
+        return out
+
+    assert missing(Contract, raw, "") == []
+    assert "description=" not in (ROOT / "driftfit" / "contract.py").read_text()

@@ -159,6 +159,9 @@ def test_train_and_evaluate_killed_at_random_moments(prepared_params, tmp_path):
     write_json(p.paths.decision, {"strategy": "head", "reason": "test"})
     train.run(p)
     evaluate.run(p)
+    assert promote.run(p)["promoted"]                 # a champion serves while the next runs are killed
+    reg = Path(p.paths.registry)
+    versions, serving = record_files(reg), registry.champion_info(reg)
     candidate = Path(p.paths.candidate)
     good_log = read_json(candidate / "train_log.json")
     good_metrics = read_json(p.paths.metrics)
@@ -170,6 +173,7 @@ def test_train_and_evaluate_killed_at_random_moments(prepared_params, tmp_path):
         log = read_json(candidate / "train_log.json")
         assert set(log) == set(good_log) and log["strategy"] == "head"
         assert set(read_json(p.paths.metrics)) == set(good_metrics)
+        assert record_files(reg) == versions and registry.champion_info(reg) == serving   # no version lost
     time.sleep(0.2)
     train.run(p)  # the next run removes what the killed ones left
     evaluate.run(p)
@@ -177,6 +181,25 @@ def test_train_and_evaluate_killed_at_random_moments(prepared_params, tmp_path):
                  if ".tmp-" in q.name or ".old-" in q.name]
     assert leftovers == [] and dead_trainer_folders(pids) == []
     assert read_json(candidate / "train_log.json")["trained"] is True
+    assert record_files(reg) == versions and registry.champion_info(reg) == serving
+
+
+def test_a_swap_killed_between_its_two_renames_gets_the_old_folder_back(tmp_path):
+    """atomic_dir moves the target aside, then the new folder in: killed in between, the next run restores
+    the old folder instead of deleting it."""
+    from driftfit.io import atomic_dir
+
+    target = tmp_path / "candidate"
+    target.mkdir()
+    (target / "model.bin").write_bytes(b"the old model")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    os.replace(target, tmp_path / f".candidate.old-{dead}")      # as a kill after the first rename leaves it
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target):
+            raise RuntimeError("this run fails too")
+    assert (target / "model.bin").read_bytes() == b"the old model"
+    assert [q.name for q in tmp_path.iterdir()] == ["candidate"]
 
 
 def test_rollback_needs_a_sound_pointer(make_params):

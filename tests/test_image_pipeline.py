@@ -145,10 +145,6 @@ def test_every_image_strategy_trains_and_evaluates(strategy, prepared, tmp_path,
     for name in ("candidate_test.json", "confusion_candidate_test.csv", "confusion_candidate_test.png",
                  "latency.json", "test_images.png"):
         assert (evaluation / name).is_file(), name
-    if strategy == "head":  # one promotion: the same registry and model card as for texts
-        verdict = step("promote", params)(params)
-        assert verdict["promoted"] and verdict["champion"] == "v1"
-        assert "strategy **head**" in (root / "models" / "registry" / "v1" / "MODEL_CARD.md").read_text()
 
 
 def test_the_selector_reads_the_image_shift_report(prepared):
@@ -161,6 +157,39 @@ def test_the_selector_reads_the_image_shift_report(prepared):
     assert decision["runner_up"] in strategies.names_for("image")
     augmented = json.loads((prepared / "data" / "augmented" / "summary.json").read_text())
     assert augmented["augmented_rows"] == augmented["original_rows"]  # one copy each, train split only
+
+
+def test_a_second_week_measures_shift_against_the_champion_and_replays_its_batch(prepared, tmp_path, weights_cache):
+    """Week 1 promotes a head; week 2 brings the same animals inverted (black on white): the memory is the
+    reference, the embeddings moved, the champion scores lower, training replays week 1, forgetting is per batch."""
+    from PIL import Image, ImageOps
+
+    root = tmp_path / "project"
+    shutil.copytree(prepared, root, symlinks=True)
+    params = load_params(write_image_params(root, {"image.weights_cache": weights_cache, "strategy.force": "head"}))
+    for name in ("select-strategy", "train", "evaluate"):
+        step(name, params)(params)
+    verdict = step("promote", params)(params)  # the same registry and model card as for texts
+    assert verdict["promoted"] and verdict["champion"] == "v1"
+    assert "strategy **head**" in (root / "models" / "registry" / "v1" / "MODEL_CARD.md").read_text()
+    for png in (root / "data" / "default" / "animals").rglob("*.png"):
+        inverted = root / "data" / "week2" / png.parent.name / png.name
+        inverted.parent.mkdir(parents=True, exist_ok=True)
+        ImageOps.invert(Image.open(png).convert("L")).save(inverted)
+    params = load_params(write_image_params(root, {"image.weights_cache": weights_cache, "strategy.force": "head",
+                                                   "data.incoming.path": "data/week2"}))
+    results = {name: step(name, params)(params) for name in
+               ("prepare", "validate", "remember", "augment", "measure-shift", "select-strategy", "train", "evaluate",
+                "promote")}
+    assert results["prepare"]["reference"]["from"] == "memory" and results["remember"]["version"] == 2
+    shift = results["measure-shift"]
+    assert shift["embedding"]["domain_classifier"]["auc"] > 0.9  # photographs' features tell the weeks apart
+    assert shift["champion"]["own_test_accuracy"] is not None and shift["label_shift"]["new_labels"] == []
+    assert results["train"]["train_rows"] > results["augment"]["total_rows"]  # week 1 replayed
+    metrics = results["evaluate"]
+    assert metrics["champion_version"] == "v1" and set(metrics["forgetting"]["per_batch"]) == {
+        json.loads((root / "data" / "memory" / "memory.json").read_text())["batches"][0]}
+    assert any(c["name"] == "forgetting" for c in results["promote"]["checks"])
 
 
 # ---- bad images --------------------------------------------------------------------------------------
@@ -187,6 +216,21 @@ def _dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=900)
 
 
+def _artifacts(run_id) -> dict[str, str]:
+    """{key: data} of a flow run's artifacts."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,
+                                                FlowRunFilterId, TaskRunFilter)
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])),
+            task_run_filter=TaskRunFilter(), limit=100, offset=0, sort=ArtifactSort.CREATED_DESC)
+    return {a.key: a.data for a in artifacts if a.key}
+
+
 @pytest.mark.slow
 def test_the_image_example_through_dvc_repro_and_the_flow_gives_the_same_outputs(tmp_path, weights_cache):
     from prefect.testing.utilities import prefect_test_harness
@@ -204,7 +248,10 @@ def test_the_image_example_through_dvc_repro_and_the_flow_gives_the_same_outputs
     write_image_params(flow_root, overrides)
     with prefect_test_harness(server_startup_timeout=120):
         state = retrain(params_path=str(flow_root / "params.yaml"), return_state=True)
-    assert state.is_completed(), state.message
+        assert state.is_completed(), state.message
+        keys = _artifacts(state.state_details.flow_run_id)
+    assert {"validation", "shift-report", "decision", "metrics", "promotion", "model-card"} <= set(keys)
+    assert "data:image/png;base64," in keys["test-images"] and "| true \\ predicted |" in keys["test-images"]
     assert state.result()["promotion"]["champion"] == "v1"
     for rel in ("reports/decision.json", "reports/metrics.json", "reports/shift.json", "data/prepared/manifest.json",
                 "data/augmented/summary.json"):

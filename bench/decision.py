@@ -483,12 +483,15 @@ def combine(spec: ScenarioFile, base: Params, out_dir: Path, scenarios_path: str
 
 def current_choice(result: dict, base: Params) -> str:
     """The current policy's choice for a saved scenario: the rule that fired depends only on the measures and
-    thresholds, so the choice follows from the saved rule (and, for tokenizer_misfit, the size)."""
+    thresholds, so the choice follows from the saved rule (and, for tokenizer_misfit, the sizes)."""
     from driftfit.strategy import CHOICES
 
     rule = result["rule"].removeprefix("probe (").removesuffix(")")
     if rule == "tokenizer_misfit" and result["rows"]["train"] >= base.strategy.scratch_min_examples:
         rule = "tokenizer_misfit_large"
+    elif rule == "tokenizer_misfit" and (result.get("measures") or {}).get("min_per_class", 0) <= \
+            base.strategy.head_max_per_class:
+        rule = "tokenizer_misfit_small"
     return CHOICES[rule][0] if rule in CHOICES else result["choice"]
 
 

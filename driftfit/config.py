@@ -190,7 +190,7 @@ class TrainConfig(_Section):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     replay_fraction: float = Field(0.5, ge=0, le=1)
-    replay_all_for: list[Strategy] = []
+    replay_all_for: list[Strategy] = ["head"]
     partial_frozen_layers: int = Field(4, ge=0)
     lora_r: int = Field(8, gt=0)
     lora_alpha: int = Field(16, gt=0)

@@ -34,6 +34,8 @@ def test_replay_all_takes_every_remembered_row():
     ref = memory_rows()
     assert len(training_frame(incoming, ref, TrainConfig(replay_fraction=0.5), "ia3")) == 8 + 4
     assert len(training_frame(incoming, ref, TrainConfig(replay_fraction=0.5), "ia3", replay_all=True)) == 8 + 120
+    # the head (cached features, seconds to fit) replays the whole memory by default (train.replay_all_for)
+    assert len(training_frame(incoming, ref, TrainConfig(replay_fraction=0.5), "head")) == 8 + 120
 
 
 def test_new_labels_next_to_a_champion_replay_everything():

@@ -54,6 +54,7 @@ SKIPPABLE = {"embedding.p_value": 0.4, "champion.val_accuracy": 0.95}
     ({"tokenizer.incoming.unk_rate": 0.2}, False, ("full", "scratch", "tokenizer_misfit")),
     ({"tokenizer.incoming.tokens_per_word": 3.1}, False, ("full", "scratch", "tokenizer_misfit")),
     ({"tokenizer.incoming.unk_rate": 0.2, "data_size.rows": 30000}, False, ("scratch", "full", "tokenizer_misfit")),
+    ({"tokenizer.incoming.unk_rate": 0.2, "data_size.min_per_class": 40}, False, ("head", "full", "tokenizer_misfit")),
     ({"data_size.min_per_class": 8}, False, ("head", "ia3", "few_shot")),
     ({"probe.accuracy": 0.95}, False, ("head", "ia3", "features_suffice")),
     ({"data_size.min_per_class": 128}, False, ("head", "ia3", "small_data")),

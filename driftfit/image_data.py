@@ -192,11 +192,19 @@ def skimage_photos(names: Sequence[str] = SKIMAGE_PHOTOS) -> dict[str, np.ndarra
 
 # ---- an embedded example written as an image folder ----------------------------------------
 
-def distinct_images(images: np.ndarray) -> np.ndarray:
+def distinct_images(images: np.ndarray, max_distance: int | None = None) -> np.ndarray:
     """Indices of the first of each set of pixel-identical images (animal-mnist repeats 284 of its 10,000:
-    split apart, they would be leakage)."""
+    split apart, they would be leakage); with `max_distance`, also leaving out every picture whose perceptual
+    hash is within that many bits of a kept one's (validation would call the pair a duplicate, or leakage
+    across splits: animal-mnist has a few more such near-copies)."""
     _, first = np.unique(images.reshape(len(images), -1), axis=0, return_index=True)
-    return np.sort(first)
+    keep = np.sort(first)
+    if max_distance is None:
+        return keep
+    from driftfit.image_validate import _hash_words, _matches, perceptual_hash
+
+    hashes = _hash_words([perceptual_hash(Image.fromarray(images[i])) for i in keep])
+    return keep[_matches(hashes, hashes, max_distance) == np.arange(len(keep))]
 
 
 def stratified_sample(labels: np.ndarray, per_class: int, seed: int, among: np.ndarray | None = None) -> np.ndarray:
@@ -209,11 +217,11 @@ def stratified_sample(labels: np.ndarray, per_class: int, seed: int, among: np.n
 
 
 def write_image_folder(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], dest: str | Path,
-                       per_class: int, seed: int = 0) -> pd.DataFrame:
-    """A seeded stratified sample of distinct images as PNGs in dest/<class>/<index>.png, written whole;
-    return its table."""
+                       per_class: int, seed: int = 0, max_distance: int | None = None) -> pd.DataFrame:
+    """A seeded stratified sample of distinct images (with `max_distance`: no two within that many bits of
+    perceptual hash) as PNGs in dest/<class>/<index>.png, written whole; return its table."""
     dest = Path(dest)
-    chosen = stratified_sample(labels, per_class, seed, among=distinct_images(images))
+    chosen = stratified_sample(labels, per_class, seed, among=distinct_images(images, max_distance))
     with atomic_dir(dest) as tmp:
         for i in chosen:
             folder = tmp / class_names[labels[i]]
@@ -222,10 +230,11 @@ def write_image_folder(images: np.ndarray, labels: np.ndarray, class_names: Sequ
     return read_image_folder(dest)
 
 
-def write_animal_silhouettes(dest: str | Path, per_class: int = 20, seed: int = 0) -> pd.DataFrame:
+def write_animal_silhouettes(dest: str | Path, per_class: int = 20, seed: int = 0,
+                             max_distance: int | None = None) -> pd.DataFrame:
     """The embedded image example: animal-mnist silhouettes, `per_class` of each of the 10 animals."""
     images, labels = read_animal_mnist()
-    return write_image_folder(images, labels, ANIMAL_CLASSES, dest, per_class, seed)
+    return write_image_folder(images, labels, ANIMAL_CLASSES, dest, per_class, seed, max_distance)
 
 
 def write_digits(dest: str | Path, per_class: int = 20, seed: int = 0) -> pd.DataFrame:
@@ -256,6 +265,6 @@ def run(params) -> dict:
     """`driftfit default-data` for task.modality image: `image.example_per_class` silhouettes of each of the 10
     animal-mnist animals as PNGs in paths.default_data/animals/<animal>/ (seeded by split.seed)."""
     table = write_animal_silhouettes(Path(params.paths.default_data) / "animals", params.image.example_per_class,
-                                     params.split.seed)
+                                     params.split.seed, params.image.max_distance)  # no near-copies: no leakage
     return {"images": len(table), "classes": int(table["label"].nunique()),
             "folder": params.portable(str(Path(params.paths.default_data) / "animals"))}

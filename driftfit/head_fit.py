@@ -4,7 +4,9 @@ When the encoder does not change (the `head` strategy), training the head is a c
 softmax regression on the pooled features the head sees. So instead of epochs of stochastic steps,
 the features are computed once and scikit-learn's L-BFGS solves the problem to convergence, once per
 regularisation strength C in `train.head_c_grid`; the C with the best validation macro-F1 wins (ties:
-the smaller C, the stronger regularisation). Seconds, not epochs, and no learning rate to tune.
+the smaller C, the stronger regularisation). When the head replays the memory, the validation rows are the
+new batch's plus a held-out fifth of the replayed rows, and the chosen C is then refit on every row
+(`replay_holdout`). Seconds, not epochs, and no learning rate to tune.
 
 When the validation split is too small to choose with (fewer than MIN_VAL_ROWS_PER_LABEL rows per
 label), C falls back to DEFAULT_C. Cross-validation on the training rows would not be honest here:
@@ -30,6 +32,7 @@ from driftfit.model import TextClassifier, head_inputs
 DEFAULT_C = 1.0               # scikit-learn's default strength, used when validation cannot choose
 MIN_VAL_ROWS_PER_LABEL = 2    # fewer validation rows per label than this: too few to choose C with
 MAX_ITER = 5000               # L-BFGS iterations at most; far more than a few thousand 384-d rows need
+REPLAY_HOLDOUT = 0.2          # share of the replayed memory rows that also choose C (then every row is fit)
 
 
 # ---- the fit on arrays ----------------------------------------------------------------------
@@ -104,6 +107,26 @@ def fit_logistic(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
 
 # ---- the classifier's head ------------------------------------------------------------------
 
+def replay_holdout(train_df: pd.DataFrame, seed: int) -> np.ndarray:
+    """Which training rows also choose C: REPLAY_HOLDOUT of the replayed memory rows, per label (seeded).
+
+    A new batch's validation split is small (tens of rows), and the C it picks swings from week to week;
+    the head then moves on the past batches it replays, and the gate sees forgetting. Replayed rows are the
+    past batches' own training rows (never augmented, so no copy lands on both sides): a held-out part of
+    them makes the choice weigh the past too."""
+    held = np.zeros(len(train_df), dtype=bool)
+    if "replayed" not in train_df:
+        return held
+    rng = np.random.default_rng(seed)
+    replayed = train_df["replayed"].to_numpy(dtype=bool)
+    for _, idx in train_df[replayed].groupby("label").indices.items():
+        rows = np.flatnonzero(replayed)[idx]
+        k = int(len(rows) * REPLAY_HOLDOUT)
+        if k and len(rows) - k >= 1:
+            held[rng.choice(rows, size=k, replace=False)] = True
+    return held
+
+
 def fit_head(model: TextClassifier, tokenizer, train_df: pd.DataFrame, val_df: pd.DataFrame,
              label_ids: dict[str, int], params: Params, device: torch.device,
              progress: Callable[[int, int, dict], None] | None = None,
@@ -124,7 +147,16 @@ def fit_head(model: TextClassifier, tokenizer, train_df: pd.DataFrame, val_df: p
         weight, bias = np.zeros((1, x_train.shape[1])), np.zeros(1)
         record, train_loss = {"method": "one label: nothing to fit", "converged": True, "iterations": 0}, 0.0
     else:
-        clf, record = fit_logistic(x_train, y_train, x_val, y_val, n_labels, params.train.head_c_grid, progress)
+        held = replay_holdout(train_df, params.train.seed)
+        if held.any():  # C is chosen on the new batch's validation rows and held-out replayed rows, then refit on all
+            clf, record = fit_logistic(x_train[~held], y_train[~held], np.concatenate([x_val, x_train[held]]),
+                                       np.concatenate([y_val, y_train[held]]), n_labels, params.train.head_c_grid,
+                                       progress)
+            clf, iterations, converged = _fit_one(np.asarray(x_train, np.float64), y_train, record["chosen_c"])
+            record.update(chosen_by=record["chosen_by"] + f", with {int(held.sum())} held-out replayed rows; "
+                          "then refit on every training row", iterations=iterations, converged=converged)
+        else:
+            clf, record = fit_logistic(x_train, y_train, x_val, y_val, n_labels, params.train.head_c_grid, progress)
         weight, bias = head_weights(clf, n_labels)
         train_loss = float(log_loss(y_train, clf.predict_proba(x_train), labels=list(range(n_labels))))
     with torch.no_grad():

@@ -194,6 +194,27 @@ def linear_probe(train_emb: np.ndarray, train_labels: list[str], val_emb: np.nda
             "macro_f1": float(f1_score(val_labels, pred, average="macro", zero_division=0))}
 
 
+def probe_with_memory(memory_emb: np.ndarray | None, memory_labels: list[str], incoming_emb: np.ndarray,
+                      incoming_labels: list[str], folds: int = 5, seed: int = 0) -> dict:
+    """What a head trained on the memory plus this batch would score on this batch: a linear probe fit on the
+    memory sample and all but one fold of the incoming rows, scored on that fold, over every fold (stratified
+    k-fold). The skip rule compares it with the champion's score on the same incoming rows."""
+    labels = np.asarray(incoming_labels)
+    counts = pd.Series(labels).value_counts()
+    k = int(min(folds, counts.min())) if len(counts) else 0
+    if k < 2 or len(set(memory_labels) | set(labels)) < 2:
+        return {"accuracy": None, "rows": len(labels), "note": "needs two rows of each incoming label"}
+    mem_x = memory_emb if memory_emb is not None else np.zeros((0, incoming_emb.shape[1]), incoming_emb.dtype)
+    mem_y = np.asarray(memory_labels, dtype=object)
+    correct = np.zeros(len(labels), dtype=bool)
+    for fit_rows, held in StratifiedKFold(k, shuffle=True, random_state=seed).split(incoming_emb, labels):
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        probe.fit(np.concatenate([mem_x, incoming_emb[fit_rows]]),
+                  np.concatenate([mem_y, labels[fit_rows].astype(object)]))
+        correct[held] = probe.predict(incoming_emb[held]) == labels[held]
+    return {"accuracy": float(correct.mean()), "rows": len(labels), "folds": k, "memory_rows": len(mem_x)}
+
+
 def logme(features: np.ndarray, labels: list[str]) -> float | None:
     """LogME (You et al. 2021): mean per-class log evidence of a Bayesian linear model; higher transfers better."""
     f = np.asarray(features, dtype=np.float64)
@@ -361,8 +382,12 @@ def measure_shift(reference: pd.DataFrame | None, incoming_train: pd.DataFrame, 
     train_labels, val_labels = inc_labels[:n_train], inc_labels[n_train:]
     report["probe"] = {**linear_probe(inc_emb[:n_train], train_labels, inc_emb[n_train:], val_labels),
                        "logme": logme(inc_emb[:n_train], train_labels),
-                       "train_rows": n_train, "val_rows": len(val_labels),
-                       "seconds": time.perf_counter() - t}
+                       "train_rows": n_train, "val_rows": len(val_labels)}
+    if champion is not None:  # the skip rule's yardstick: a head on the memory + this batch, on this batch's rows
+        report["probe"]["with_memory"] = probe_with_memory(
+            ref_emb, reference["label"].iloc[ref_rows].astype(str).tolist() if reference is not None else [],
+            inc_emb, inc_labels, seed=cfg.seed)
+    report["probe"]["seconds"] = time.perf_counter() - t
 
     t = time.perf_counter()
     report["zero_shot"] = {**zero_shot_fit(encoder, tokenizer, inc_emb[n_train:], val_labels, max_len),

@@ -73,14 +73,16 @@ def training_frame(train: pd.DataFrame, reference: pd.DataFrame | None, cfg: Tra
                    strategy: str | None = None, replay_all: bool = False) -> pd.DataFrame:
     """Incoming (augmented) rows plus a seeded replay sample of reference rows (the memory's batches, or
     data.reference) against forgetting, spread over past batches and labels; every reference row for the
-    strategies in `replay_all_for`, or when the decision asks for it (`replay_all`: new labels)."""
+    strategies in `replay_all_for`, or when the decision asks for it (`replay_all`: new labels). Column
+    `replayed` marks the reference rows (the head chooses its regularisation on some of them too)."""
     everything = replay_all or strategy in cfg.replay_all_for
+    incoming = train[["text", "label"]].assign(replayed=False)
     if reference is None or (cfg.replay_fraction == 0 and not everything):
-        return train[["text", "label"]].reset_index(drop=True)
+        return incoming.reset_index(drop=True)
     n_original = int((~train["augmented"]).sum()) if "augmented" in train else len(train)
     n = len(reference) if everything else min(len(reference), int(round(cfg.replay_fraction * n_original)))
-    replay = replay_sample(reference, n, cfg.seed)[["text", "label"]]
-    return pd.concat([train[["text", "label"]], replay], ignore_index=True)
+    replay = replay_sample(reference, n, cfg.seed)[["text", "label"]].assign(replayed=True)
+    return pd.concat([incoming, replay], ignore_index=True)
 
 
 def load_training_inputs(params: Params, strategy: str | None = None,

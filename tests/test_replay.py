@@ -45,3 +45,17 @@ def test_new_labels_next_to_a_champion_replay_everything():
     assert select_strategy(new, StrategyConfig(replay_all_on_new_labels=False), True)["replay"] == "fraction"
     assert select_strategy(new, StrategyConfig(), champion_exists=False)["replay"] == "fraction"  # nothing to keep
     assert select_strategy(report(), StrategyConfig(), champion_exists=True)["replay"] == "fraction"
+
+
+def test_the_head_chooses_its_regularisation_on_held_out_replayed_rows_too():
+    from driftfit.head_fit import REPLAY_HOLDOUT, replay_holdout
+
+    incoming = pd.DataFrame({"text": [f"new {i}" for i in range(10)], "label": ["x", "y"] * 5})
+    ref = pd.DataFrame({"text": [f"old {i}" for i in range(100)], "label": ["x"] * 60 + ["y"] * 40,
+                        "batch": ["b1"] * 100})
+    frame = training_frame(incoming, ref, TrainConfig(), "head")
+    held = replay_holdout(frame, seed=3)
+    assert not held[:10].any()                                   # the new batch's rows are never held out
+    assert frame[held]["label"].value_counts().to_dict() == {"x": int(60 * REPLAY_HOLDOUT), "y": int(40 * REPLAY_HOLDOUT)}
+    assert (replay_holdout(frame, seed=3) == held).all()         # seeded
+    assert not replay_holdout(incoming, seed=3).any()            # nothing replayed: validation alone chooses

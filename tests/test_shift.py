@@ -225,6 +225,8 @@ def test_run_reads_prepared_splits_and_scores_the_champion(tmp_path, pretrained,
     assert 0 <= champion["val_accuracy"] <= 1
     assert champion["covers_labels"] is False and champion["uncovered_labels"] == [CATEGORIES[3]]
     assert report["embedding"]["sample_size"] == {"reference": 20, "incoming": 20}
+    with_memory = report["probe"]["with_memory"]   # the skip rule's yardstick, k-fold over the incoming rows
+    assert 0 <= with_memory["accuracy"] <= 1 and with_memory["memory_rows"] == 20 and with_memory["folds"] >= 2
 
     # Run again: every text is read from the feature cache (the pretrained encoder's and the champion's
     # namespaces), and the measures are those of the first run, up to float rounding.
@@ -236,3 +238,19 @@ def test_run_reads_prepared_splits_and_scores_the_champion(tmp_path, pretrained,
     assert again["embedding"]["mmd2"] == pytest.approx(report["embedding"]["mmd2"], rel=1e-4, abs=1e-6)
     assert again["champion"]["val_accuracy"] == champion["val_accuracy"]
     assert again["probe"]["accuracy"] == report["probe"]["accuracy"]
+
+
+def test_probe_with_memory_learns_from_the_memory():
+    """Two classes the incoming rows alone barely show (two rows each, noisy): the memory's many clean rows
+    make the cross-validated probe right on them; with a memory of the wrong classes it is not."""
+    rng = np.random.default_rng(0)
+    centre = {"a": np.r_[3.0, 0.0], "b": np.r_[-3.0, 0.0]}
+    memory = np.concatenate([centre[l] + rng.normal(0, 1, (100, 2)) for l in "ab"])
+    memory_labels = ["a"] * 100 + ["b"] * 100
+    incoming = np.concatenate([centre[l] + rng.normal(0, 1, (4, 2)) for l in "ab"])
+    incoming_labels = ["a"] * 4 + ["b"] * 4
+    good = shift.probe_with_memory(memory, memory_labels, incoming, incoming_labels, folds=4)
+    assert good["accuracy"] == 1.0 and good["rows"] == 8 and good["folds"] == 4 and good["memory_rows"] == 200
+    swapped = shift.probe_with_memory(memory, memory_labels[::-1], incoming, incoming_labels, folds=4)
+    assert swapped["accuracy"] < 0.5
+    assert shift.probe_with_memory(None, [], incoming[:3], ["a", "b", "b"])["accuracy"] is None  # one 'a': no folds

@@ -224,3 +224,17 @@ def test_tiny_batches_with_telling_label_names_choose_zero_shot():
         "rule"] == "few_shot"                                                   # a probe does better: train
     assert decide(report(**{"zero_shot": {"accuracy": 0.99}}))["rule"] != "names_suffice"   # plenty of rows
     assert decide(report(**{"data_size.min_per_class": 4, "zero_shot": {"accuracy": 0.6}}))["rule"] == "few_shot"
+
+
+def test_a_weak_champion_is_retrained_when_a_head_on_the_memory_would_beat_it():
+    """Nothing moved and the champion holds its own level, but a probe fit on the memory plus the batch
+    (cross-validated on the incoming rows the champion was scored on) clearly beats it: retrain."""
+    steady = {"embedding.p_value": 0.4, "champion.val_accuracy": 0.7, "champion.incoming_accuracy": 0.70,
+              "champion.incoming_rows": 240, "champion.own_test_accuracy": 0.71, "champion.own_test_rows": 400,
+              "probe.accuracy": 0.7, "probe.val_rows": 40}
+    assert decide(report(**steady), champion_exists=True)["rule"] == "champion_holds"
+    better = {**steady, "probe.with_memory": {"accuracy": 0.82, "rows": 240}}
+    assert decide(report(**better), champion_exists=True)["rule"] != "champion_holds"
+    noise = {**steady, "probe.with_memory": {"accuracy": 0.73, "rows": 240}}   # within noise: keep it
+    d = decide(report(**noise), champion_exists=True)
+    assert d["rule"] == "champion_holds" and "memory plus this batch (0.73" in d["reason"]

@@ -30,6 +30,9 @@ Rules are tried in order; the first that matches decides. Thresholds are `strate
 Why, rule by rule:
   1. A person knows something the measures don't; the policy's own pick is kept as the runner-up.
   2. The champion already serves this data and nothing moved: retraining costs compute and risks regressions.
+     Unless the retrain would be a head (seconds on cached features) and a head on the memory plus the batch
+     scores above the champion on the incoming rows: then the skip saves nothing worth its staleness, and
+     the rule that would fire without a champion picks (runner-up skip).
      "Serves" is relative: a sentiment champion at 0.80 that scores 0.80 on the new batch holds as well as
      one at 0.95. The drop is tested one-sided against both samples' binomial noise (a z-test at
      `significance`), so a small batch's noise alone neither forces nor blocks a retrain. A champion that
@@ -198,6 +201,16 @@ def _policy(m: dict, cfg: StrategyConfig) -> tuple[str, str, str, str]:
     not_moved = (p is not None and p >= cfg.significance) or (mmd2 is not None and mmd2 < cfg.mmd_small)
     held = champion_holds(m, cfg) if m["champion_exists"] and not m["new_labels"] and not_moved else None
     if held:
+        # Skipping saves what the retrain would cost. When that is a head on cached features (seconds) and a
+        # head on the memory plus this batch scores above the champion at all, retrain: the gate still
+        # refuses a candidate that is not better, so the seconds buy the chance, not a risk.
+        alternative = _policy({**m, "champion_exists": False}, cfg)
+        mem, acc = m.get("probe_memory_accuracy"), m["champion_incoming_accuracy"]
+        if spec(alternative[0]).fit_on_features and mem is not None and acc is not None and mem > acc:
+            return (alternative[0], "skip", alternative[2],
+                    f"{held}. Yet a head on the memory plus this batch scores {_short_number(mem)} on the incoming "
+                    f"rows against the champion's {_short_number(acc)}, and it costs seconds to fit: retrained "
+                    f"(the gate keeps the champion unless the candidate is better). {alternative[3]}")
         return (*CHOICES["champion_holds"], "champion_holds",
                 f"{held}; it knows every incoming label, and the embeddings did not move (MMD² "
                 f"{_short_number(mmd2)}, p = {_short_number(p)}).")

@@ -235,6 +235,13 @@ def test_a_weak_champion_is_retrained_when_a_head_on_the_memory_would_beat_it():
     assert decide(report(**steady), champion_exists=True)["rule"] == "champion_holds"
     better = {**steady, "probe.with_memory": {"accuracy": 0.82, "rows": 240}}
     assert decide(report(**better), champion_exists=True)["rule"] != "champion_holds"
-    noise = {**steady, "probe.with_memory": {"accuracy": 0.73, "rows": 240}}   # within noise: keep it
+    # Within noise of the champion: it holds; but where the retrain would be a head (seconds), any lead retrains
+    noise = {**steady, "probe.with_memory": {"accuracy": 0.73, "rows": 240}}
     d = decide(report(**noise), champion_exists=True)
     assert d["rule"] == "champion_holds" and "memory plus this batch (0.73" in d["reason"]
+    small = {**noise, "data_size.min_per_class": 100}
+    d = decide(report(**small), champion_exists=True)
+    assert (d["strategy"], d["runner_up"], d["rule"]) == ("head", "skip", "small_data"), d["reason"]
+    assert "costs seconds" in d["reason"]
+    level = {**small, "probe.with_memory": {"accuracy": 0.70, "rows": 240}}   # no lead at all: skip
+    assert decide(report(**level), champion_exists=True)["rule"] == "champion_holds"

@@ -49,7 +49,8 @@ run: setup
 	@echo "| accepted batches (memory)   | data/memory/ (memory.json lists them)         |"
 	@echo "| rejected batches' reports   | reports/rejected/                             |"
 
-# The image example is its own DVC pipeline (examples/image/dvc.yaml + params.yaml, task.modality: image).
+# The image example is its own DVC project (examples/image: .dvc/, dvc.yaml, params.yaml with task.modality: image),
+# so the project's `dvc status` and `dvc repro` never see its stages.
 run-image: setup
 	cd examples/image && PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/dvc repro --quiet
 	@echo

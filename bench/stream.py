@@ -258,9 +258,12 @@ def workspace_params(spec: StreamSpec, policy: str, work: Path, batch_dir: Path)
     return parse_params(raw, str(work / "params.yaml")).resolve(work)
 
 
-def score(model_dir: Path | None, tests: dict[str, pd.DataFrame], params: Params) -> dict[str, dict]:
+def score(model_dir: Path | None, tests: dict[str, pd.DataFrame], params: Params,
+          known_labels: list[str] | None = None) -> dict[str, dict]:
     """Accuracy and macro-F1 of what serves on each test frame (labels it doesn't know count as wrong):
-    the champion's folder, or with no champion yet the pretrained model zero-shot (the gate's baseline)."""
+    the champion's folder, or with no champion yet the pretrained model zero-shot (the gate's baseline) over
+    `known_labels`, the labels of the batches accepted so far: a serving model cannot know the names of
+    labels that have not arrived yet (None: the test frames' labels, for the very first batch)."""
     from sklearn.metrics import accuracy_score, f1_score
 
     from driftfit.model import load_classifier, load_tokenizer, pick_device, predict_proba
@@ -271,7 +274,7 @@ def score(model_dir: Path | None, tests: dict[str, pd.DataFrame], params: Params
     if model_dir is not None:
         model, tokenizer, labels = load_classifier(model_dir, params.model.trust_remote_code)
     else:
-        labels = sorted({str(v) for df in tests.values() for v in df["label"]})
+        labels = sorted(known_labels) if known_labels else sorted({str(v) for df in tests.values() for v in df["label"]})
         model, tokenizer = zero_shot_classifier(params, labels), load_tokenizer(params.model)
     device = pick_device(params.train.device)
     out = {}
@@ -283,6 +286,12 @@ def score(model_dir: Path | None, tests: dict[str, pd.DataFrame], params: Params
                      "macro_f1": round(float(f1_score(true, pred, labels=sorted(set(true)), average="macro",
                                                       zero_division=0)), 4)}
     return out
+
+
+def known_labels(data_dir: Path, accepted: list[str]) -> list[str]:
+    """The labels of the batches accepted so far (their training files): all a serving model can know."""
+    return sorted({str(v) for name in accepted for v in pd.read_csv(data_dir / name / "train.csv", dtype={"label": str},
+                                                                    keep_default_na=False)["label"]})
 
 
 def _fingerprint(params: Params) -> dict:
@@ -305,7 +314,7 @@ def run_batch(policy: str, spec: StreamSpec, batch: dict, data_dir: Path, work: 
     champion = registry.champion_dir(params.paths.registry)
     record: dict = {"batch": batch["name"], "champion_before": champion.name if champion else None,
                     "served": champion.name if champion else "pretrained, zero-shot",
-                    "near_future": score(champion, tests, params), "seconds": {}}
+                    "near_future": score(champion, tests, params, known_labels(data_dir, accepted)), "seconds": {}}
 
     def timed(step: str, fn):
         t = time.perf_counter()

@@ -101,3 +101,17 @@ def test_fixed_schedules():
     assert fixed_strategy("never", 2, 4, False) == "full"  # the gate refused the first model: train again
     assert [fixed_strategy("full_every_k", n, 2, True) for n in range(5)] == ["full", "skip", "full", "skip", "full"]
     assert fixed_strategy("ia3", 7, 4, True) == "ia3"
+
+
+def test_a_serving_zero_shot_model_knows_only_the_labels_that_have_arrived(tmp_path):
+    """Before a first champion the pretrained model serves zero-shot; scored on a batch whose labels no accepted
+    batch had, it cannot know their names (they count as wrong), as any model the policy could have served."""
+    from bench.stream import known_labels
+
+    for name, labels in (("w1", ["neg", "pos", "pos"]), ("w2", ["pos", "neg"]), ("w3", ["Sports", "World"])):
+        (tmp_path / name).mkdir()
+        pd.DataFrame({"text": [f"t{i}" for i in range(len(labels))], "label": labels}).to_csv(
+            tmp_path / name / "train.csv", index=False)
+    assert known_labels(tmp_path, []) == []          # the first batch: its own labels are the task (score's None)
+    assert known_labels(tmp_path, ["w1", "w2"]) == ["neg", "pos"]
+    assert known_labels(tmp_path, ["w1", "w3"]) == ["Sports", "World", "neg", "pos"]

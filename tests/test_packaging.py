@@ -42,3 +42,14 @@ def test_every_third_party_import_is_a_declared_dependency():
             missing.append(f"{module} (imported by {where}; distribution {sorted(dists)})")
     assert not missing, "imported but not declared in pyproject.toml: " + "; ".join(missing)
     assert len(imported_modules()) > 10  # the scan really saw the imports
+
+
+def test_the_readme_layout_names_every_module():
+    """The README's Layout block lists every module of the library, tasks, flows and benchmarks' entry points."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("## Tests")]
+    missing = [p.name for p in sorted((ROOT / "driftfit").glob("*.py"))
+               if p.name != "__init__.py" and not re.search(rf"^\s+{re.escape(p.name)}\s", layout, re.M)]
+    assert missing == [], f"README's layout lacks {missing}"
+    for path in ("flows/retrain.py", "flows/tune.py", "tasks/stage.py", "bench/decision.py", "bench/stream.py"):
+        assert path.split("/")[-1] in layout, path

@@ -153,7 +153,8 @@ def eighteen_versions(p) -> Path:
 
 
 def record_files(reg: Path) -> dict[str, bytes]:
-    return {str(q.relative_to(reg)): q.read_bytes() for q in sorted(reg.glob("v*/*"))}
+    """Every file of every version (a real model's folders included), by path under the registry."""
+    return {str(q.relative_to(reg)): q.read_bytes() for q in sorted(reg.glob("v*/**/*")) if q.is_file()}
 
 
 def test_a_missing_pointer_loses_no_version_and_repair_rebuilds_it(make_params, capsys):

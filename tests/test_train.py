@@ -39,9 +39,11 @@ def test_strategy_trains_saves_and_loads(prepared_params, strategy):
         fit = log["head_fit"]
         assert fit["converged"] and 0 < log["steps"] == fit["iterations"] and log["train_loss"] > 0
         assert log["trainable_params"] == len(log["labels"]) * (384 + 1) and log["learning_rates"] is None
-        # 35 validation rows for 19 labels: too few to choose C with, so the default, and the log says why
-        assert fit["chosen_c"] == 1.0 and "too few to choose C" in fit["chosen_by"]
-        assert calls == [(1, 1)]  # one fit, reported once
+        # 35 validation rows for 19 labels would be too few to choose C with; the head replays the reference
+        # (train.replay_all_for), and a held-out fifth of those rows joins validation: the grid is tried
+        grid = fit["c_grid"]
+        assert len(grid) > 1 and fit["chosen_c"] in grid and "held-out replayed rows" in fit["chosen_by"]
+        assert calls == [(i, len(grid)) for i in range(1, len(grid) + 1)]  # each C reported once
     else:
         assert log["steps"] == 2 and log["train_loss"] > 0 and 0 < log["trainable_params"] <= log["total_params"]
         assert (2, 2) in calls and all(total == 2 for _, total in calls)  # the progress hook saw both steps
@@ -465,3 +467,16 @@ def test_resumed_run_stops_and_restores_like_an_uninterrupted_one(make_params, t
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert torch.equal(load_file(str(tmp_path / "whole" / "head.safetensors"))["weight"],
                        load_file(str(tmp_path / "killed" / "head.safetensors"))["weight"])
+
+
+def test_a_validation_split_too_small_to_choose_c_falls_back_to_the_default():
+    import numpy as np
+
+    from driftfit.head_fit import DEFAULT_C, fit_logistic
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 4))
+    y = np.repeat([0, 1, 2], 10)
+    _, record = fit_logistic(x, y, x[:3], y[:3], 3, [0.01, 1.0, 100.0])   # 3 rows for 3 labels: fewer than 2 each
+    assert record["c_grid"] == [DEFAULT_C] and record["chosen_c"] == DEFAULT_C
+    assert "too few to choose C" in record["chosen_by"]

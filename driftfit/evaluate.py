@@ -194,6 +194,29 @@ def score_folder(params: Params, folder: Path, batches: dict | None = None) -> d
     return scores
 
 
+def metrics_record(strategy: str, champion_version: str | None, results: dict, splits: dict, models: dict) -> dict:
+    """metrics.json from every model's (result, predictions) per split, for text and images alike: headline
+    scores, per-batch scores on the reference test split, forgetting per past batch (the gate's own measure)
+    and cost. models: name -> (model, ..., folder), the folder None for a model with nothing on disk."""
+    from driftfit.promote import forgetting_per_batch
+
+    metrics: dict = {"strategy": strategy, "champion_version": champion_version}
+    for name, per_split in results.items():
+        metrics[name] = {split: headline(r) for split, (r, _) in per_split.items()}
+        if "reference_test" in per_split and "batch" in splits["reference_test"]:
+            metrics.setdefault("reference_batches", {})[name] = per_batch(splits["reference_test"],
+                                                                          per_split["reference_test"][1])
+    lost = {b: round(points, 4) for b, points in forgetting_per_batch(metrics).items()}
+    if lost:
+        worst = max(lost, key=lost.get)
+        metrics["forgetting"] = {"per_batch": lost, "worst": lost[worst], "worst_batch": worst,
+                                 "mean": round(sum(lost.values()) / len(lost), 4)}
+    metrics["cost"] = {name: {"parameters": sum(p.numel() for p in entry[0].parameters()),
+                              "size_mb": round(size_on_disk(entry[-1]) / 2**20, 3)}
+                       for name, entry in models.items() if entry[-1] is not None}
+    return metrics
+
+
 def run(params: Params) -> dict:
     """Score every model on every test split; write metrics.json and the evaluation folder."""
     train_log = read_json(Path(params.paths.candidate) / "train_log.json")
@@ -207,22 +230,7 @@ def run(params: Params) -> dict:
         results[name] = {split: evaluate_model(model, tokenizer, labels, df, params, device)
                          for split, df in splits.items()}
 
-    metrics: dict = {"strategy": train_log["strategy"], "champion_version": info["version"] if info else None}
-    for name, per_split in results.items():
-        metrics[name] = {split: headline(r) for split, (r, _) in per_split.items()}
-        if "reference_test" in per_split and "batch" in splits["reference_test"]:
-            metrics.setdefault("reference_batches", {})[name] = per_batch(splits["reference_test"],
-                                                                          per_split["reference_test"][1])
-    from driftfit.promote import forgetting_per_batch  # the gate's own measure, scored here for metrics.json
-
-    lost = {b: round(points, 4) for b, points in forgetting_per_batch(metrics).items()}
-    if lost:
-        worst = max(lost, key=lost.get)
-        metrics["forgetting"] = {"per_batch": lost, "worst": lost[worst], "worst_batch": worst,
-                                 "mean": round(sum(lost.values()) / len(lost), 4)}
-    metrics["cost"] = {name: {"parameters": sum(p.numel() for p in model.parameters()),
-                              "size_mb": round(size_on_disk(folder) / 2**20, 3)}
-                       for name, (model, _, _, folder) in models.items() if folder is not None}
+    metrics = metrics_record(train_log["strategy"], info["version"] if info else None, results, splits, models)
 
     timing_texts = list(splits["test"]["text"]) if "test" in splits else []
     lat = {"device": device.type, "torch_threads": torch.get_num_threads(),

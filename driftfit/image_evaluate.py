@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from driftfit.config import Params
-from driftfit.evaluate import SPLITS, LATENCY_BATCHES, headline, per_batch, plot_confusion, score, size_on_disk
+from driftfit.evaluate import SPLITS, LATENCY_BATCHES, headline, metrics_record, per_batch, plot_confusion, score
 from driftfit.io import atomic_dir, read_json, write_json
 from driftfit.registry import champion_info
 
@@ -138,7 +138,6 @@ def plot_grid(paths: list[str], truth: list[str], predicted: list[str], title: s
 def run(params: Params) -> dict:
     """Score every model on every test split; write metrics.json and the evaluation folder (+ the grid)."""
     from driftfit.image_data import load_pixels
-    from driftfit.promote import forgetting_per_batch
 
     train_log = read_json(Path(params.paths.candidate) / "train_log.json")
     splits = read_test_splits(params)
@@ -147,20 +146,7 @@ def run(params: Params) -> dict:
     results = {name: {split: evaluate_model(model, labels, size, df, params) for split, df in splits.items()}
                for name, (model, labels, size, _) in models.items()}
 
-    metrics: dict = {"strategy": train_log["strategy"], "champion_version": info["version"] if info else None}
-    for name, per_split in results.items():
-        metrics[name] = {split: headline(r) for split, (r, _) in per_split.items()}
-        if "reference_test" in per_split and "batch" in splits["reference_test"]:
-            metrics.setdefault("reference_batches", {})[name] = per_batch(splits["reference_test"],
-                                                                          per_split["reference_test"][1])
-    lost = {b: round(points, 4) for b, points in forgetting_per_batch(metrics).items()}
-    if lost:
-        worst = max(lost, key=lost.get)
-        metrics["forgetting"] = {"per_batch": lost, "worst": lost[worst], "worst_batch": worst,
-                                 "mean": round(sum(lost.values()) / len(lost), 4)}
-    metrics["cost"] = {name: {"parameters": sum(p.numel() for p in model.parameters()),
-                              "size_mb": round(size_on_disk(folder) / 2**20, 3)}
-                       for name, (model, _, _, folder) in models.items() if folder is not None}
+    metrics = metrics_record(train_log["strategy"], info["version"] if info else None, results, splits, models)
 
     lat = {"device": "cpu", "torch_threads": torch.get_num_threads(), "examples": params.evaluate.latency_examples,
            "models": {}}

@@ -317,7 +317,7 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
             t = time.perf_counter()
             model_dir = work / f"{name}-{s}" if entry.makes_model else champion_dir
             if entry.makes_model:
-                train_model(train, val, name, params, model_dir)
+                train_model(train, val, name, params, model_dir, champion_dir=champion_dir)  # ensemble averages with it
             seconds = time.perf_counter() - t if entry.makes_model else 0.0
             runs.append((_predict(model_dir, test, params), seconds))
             if model_dir != champion_dir:

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from driftfit.config import AugmentConfig, ModelConfig, Params
-from driftfit.prepare import read_split
 from driftfit.errors import DataError
 from driftfit.io import atomic_dir, write_json
+from driftfit.modalities import runs_on
+from driftfit.prepare import read_split
 
 METHODS = ("synonym", "word_insert", "word_dropout", "word_swap", "char_noise")  # the order they apply in
 NEIGHBOURS = 5  # a substitute is drawn from this many nearest words (variety vs faithfulness)
@@ -181,6 +182,7 @@ def method_counts(augmented: pd.DataFrame) -> dict[str, int]:
     return {m: int(added.str.split("+").map(lambda ms: m in ms).sum()) for m in (*METHODS, "balance")}
 
 
+@runs_on("text", "augment")
 def run(params: Params) -> dict:
     """Augment paths.prepared/train.parquet into paths.augmented/ (train.parquet + summary.json), whole."""
     cfg = params.augment

@@ -14,6 +14,7 @@ import pandas as pd
 from driftfit.config import DefaultDataConfig, Params
 from driftfit.errors import DataError
 from driftfit.io import atomic_dir
+from driftfit.modalities import runs_on
 
 
 def chatterbot_conversations(language: str) -> dict[str, tuple[str, list[list[str]]]]:
@@ -88,5 +89,6 @@ def write_default_data(cfg: DefaultDataConfig, out_dir: str | Path) -> dict[str,
     return {"reference": len(reference), "incoming": len(incoming)}
 
 
+@runs_on("text", "default-data")
 def run(params: Params) -> dict[str, int]:
     return write_default_data(params.data.default, params.paths.default_data)

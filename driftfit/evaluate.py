@@ -24,9 +24,10 @@ import torch
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from driftfit.config import Params
-from driftfit.prepare import read_split
 from driftfit.io import atomic_dir, read_json, write_json
+from driftfit.modalities import runs_on
 from driftfit.model import load_classifier, load_tokenizer, pick_device, predict_proba
+from driftfit.prepare import read_split
 from driftfit.registry import champion_info
 
 SPLITS = ("test", "reference_test")
@@ -217,6 +218,7 @@ def metrics_record(strategy: str, champion_version: str | None, results: dict, s
     return metrics
 
 
+@runs_on("text", "evaluate")
 def run(params: Params) -> dict:
     """Score every model on every test split; write metrics.json and the evaluation folder."""
     train_log = read_json(Path(params.paths.candidate) / "train_log.json")

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from driftfit.errors import ConfigError
 from driftfit.image_model import IMAGE_SIZE, MEAN, STD, normalize
+from driftfit.modalities import runs_on
 
 
 class TrainAugment:
@@ -80,6 +81,7 @@ def image_transforms(size: int = IMAGE_SIZE, seed: int = 0,
 
 # ---- the step: augmented copies of the training split, written as PNGs -------------------------
 
+@runs_on("image", "augment")
 def run(params) -> dict:
     """Augment the prepared train split into paths.augmented/ whole: train.parquet (the original images, then
     `augment.copies` augmented copies of each, as PNGs in images/ at image.size) and summary.json. Val and

@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from driftfit.errors import DataError
 from driftfit.io import atomic_dir
+from driftfit.modalities import runs_on
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 40_000_000   # decompression-bomb guard: a 12-MP photo is 12M; more costs memory, not accuracy
@@ -261,6 +262,7 @@ def load_pixels(paths: Sequence[str], size: int, max_pixels: int = MAX_PIXELS):
 
 # ---- the step: the embedded image example --------------------------------------------------------
 
+@runs_on("image", "default-data")
 def run(params) -> dict:
     """`driftfit default-data` for task.modality image: `image.example_per_class` silhouettes of each of the 10
     animal-mnist animals as PNGs in paths.default_data/animals/<animal>/ (seeded by split.seed)."""

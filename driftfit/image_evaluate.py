@@ -22,6 +22,7 @@ import torch
 from driftfit.config import Params
 from driftfit.evaluate import SPLITS, LATENCY_BATCHES, headline, metrics_record, per_batch, plot_confusion, score
 from driftfit.io import atomic_dir, read_json, write_json
+from driftfit.modalities import runs_on
 from driftfit.registry import champion_info
 
 GRID_FILE = "test_images.png"
@@ -135,6 +136,7 @@ def plot_grid(paths: list[str], truth: list[str], predicted: list[str], title: s
     plt.close(fig)
 
 
+@runs_on("image", "evaluate")
 def run(params: Params) -> dict:
     """Score every model on every test split; write metrics.json and the evaluation folder (+ the grid)."""
     from driftfit.image_data import load_pixels

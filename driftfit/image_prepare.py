@@ -20,6 +20,7 @@ from driftfit.config import Params, SourceConfig
 from driftfit.errors import DataError
 from driftfit.image_data import read_image_folder, read_manifest
 from driftfit.io import atomic_dir, write_json
+from driftfit.modalities import runs_on
 from driftfit.prepare import champion_data, content_hash, file_hash, prepare_splits, read_split, stratified_split
 
 COLUMNS = ["path", "label", "sha256"]
@@ -75,6 +76,7 @@ def read_image_split(params: Params, name: str, required: bool = False) -> pd.Da
 
 # ---- the step ------------------------------------------------------------------------------------
 
+@runs_on("image", "prepare")
 def run(params: Params) -> dict:
     """Read the sources, split them, check every image, then write paths.prepared/ (+ manifest.json) whole.
     A bad image stops here, naming the file, with the report in a new folder under paths.rejected."""

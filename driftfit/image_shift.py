@@ -21,6 +21,7 @@ import pandas as pd
 
 from driftfit.config import Params
 from driftfit.io import read_json, write_json
+from driftfit.modalities import runs_on
 from driftfit.shift import (_sample, data_size, domain_classifier, label_counts, label_shift, linear_probe, logme,
                             mmd_test)
 
@@ -115,6 +116,7 @@ def measure_image_shift(reference: pd.DataFrame | None, train: pd.DataFrame, val
     return report
 
 
+@runs_on("image", "measure-shift")
 def run(params: Params) -> dict:
     """Read the prepared image splits (and the champion, if any), measure shift, write paths.shift."""
     from pathlib import Path

@@ -14,6 +14,7 @@ from pathlib import Path
 from driftfit.config import Params
 from driftfit.errors import DataError
 from driftfit.io import read_json, write_json
+from driftfit.modalities import runs_on
 from driftfit.strategies import for_modality, spec
 from driftfit.strategy import select_strategy
 
@@ -36,6 +37,7 @@ def image_decision(report: dict, params: Params, champion_exists: bool) -> dict:
     return decision
 
 
+@runs_on("image", "select-strategy")
 def run(params: Params) -> dict:
     """Read the shift report and the registry, decide, write paths.decision."""
     from driftfit.registry import champion_dir

@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from driftfit.config import Params
 from driftfit.errors import ConfigError, DataError
 from driftfit.io import atomic_dir, read_json, write_json
+from driftfit.modalities import runs_on
 from driftfit.strategies import spec
 
 Progress = Callable[[int, int, dict], None]  # progress(step, total_steps, logs)
@@ -228,6 +229,7 @@ def train_image_model(train: pd.DataFrame, val: pd.DataFrame, strategy: str, par
             "val_accuracy": val_accuracy}
 
 
+@runs_on("image", "train")
 def run(params: Params, progress: Progress | None = None) -> dict:
     """Read the decision and the data, train (unless the strategy keeps the champion), write paths.candidate
     whole."""

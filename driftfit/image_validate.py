@@ -26,6 +26,7 @@ from driftfit.errors import DataError, ValidationFailed
 from driftfit.gx_suite import (DOCS_SITE, as_check, gx_context, label_expectations, label_table, rule,
                                run_suite)
 from driftfit.image_data import MAX_PIXELS, open_image
+from driftfit.modalities import runs_on
 from driftfit.validate import LEAKAGE_PAIRS, MAX_ERRORS_IN_MESSAGE
 
 EXAMPLES = 5  # offending files named per finding
@@ -321,6 +322,7 @@ def check_before_writing(splits: dict[str, pd.DataFrame], params, files: list[st
         logging.getLogger(__name__).warning("image validation warning: %s", warning)
 
 
+@runs_on("image", "validate")
 def run(params) -> dict:
     """Validate the prepared image splits; write paths.validation/ (summary.json + data_docs/) whole."""
     from driftfit.image_prepare import read_image_split

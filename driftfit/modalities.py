@@ -9,6 +9,7 @@ registry, the data memory). The strategies a modality supports are in driftfit.s
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass, field
 from typing import Callable
@@ -90,3 +91,22 @@ def step_part(name: str, function: str, params) -> Callable:
     """Another function of the module that runs step `name` for these params' modality (e.g. evaluate's
     score_folder, which promote uses to re-score the serving champion)."""
     return getattr(importlib.import_module(spec(params.task.modality).steps[name]), function)
+
+
+def runs_on(modality: str, step_name: str) -> Callable:
+    """Mark a step module's `run(params)` as one modality's: called directly with another modality's params
+    (a script, a notebook), it stops before reading or writing anything and names the function that runs
+    that step for those params. The CLI and the flow dispatch through `step` and never trip it."""
+    def wrap(run: Callable) -> Callable:
+        @functools.wraps(run)
+        def checked(params, *args, **kwargs):
+            given = params.task.modality
+            if given != modality:
+                right = spec(given).steps[step_name]
+                raise ConfigError(f"{run.__module__}.run runs the '{step_name}' step for task.modality '{modality}', "
+                                  f"but these params have task.modality '{given}': call {right}.run, or "
+                                  f"driftfit.modalities.step('{step_name}', params)(params), as `driftfit "
+                                  f"{step_name}` and the Prefect flow do")
+            return run(params, *args, **kwargs)
+        return checked
+    return wrap

@@ -14,6 +14,7 @@ from driftfit.config import Params, SplitConfig
 from driftfit.errors import DataError
 from driftfit.io import atomic_dir, write_json
 from driftfit.loaders import load_table
+from driftfit.modalities import runs_on
 
 
 def stratified_split(df: pd.DataFrame, fractions: dict[str, float], seed: int) -> dict[str, pd.DataFrame]:
@@ -104,6 +105,7 @@ def read_split(prepared: str | Path, name: str, required: bool = False) -> pd.Da
     return None
 
 
+@runs_on("text", "prepare")
 def run(params: Params) -> dict:
     """Load the sources named in params, split them, check them against the data contract, then write
     data/prepared/ (+ manifest.json). A contract error stops here, naming file lines, before anything

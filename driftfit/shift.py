@@ -41,6 +41,7 @@ from driftfit.config import Params, ShiftConfig
 from driftfit.errors import DataError
 from driftfit.feature_cache import Compute, cached
 from driftfit.io import read_json, write_json
+from driftfit.modalities import runs_on
 
 log = logging.getLogger(__name__)
 
@@ -423,6 +424,7 @@ def _read_split(prepared: Path, name: str, required: bool = True) -> pd.DataFram
     return df
 
 
+@runs_on("text", "measure-shift")
 def run(params: Params) -> dict:
     """Read the prepared splits (and champion, if any), measure shift, write params.paths.shift."""
     from driftfit.model import (embed_texts, features_identity, head_inputs, load_classifier, load_encoder,

@@ -86,6 +86,7 @@ from pathlib import Path
 from driftfit.config import Params, StrategyConfig
 from driftfit.errors import DataError
 from driftfit.io import read_json, write_json
+from driftfit.modalities import runs_on
 from driftfit.strategies import spec
 
 log = logging.getLogger(__name__)
@@ -368,6 +369,7 @@ def with_probe(decision: dict, train_df, val_df, params: Params) -> dict:
 
 # ---- thin edge: file in, file out -----------------------------------------------------------
 
+@runs_on("text", "select-strategy")
 def run(params: Params) -> dict:
     """Read the shift report and the registry, decide (probing if asked), write params.paths.decision."""
     from driftfit.registry import champion_dir

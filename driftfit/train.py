@@ -41,6 +41,7 @@ from driftfit.config import Params, TrainConfig
 from driftfit.errors import ConfigError, DataError
 from driftfit.head_fit import fit_head
 from driftfit.io import atomic_dir, read_json, run_tempdir, write_json
+from driftfit.modalities import runs_on
 from driftfit.model import TextClassifier, load_tokenizer, pick_device, predict_proba, save_classifier
 from driftfit.prepare import read_split
 from driftfit.strategies import spec
@@ -508,6 +509,7 @@ def checkpoint_dir(params: Params) -> Path:
     return Path(f"{params.paths.candidate}.checkpoints")
 
 
+@runs_on("text", "train")
 def run(params: Params, progress: Progress | None = None) -> dict:
     """Read the decision, the shift report and the data, train (unless the strategy keeps the champion),
     write models/candidate/ atomically."""

@@ -27,6 +27,7 @@ from driftfit.errors import ValidationFailed
 from driftfit.gx_suite import (DOCS_SITE, TEXT_COLUMNS, as_check, gx_context, label_expectations, label_table,
                                row_expectations, row_profile, run_suite)
 from driftfit.io import atomic_dir, write_json
+from driftfit.modalities import runs_on
 from driftfit.prepare import read_split
 from driftfit.texts import find_duplicates, find_leakage, plain, text_ids
 
@@ -273,6 +274,7 @@ def check_before_writing(splits: dict[str, pd.DataFrame], params: Params, source
         log.warning("data validation warning: %s", warning)
 
 
+@runs_on("text", "validate")
 def run(params: Params) -> dict:
     """Validate paths.prepared; write paths.validation/ (summary.json + data_docs/) whole. On errors the
     report goes to paths.rejected/ instead, and paths.validation/ is left as it was (see _report)."""

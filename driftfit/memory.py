@@ -5,6 +5,11 @@
                        labels) of one accepted batch. Its id comes from the content of its splits, so the
                        same batch landing twice is recognised and not added twice; its folder is the id, or
                        id.vN once the reservoir has resampled its training rows (a new folder, never an edit)
+    images/<ab>/<sha256>.<ext>
+                       image batches only: a copy of every image a kept batch lists, named by the hash of its
+                       bytes (the same image in two batches is kept once). The memory does not depend on the
+                       folders the batches came from: next week's replay and forgetting checks read these copies,
+                       and DVC versions them with the rest of the memory
     memory.json        the pointer: version (counts changes), the batches kept (oldest first), their
                        folders, and the history
 
@@ -16,7 +21,8 @@ What is kept (`memory.keep`), and what it costs:
              every period still represented
 A change is atomic, as in the registry: a new batch folder is assembled under a temp name and renamed in,
 then memory.json is replaced in one rename; folders it no longer lists are removed afterwards (or by the
-next change, if the process died). A crash leaves the memory as it was; a rejected batch never gets here.
+next change, if the process died). Images are copied in first (each under a temp name, checked against the
+hash prepare recorded, then renamed), and images no kept batch lists are removed after the switch. A crash leaves the memory as it was; a rejected batch never gets here.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -113,7 +120,7 @@ def _write_batch(root: Path, name: str, splits: dict[str, pd.DataFrame], record:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=batches))
     try:
         for split in BATCH_SPLITS:
-            table = splits[split]  # texts; or images: their paths and file hashes (the images stay where they are)
+            table = splits[split]  # texts; or images: their paths (copies in root/images) and file hashes
             table[[c for c in ("text", "path", "label", "sha256") if c in table.columns]].to_parquet(
                 tmp / f"{split}.parquet", index=False)
         write_json(tmp / "batch.json", record)
@@ -126,14 +133,61 @@ def _write_batch(root: Path, name: str, splits: dict[str, pd.DataFrame], record:
 
 
 def _sweep(root: Path, listed: list[str]) -> list[str]:
-    """Remove batch folders the pointer does not list (dropped, resampled, or left by a crash)."""
+    """Remove batch folders the pointer does not list (dropped, resampled, or left by a crash), then the
+    stored images no listed folder names."""
     batches = root / "batches"
     gone = []
     for p in (batches.iterdir() if batches.is_dir() else []):
         if p.name not in listed:
             shutil.rmtree(p, ignore_errors=True)
             gone.append(p.name)
+    store = root / IMAGES
+    if store.is_dir():
+        kept = {Path(p).name for name in listed for split in BATCH_SPLITS
+                for p in pd.read_parquet(batches / name / f"{split}.parquet", columns=["path"])["path"]}
+        for f in store.glob("*/*"):
+            if f.name not in kept:  # also a temp copy a crash left
+                f.unlink(missing_ok=True)
     return sorted(gone)
+
+
+# ---- images: kept in the memory, by content ---------------------------------------------------------
+
+IMAGES = "images"
+
+
+def store_images(root: str | Path, splits: dict[str, pd.DataFrame], readable: Callable[[str], str],
+                 recorded: Callable[[str], str]) -> dict[str, pd.DataFrame]:
+    """Copy every image the splits list into root/images/<ab>/<sha256><suffix> (once per content) and return
+    the splits pointing at the copies. readable(path) is where a split's path can be read now; recorded(path)
+    is how the records keep a stored copy's path (project-relative). An image whose bytes no longer match the
+    hash prepare recorded (it changed since) stops here, naming the file, before the memory changes."""
+    from driftfit.prepare import file_hash
+
+    store = Path(root) / IMAGES
+    out = {}
+    for split, table in splits.items():
+        stored = []
+        for path, digest in zip(table["path"], table["sha256"]):
+            source = Path(readable(path))
+            target = store / digest[:2] / f"{digest}{source.suffix.lower()}"
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+                try:
+                    shutil.copyfile(source, tmp)
+                    if file_hash(str(tmp)) != digest:
+                        raise DataError(f"'{source}' ({split} split): its bytes changed since prepare recorded sha256 "
+                                        f"{digest[:12]}...: run prepare and validate again on the batch as it is now")
+                    os.replace(tmp, target)
+                except FileNotFoundError:
+                    raise DataError(f"'{source}' ({split} split): the image is gone since prepare listed it: run prepare "
+                                    "again") from None
+                finally:
+                    tmp.unlink(missing_ok=True)
+            stored.append(recorded(str(target)))
+        out[split] = table.assign(path=stored)
+    return out
 
 
 def add_batch(root: str | Path, splits: dict[str, pd.DataFrame], source: dict, cfg: MemoryConfig) -> dict:
@@ -182,4 +236,6 @@ def run(params: Params) -> dict:
     splits = {name: read_split(params.paths.prepared, name, required=True) for name in BATCH_SPLITS}
     manifest = read_json(Path(params.paths.prepared) / "manifest.json")
     incoming = manifest.get("sources", {}).get("incoming", {})
+    if "path" in splits["train"].columns:  # images: the memory keeps its own copies
+        splits = store_images(params.absolute(params.paths.memory), splits, params.absolute, params.portable)
     return add_batch(params.paths.memory, splits, incoming, params.memory)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from safetensors import safe_open
@@ -202,12 +203,15 @@ def test_a_second_week_measures_shift_against_the_champion_and_replays_its_batch
         inverted = root / "data" / "week2" / png.parent.name / png.name
         inverted.parent.mkdir(parents=True, exist_ok=True)
         ImageOps.invert(Image.open(png).convert("L")).save(inverted)
+    shutil.rmtree(root / "data" / "default")  # week 1's folder is gone: the memory kept its own copies
     params = load_params(write_image_params(root, {"image.weights_cache": weights_cache, "strategy.force": "head",
                                                    "data.incoming.path": "data/week2"}))
     results = {name: step(name, params)(params) for name in
                ("prepare", "validate", "remember", "augment", "measure-shift", "select-strategy", "train", "evaluate",
                 "promote")}
     assert results["prepare"]["reference"]["from"] == "memory" and results["remember"]["version"] == 2
+    replayed = pd.read_parquet(root / "data" / "prepared" / "reference_train.parquet")
+    assert replayed["path"].str.startswith("data/memory/images/").all()
     shift = results["measure-shift"]
     assert shift["embedding"]["domain_classifier"]["auc"] > 0.9  # photographs' features tell the weeks apart
     assert shift["champion"]["own_test_accuracy"] is not None and shift["label_shift"]["new_labels"] == []

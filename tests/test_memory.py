@@ -2,6 +2,8 @@
 and the lineage a champion records."""
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import pytest
 
 from driftfit import memory
 from driftfit.config import MemoryConfig
+from driftfit.errors import DataError
 from driftfit.io import read_json
 
 
@@ -66,6 +69,7 @@ import os, signal, sys
 import pandas as pd
 from driftfit import memory, io
 from driftfit.config import MemoryConfig
+from driftfit.errors import DataError
 from tests.test_memory import batch
 
 def die(*args, **kwargs):
@@ -88,6 +92,68 @@ def test_a_crash_mid_append_leaves_the_memory_as_it_was(tmp_path):
     after = memory.add_batch(root, batch("w2"), {}, MemoryConfig())  # the next change adds it cleanly
     assert after["added"] and len(after["batches"]) == 2
     assert sorted(p.name for p in (root / "batches").iterdir()) == sorted(after["batches"])
+
+
+def image_batch(folder: Path, tag: int, shared: Path | None = None) -> dict[str, pd.DataFrame]:
+    """Real PNG files (a different grey per image) in `folder`, as prepare lists them: path, label, sha256.
+    `shared`: an image file that every split of this batch also lists (the same bytes as in another batch)."""
+    from PIL import Image
+
+    from driftfit.prepare import file_hash
+
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for k, split in enumerate(memory.BATCH_SPLITS):
+        rows = []
+        for i, label in enumerate(("cat", "dog")):
+            path = folder / f"{split}-{label}.png"
+            Image.new("L", (8, 8), color=tag * 40 + k * 10 + i).save(path)
+            rows.append((str(path), label))
+        if shared is not None:
+            rows.append((str(shared), "cat"))
+        splits[split] = pd.DataFrame({"path": [p for p, _ in rows], "label": [lab for _, lab in rows],
+                                      "sha256": [file_hash(p) for p, _ in rows]})
+    return splits
+
+
+def test_image_batches_are_kept_in_the_memory_by_content(tmp_path):
+    """The memory holds copies of its images, so the batch's own folder may go; an image changed since prepare
+    hashed it stops the change; images no kept batch lists are removed."""
+    root, project = tmp_path / "memory", tmp_path
+    portable = lambda p: os.path.relpath(p, project)  # noqa: E731  (as params.portable keeps project paths)
+    readable = lambda p: str(project / p)  # noqa: E731
+    first = image_batch(tmp_path / "week1", 1)
+    stored = memory.store_images(root, first, str, portable)
+    w1 = memory.add_batch(root, stored, {}, MemoryConfig(keep="window", window=1))
+    assert w1["batch"] == memory.batch_id(first)  # the id is the content's, wherever the files are
+    files = sorted(p.relative_to(root).as_posix() for p in (root / "images").rglob("*") if p.is_file())
+    assert len(files) == 6 and all(f.split("/")[2].startswith(f.split("/")[1]) for f in files)
+    for split in memory.BATCH_SPLITS:
+        kept = memory.batch_split(root, w1["batch"], split)
+        assert all(p.startswith("memory/images/") for p in kept["path"])
+        assert list(kept["sha256"]) == list(first[split]["sha256"])
+    shutil.rmtree(tmp_path / "week1")  # the source folder is gone: the memory still reads every image
+    from driftfit.prepare import file_hash
+    train = memory.remembered(root, [w1["batch"]], "train")
+    assert [file_hash(readable(p)) for p in train["path"]] == list(train["sha256"])
+
+    changed = image_batch(tmp_path / "week2", 2)
+    victim = changed["val"]["path"][1]
+    Path(victim).write_bytes(Path(victim).read_bytes() + b"changed")
+    before = sorted((root / "images").rglob("*"))
+    with pytest.raises(DataError, match=rf"^'{re.escape(victim)}' \(val split\): its bytes changed since prepare"):
+        memory.store_images(root, changed, str, portable)
+    assert memory.state(root)["batches"] == [w1["batch"]]
+    assert not [p for p in (root / "images").rglob(".*")]  # no temp copy left behind
+
+    third = image_batch(tmp_path / "week3", 3, shared=Path(readable(train["path"][0])))
+    w3 = memory.add_batch(root, memory.store_images(root, third, str, portable), {},
+                          MemoryConfig(keep="window", window=1))
+    assert w3["dropped"] == [w1["batch"]]  # week 1 left the window: its images went, except the one week 3 shares
+    names = {p.name for p in (root / "images").rglob("*") if p.is_file()}
+    assert names == {Path(p).name for split in memory.BATCH_SPLITS
+                     for p in memory.batch_split(root, w3["batch"], split)["path"]}
+    assert len(names) == 7 and any(p.name.startswith(first["train"]["sha256"][0]) for p in (root / "images").rglob("*"))
 
 
 def test_a_broken_pointer_is_a_clear_error(tmp_path):

@@ -46,7 +46,7 @@ language` by language (a language-identification task). A text under two labels,
 languages of the corpus ('Hello'), is dropped, so scenarios on different languages share no row.
 
 Results saved by the previous harness (one seed, no predictions) are listed as stale, not mixed in.
-`--rescore` re-judges the saved results under the current policy's rule -> strategy table, no training.
+`--rescore` re-judges the saved results under the current policy (re-applied to the saved measures), no training.
 """
 
 from __future__ import annotations
@@ -482,17 +482,14 @@ def combine(spec: ScenarioFile, base: Params, out_dir: Path, scenarios_path: str
 
 
 def current_choice(result: dict, base: Params) -> str:
-    """The current policy's choice for a saved scenario: the rule that fired depends only on the measures and
-    thresholds, so the choice follows from the saved rule (and, for tokenizer_misfit, the sizes)."""
-    from driftfit.strategy import CHOICES
+    """The current policy's choice for a saved scenario: the rules (and learned rules, if params name them)
+    re-applied to its saved measures; a forced or probed choice, or a result without measures, keeps what ran."""
+    from driftfit.strategy import choose
 
-    rule = result["rule"].removeprefix("probe (").removesuffix(")")
-    if rule == "tokenizer_misfit" and result["rows"]["train"] >= base.strategy.scratch_min_examples:
-        rule = "tokenizer_misfit_large"
-    elif rule == "tokenizer_misfit" and (result.get("measures") or {}).get("min_per_class", 0) <= \
-            base.strategy.head_max_per_class:
-        rule = "tokenizer_misfit_small"
-    return CHOICES[rule][0] if rule in CHOICES else result["choice"]
+    if result["rule"] == "forced" or result["rule"].startswith("probe") or not result.get("measures"):
+        return result["choice"]
+    measures = {"probe_memory_accuracy": None, "probe_memory_rows": None, **result["measures"]}
+    return choose(measures, base.strategy)[0]
 
 
 def rescore(out_dir: str | Path = "bench/results", scenarios_path: str | Path = "bench/scenarios.yaml",
@@ -516,7 +513,8 @@ def rescore(out_dir: str | Path = "bench/results", scenarios_path: str | Path = 
     sel = stats.headline(now).get("policies", {}).get("selector")
     md = ["# Decision benchmark, re-scored under the current policy", "",
           f"Command: `driftfit bench decision --rescore --scenarios {scenarios_path} --out {out_dir}` (no training: "
-          "the saved oracle results with the current rule -> strategy table of `driftfit/strategy.py`).", "",
+          "the saved oracle results, the current rules of `driftfit/strategy.py` (and strategy.learned_rules, if the "
+          "params name them) re-applied to each scenario's saved measures).", "",
           "Caution: a policy revised after these results were seen is scored in-sample here; a fresh run of the "
           "benchmark (or new scenarios) is the out-of-sample check.", "",
           *([f"Saved by an older harness, not scored: {', '.join(stale)}.", ""] if stale else []),

@@ -176,6 +176,7 @@ class StrategyConfig(_Section):
     skip_max_drop: float = Field(2.0, ge=0, le=100)
     replay_all_on_new_labels: bool = True
     zero_shot_good: float = Field(0.9, ge=0, le=1)
+    learned_rules: str | None = None  # a tree fitted by bench.learn_rules (driftfit.learned_rules); None: hand rules
 
 
 class TrainConfig(_Section):
@@ -455,6 +456,10 @@ def check_task(params: Params, source: str) -> None:
     if params.model.pretrained != IMAGE_MODEL:
         raise ConfigError(f"{source}: model.pretrained = '{params.model.pretrained}': task.modality 'image' needs "
                           f"'{IMAGE_MODEL}' (the packaged EfficientNet-Lite0)")
+    if params.strategy.learned_rules is not None:
+        raise ConfigError(f"{source}: strategy.learned_rules = '{params.strategy.learned_rules}': the learned rules "
+                          "were fit on text scenarios (their measures include tokenizer fit); task.modality 'image' "
+                          "needs strategy.learned_rules: null")
     if params.strategy.mode != "rules":
         raise ConfigError(f"{source}: strategy.mode = '{params.strategy.mode}': task.modality 'image' supports "
                           "'rules' only (probe mode trains text models)")

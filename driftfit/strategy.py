@@ -69,6 +69,10 @@ Why, rule by rule:
      Learns Less and Forgets Less"). Among them IA3 was the steadiest in the decision benchmark (regret
      0-2.5 points in every scenario; LoRA up to 5.0), so it is the default, full fine-tuning the runner-up.
 
+With `strategy.learned_rules` (a JSON tree that `python -m bench.learn_rules` fits on the decision benchmark's
+fitting half, driftfit.learned_rules) the tree picks what to train in place of rules 3-7 (rule `learned`);
+rules 1 and 2 stay as they are, and the reason gives the tree's tests in words next to the hand rules' pick.
+
 With `strategy.mode: probe` the rules' choice is checked empirically: the rules' pick, its runner-up and
 `strategy.probe_candidates` each train for `probe_max_steps` steps; the better half by validation accuracy
 goes on with twice the steps, until one is left (successive halving). Its cost is in the decision record.
@@ -83,6 +87,7 @@ import logging
 import math
 from pathlib import Path
 
+from driftfit import learned_rules
 from driftfit.config import Params, StrategyConfig
 from driftfit.errors import DataError
 from driftfit.io import read_json, write_json
@@ -271,10 +276,11 @@ def _policy(m: dict, cfg: StrategyConfig) -> tuple[str, str, str, str]:
             "small/medium data.")
 
 
-def select_strategy(report: dict, cfg: StrategyConfig, champion_exists: bool) -> dict:
-    """The decision record: strategy, runner-up, the rule that fired, the reason in words, the numbers."""
+def select_strategy(report: dict, cfg: StrategyConfig, champion_exists: bool, rules: dict | None = None) -> dict:
+    """The decision record: strategy, runner-up, the rule that fired, the reason in words, the numbers.
+    rules: learned rules (driftfit.learned_rules) already read; None: read strategy.learned_rules if set."""
     measures = _measures(report, champion_exists)
-    strategy, runner_up, rule, reason = _policy(measures, cfg)
+    strategy, runner_up, rule, reason = choose(measures, cfg, rules)
     if cfg.force is not None:
         pick = strategy
         runner_up = pick if pick != cfg.force else runner_up
@@ -289,6 +295,28 @@ def select_strategy(report: dict, cfg: StrategyConfig, champion_exists: bool) ->
                                "replays every remembered row, so the model learns them without forgetting the "
                                "old ones (the gate checks every past batch).")
     return decision
+
+
+def choose(measures: dict, cfg: StrategyConfig, rules: dict | None = None) -> tuple[str, str, str, str]:
+    """(strategy, runner_up, rule, reason) from the measures of a decision record: the hand rules 2-7, then the
+    learned tree where they would train (strategy.learned_rules; `rules` if already read). The decision
+    benchmark re-applies it to saved measures."""
+    hand = _policy(measures, cfg)
+    if cfg.learned_rules is None or hand[2] == "champion_holds":
+        return hand
+    return _learned(measures, rules or learned_rules.load(cfg.learned_rules), hand)
+
+
+def _learned(measures: dict, rules: dict, hand: tuple[str, str, str, str]) -> tuple[str, str, str, str]:
+    """The learned tree's pick of what to train, in place of rules 3-7; the hand rules' pick is kept in the
+    reason and, when the tree's leaf names no other strategy, as the runner-up. A runner-up skip (a champion
+    that holds, retrained because a head would beat it) stays the runner-up."""
+    leaf = learned_rules.decide(rules, measures)
+    strategy = leaf["strategy"]
+    runner_up = "skip" if hand[1] == "skip" else (leaf["runner_up"] or (hand[0] if hand[0] != strategy else hand[1]))
+    reason = (f"{learned_rules.explain(rules, leaf)} The hand rules would pick {hand[0]} (rule {hand[2]}: "
+              f"{hand[3]})")
+    return strategy, runner_up, "learned", reason
 
 
 # ---- probe mode: short trial runs, successive halving ----------------------------------------
@@ -379,7 +407,9 @@ def run(params: Params) -> dict:
         raise DataError(f"shift report '{path}' not found (run the shift step first)")
     champion_exists = champion_dir(params.paths.registry) is not None
     report = read_json(path)
-    decision = select_strategy(report, params.strategy, champion_exists)
+    rules = (learned_rules.load(params.absolute(params.strategy.learned_rules))
+             if params.strategy.learned_rules is not None else None)
+    decision = select_strategy(report, params.strategy, champion_exists, rules)
     if params.strategy.mode == "probe":
         from driftfit.train import load_training_inputs, settle_scratch_tokenizer
 

@@ -263,10 +263,9 @@ def test_bench_trains_every_strategy_per_seed_and_judges_ties(tmp_path):
     assert "in-sample" in (out / "decision-rescored.md").read_text()
 
 
-def test_rescore_maps_each_saved_rule_to_the_current_choice(tmp_path):
+def test_rescore_reapplies_the_current_policy_to_the_saved_measures(tmp_path):
     from bench.decision import FORMAT, rescore
     from driftfit.io import write_json
-    from driftfit.strategy import CHOICES
 
     scenarios = tmp_path / "tiny.yaml"
     scenarios.write_text(TINY)
@@ -274,10 +273,19 @@ def test_rescore_maps_each_saved_rule_to_the_current_choice(tmp_path):
     saved = {**_scenario("en-to-zh", truth, {
         "head": [_flip(truth, set(range(50)))], "ia3": [_flip(truth, set(range(45)))],
         "zero_shot": [_flip(truth, set(range(40)))]}, {"head": 1.0, "ia3": 2.0, "zero_shot": 0.1}, choice="head"),
-        "format": FORMAT, "rule": "few_shot", "rows": {"train": 32}}
+        "format": FORMAT, "rule": "default", "rows": {"train": 32},
+        "measures": {"champion_exists": False, "new_labels": [], "mmd2": None, "p_value": None, "unk_rate": 0.0,
+                     "tokens_per_word": 1.2, "rows": 32, "min_per_class": 16, "probe_accuracy": 0.6,
+                     "zero_shot_accuracy": 0.95, "champion_incoming_accuracy": None}}
     write_json(tmp_path / "scenarios" / "en-to-zh.json", saved)
+    # ran with older rules (default -> head); today's rules on the same measures: the names suffice -> zero_shot
     summary = rescore(tmp_path, scenarios, write_params(tmp_path))
-    assert summary["scenarios"] == 1
-    expected = {"head": 10.0, "ia3": 5.0, "zero_shot": 0.0}[CHOICES["few_shot"][0]]
-    assert summary["mean_regret_points"] == pytest.approx(expected, abs=0.01)
+    assert summary["scenarios"] == 1 and summary["mean_regret_points"] == 0.0
+    assert "| en-to-zh | default | head (10.00, no) | zero_shot (0.00, yes) |" in \
+        (tmp_path / "decision-rescored.md").read_text()
+    # with learned rules named in the params, the tree's leaf is the choice
+    (tmp_path / "rules.json").write_text(json.dumps({"format": 1, "kind": "driftfit.learned_rules",
+                                                     "tree": {"strategy": "ia3", "counts": {"ia3": 3}}}))
+    summary = rescore(tmp_path, scenarios, write_params(tmp_path, {"strategy.learned_rules": str(tmp_path / "rules.json")}))
+    assert summary["mean_regret_points"] == 5.0
     assert "in-sample" in (tmp_path / "decision-rescored.md").read_text()

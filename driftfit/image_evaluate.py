@@ -42,18 +42,19 @@ def task_labels(params: Params) -> list[str]:
 
 def load_models(params: Params, champion: str | None) -> dict[str, tuple]:
     """{name: (model, labels, size, folder or None)} for candidate, champion (a version) and baseline."""
-    from driftfit.image_model import image_classifier, load_image_classifier
+    from driftfit.image_model import load_image_classifier, pretrained_classifier
 
     models: dict[str, tuple] = {}
+    trust = params.model.trust_remote_code
     candidate = Path(params.paths.candidate)
     if read_json(candidate / "train_log.json").get("trained"):
-        models["candidate"] = (*load_image_classifier(candidate), candidate)
+        models["candidate"] = (*load_image_classifier(candidate, trust), candidate)
     if champion is not None:
         folder = Path(params.paths.registry) / champion
-        models["champion"] = (*load_image_classifier(folder), folder)
+        models["champion"] = (*load_image_classifier(folder, trust), folder)
     labels = task_labels(params)
-    baseline = image_classifier(len(labels), params.image.weights_cache, params.train.seed).eval()
-    models["baseline"] = (baseline, labels, params.image.size, None)
+    baseline = pretrained_classifier(params, len(labels), params.train.seed).eval()
+    models["baseline"] = (baseline, labels, baseline.image_size, None)
     return models
 
 
@@ -78,7 +79,7 @@ def score_folder(params: Params, folder: Path, batches: dict | None = None) -> d
     """One saved image classifier's headline scores on every test split (promote re-scores a champion)."""
     from driftfit.image_model import load_image_classifier
 
-    model, labels, size = load_image_classifier(folder)
+    model, labels, size = load_image_classifier(folder, params.model.trust_remote_code)
     scores = {}
     for split, df in read_test_splits(params).items():
         result, predicted = evaluate_model(model, labels, size, df, params)

@@ -1,7 +1,8 @@
 """Measure shift for an image batch (`driftfit measure-shift` when task.modality is image).
 
-The same report as for texts (driftfit.shift), from the pretrained EfficientNet-Lite0's pooled features
-(ImageNet, frozen; L2-normalised for the distance measures) instead of sentence embeddings:
+The same report as for texts (driftfit.shift), from the pretrained image model's features (EfficientNet-Lite0's
+pooled 1280, or what a local Hugging Face model's classifier reads; frozen; L2-normalised for the distance
+measures) instead of sentence embeddings:
 - embedding shift: MMD² with a permutation test and a domain classifier's ROC AUC, reference vs incoming;
 - label shift, data size: exact, from the label counts;
 - transferability: a linear probe (fit on train, scored on val) and LogME on the frozen features;
@@ -31,12 +32,12 @@ TEXT_ONLY = "text only: images have no tokenizer"
 
 
 def _features(model, table: pd.DataFrame, params: Params) -> np.ndarray:
-    """Pooled pretrained features of the images in `table`, float64 N x 1280."""
+    """Pretrained features of the images in `table` (fed as the model expects), float64 N x d."""
     from driftfit.image_data import load_pixels
-    from driftfit.image_model import features, normalize
+    from driftfit.image_model import features, normalize_for
 
-    pixels = load_pixels(list(table["path"]), params.image.size, params.image.max_pixels)
-    return features(model, normalize(pixels), params.shift.batch_size).numpy().astype(np.float64)
+    pixels = load_pixels(list(table["path"]), model.image_size, params.image.max_pixels)
+    return features(model, normalize_for(model, pixels), params.shift.batch_size).numpy().astype(np.float64)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -58,7 +59,7 @@ def _accuracy(champion, table: pd.DataFrame | None, params: Params) -> float | N
 def measure_image_shift(reference: pd.DataFrame | None, train: pd.DataFrame, val: pd.DataFrame, params: Params,
                         champion=None, champion_test: pd.DataFrame | None = None) -> dict:
     """Every measure as a JSON-able dict, in the text report's shape; reference=None skips the comparisons."""
-    from driftfit.image_model import image_classifier
+    from driftfit.image_model import pretrained_classifier
 
     cfg = params.shift
     start = time.perf_counter()
@@ -70,7 +71,7 @@ def measure_image_shift(reference: pd.DataFrame | None, train: pd.DataFrame, val
                     "tokenizer": {"incoming": {"unk_rate": None, "tokens_per_word": None}, "note": TEXT_ONLY}}
 
     t = time.perf_counter()
-    model = image_classifier(1, params.image.weights_cache)  # the pretrained network; its head is not used
+    model = pretrained_classifier(params, 1)  # the pretrained network; its head is not used
     inc = _features(model, pd.concat([tr, va], ignore_index=True), params)
     ref_rows = _sample(len(reference), cfg.sample_size, rng) if reference is not None else np.arange(0)
     ref = _features(model, reference.iloc[ref_rows], params) if reference is not None else None
@@ -134,7 +135,7 @@ def run(params: Params) -> dict:
                                      if df is not None and "batch" in df else df
                                      for df in (reference, reference_test))
     champ = champion_dir(params.paths.registry)
-    champion = load_image_classifier(champ) if champ is not None else None
+    champion = load_image_classifier(champ, params.model.trust_remote_code) if champ is not None else None
     report = measure_image_shift(reference, train, val, params, champion, reference_test)
     if champ is not None:
         report["champion"]["dir"] = str(champ)

@@ -1,9 +1,11 @@
 """Train an image classifier with the strategy the decision record names (`driftfit train` when
 task.modality is image).
 
-The model is the packaged EfficientNet-Lite0 with a new head (or the same network with fresh He/Xavier
-weights for `scratch`); what trains is the strategy's entry in driftfit.strategies (`image_prepare`: frozen
-layer groups, or peft LoRA on the 1x1 convolutions). Two ways to train, as for texts:
+The model is what `model.pretrained` names, with a new head: the packaged EfficientNet-Lite0 or a local
+Hugging Face image model (or the same network with fresh He/Xavier weights for `scratch`); what trains is the
+strategy's entry in driftfit.strategies (`image_prepare`: frozen layer groups, or peft LoRA). Images are fed
+as that model expects (driftfit.image_model: image.size for EfficientNet-Lite0, the folder's
+preprocessor_config.json for a Hugging Face model). Two ways to train, as for texts:
 - `head` (fit_on_features): the network stays frozen, so the head is a convex problem: pooled features
   computed once, L-BFGS logistic regression per C of train.head_c_grid, best validation macro-F1 wins
   (driftfit.head_fit.fit_logistic);
@@ -65,16 +67,13 @@ def training_inputs(params: Params, strategy: str, replay_all: bool = False) -> 
 
 def build_model(strategy: str, params: Params, num_labels: int):
     """The classifier with the right parts trainable, as the strategy's table entry says."""
-    from driftfit.image_model import image_classifier, scratch_classifier
+    from driftfit.image_model import pretrained_classifier
 
     entry, cfg = spec(strategy), params.train
     if "image" not in entry.modalities:
         raise ConfigError(f"strategy '{strategy}' (the decision in {params.paths.decision}): not available for "
                           "task.modality 'image'")
-    if entry.fresh_weights:
-        model = scratch_classifier(num_labels, cfg.scratch_init, cfg.seed)
-    else:
-        model = image_classifier(num_labels, params.image.weights_cache, cfg.seed)
+    model = pretrained_classifier(params, num_labels, cfg.seed, cfg.scratch_init if entry.fresh_weights else None)
     return entry.image_prepare(model, cfg) if entry.image_prepare is not None else model
 
 
@@ -85,7 +84,7 @@ def _optimizer(model, strategy: str, params: Params) -> torch.optim.Optimizer:
     groups: dict[tuple[float, float], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            lr = cfg.head_learning_rate if "_fc." in name else body_lr
+            lr = cfg.head_learning_rate if f"{model.head_name}." in name else body_lr
             groups.setdefault((lr, 0.0 if p.ndim < 2 else cfg.weight_decay), []).append(p)
     return torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()])
 
@@ -109,12 +108,12 @@ def fit_head(model, x_train: torch.Tensor, y_train: np.ndarray, x_val: torch.Ten
     from sklearn.metrics import log_loss
 
     from driftfit.head_fit import fit_logistic, head_weights
-    from driftfit.image_model import features, normalize
+    from driftfit.image_model import features, normalize_for
 
     start = time.perf_counter()
     n_labels = model.num_labels
-    f_train = features(model, normalize(x_train), params.evaluate.batch_size).numpy().astype(np.float64)
-    f_val = features(model, normalize(x_val), params.evaluate.batch_size).numpy().astype(np.float64)
+    f_train = features(model, normalize_for(model, x_train), params.evaluate.batch_size).numpy().astype(np.float64)
+    f_val = features(model, normalize_for(model, x_val), params.evaluate.batch_size).numpy().astype(np.float64)
     # Standardised features: L-BFGS converges in a fraction of the iterations (the pooled features' scales
     # differ a lot); the scaling is folded back into the head, so it reads the raw features.
     mean, scale = f_train.mean(0), f_train.std(0) + 1e-6
@@ -122,7 +121,7 @@ def fit_head(model, x_train: torch.Tensor, y_train: np.ndarray, x_val: torch.Ten
     clf, record = fit_logistic(f_train, y_train, f_val, y_val, n_labels, params.train.head_c_grid, progress)
     weight, bias = head_weights(clf, n_labels)
     weight, bias = weight / scale, bias - (weight / scale) @ mean
-    head = model.backbone._fc
+    head = model.head
     with torch.no_grad():
         head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype))
         head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
@@ -137,7 +136,7 @@ def fit_loop(model, strategy: str, x_train: torch.Tensor, y_train: np.ndarray, x
     """A plain torch loop with early stopping on validation macro-F1, keeping the best weights."""
     from transformers import get_scheduler
 
-    from driftfit.image_model import normalize
+    from driftfit.image_model import normalize_for
 
     cfg = params.train
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -154,7 +153,7 @@ def fit_loop(model, strategy: str, x_train: torch.Tensor, y_train: np.ndarray, x
     model.train()
     while step < total:
         for batch in torch.randperm(len(x_train), generator=generator).split(cfg.batch_size):
-            loss = F.cross_entropy(model(normalize(x_train[batch])), targets[batch])
+            loss = F.cross_entropy(model(normalize_for(model, x_train[batch])), targets[batch])
             if cfg.l1 > 0:
                 loss = loss + cfg.l1 * sum(p.abs().sum() for p in model.parameters() if p.requires_grad and p.ndim >= 2)
             optimizer.zero_grad()
@@ -205,8 +204,9 @@ def train_image_model(train: pd.DataFrame, val: pd.DataFrame, strategy: str, par
     model = build_model(strategy, params, len(labels))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    x_train = load_pixels(list(train["path"]), image.size, image.max_pixels)
-    x_val = load_pixels(list(val["path"]), image.size, image.max_pixels)
+    size = model.image_size  # image.size, or what a Hugging Face model's preprocessor_config.json says
+    x_train = load_pixels(list(train["path"]), size, image.max_pixels)
+    x_val = load_pixels(list(val["path"]), size, image.max_pixels)
     y_train = np.array([ids[str(l)] for l in train["label"]])
     y_val = np.array([ids.get(str(l), -1) for l in val["label"]], dtype=int)
     if entry.fit_on_features:
@@ -217,12 +217,12 @@ def train_image_model(train: pd.DataFrame, val: pd.DataFrame, strategy: str, par
         model = model.merge_and_unload()  # plain weights: no peft needed to serve
         model.frozen = ()  # what was frozen mattered while training
     model = model.eval()
-    save_image_classifier(model, labels, image.size, out_dir)
+    save_image_classifier(model, labels, size, out_dir)
     predicted = np.array(labels)[predict_proba(model, x_val, params.evaluate.batch_size).argmax(1)] if len(val) else []
     val_accuracy = float((predicted == val["label"].astype(str).to_numpy()).mean()) if len(val) else None
     return {"strategy": strategy, "modality": "image", "device": "cpu", "world_size": 1, "labels": labels,
             "train_rows": len(train), **fit, "trainable_params": trainable, "total_params": total,
-            "image_size": image.size, "resumed_from": None,
+            "image_size": size, "resumed_from": None,
             "learning_rates": None if entry.fit_on_features else {
                 "body": getattr(cfg, entry.learning_rate), "body_param": entry.learning_rate,
                 "head": cfg.head_learning_rate},

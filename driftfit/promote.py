@@ -104,16 +104,19 @@ def _table(metrics: dict) -> list[str]:
     return rows
 
 
-def _input_size(params: Params) -> str:
-    """What the model reads, in the card's words: tokens per text, or pixels per image side."""
+def _input_size(params: Params, train_log: dict) -> str:
+    """What the model reads, in the card's words: tokens per text, or pixels per image side (as trained: a
+    Hugging Face image model's own size)."""
     if params.task.modality == "image":
-        return f"image size {params.image.size} x {params.image.size}"
+        size = train_log.get("image_size", params.image.size)
+        return f"image size {size} x {size}"
     return f"max_seq_len {params.model.max_seq_len}"
 
 
-def _input_limit(params: Params) -> str:
+def _input_limit(params: Params, train_log: dict) -> str:
     if params.task.modality == "image":
-        return (f"Images are resized whole to {params.image.size} x {params.image.size} pixels (RGB); fine detail "
+        size = train_log.get("image_size", params.image.size)
+        return (f"Images are resized whole to {size} x {size} pixels (RGB); fine detail "
                 "below that resolution is lost")
     return "Texts longer than max_seq_len tokens are truncated"
 
@@ -168,13 +171,13 @@ def model_card(version: str, train_log: dict, decision: dict, verdict: dict, met
         f"train: epochs {train.epochs}, max_steps {train.max_steps}, batch {train.batch_size}, "
         f"lr {train.learning_rate}, head lr {train.head_learning_rate}, weight decay {train.weight_decay}, "
         f"scheduler {train.lr_scheduler}, warm-up {train.warmup_ratio}, replay {train.replay_fraction}, "
-        f"seed {train.seed}; {_input_size(params)}. "
+        f"seed {train.seed}; {_input_size(params, train_log)}. "
         f"Gate: min_improvement {params.promote.min_improvement}, max_forgetting {params.promote.max_forgetting}, "
         f"beat_baseline {params.promote.beat_baseline}. All parameters: `version.json` beside this card.",
         "",
         "## Limitations",
         "- Scores come from one held-out split of the incoming batch; small classes have wide error bars.",
-        f"- {_input_limit(params)}; labels outside the list above are never predicted.",
+        f"- {_input_limit(params, train_log)}; labels outside the list above are never predicted.",
         "- Latency was measured once, on the machine that ran the evaluation; other hardware differs.",
         "- The model inherits the biases of the pretrained encoder and of the training data.",
         "",

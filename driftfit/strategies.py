@@ -22,8 +22,8 @@ An entry says:
                  encoder's cached features (L-BFGS logistic regression, C chosen on validation;
                  driftfit.head_fit). Trainer strategies instead stop early on validation.
   modalities     the kinds of data it applies to (task.modality); any other is a ConfigError
-  image_prepare  images only: freezes layer groups or wraps the EfficientNet classifier with peft; returns the
-                 model to train (driftfit.image_train)
+  image_prepare  images only: freezes layer groups or wraps the image classifier (EfficientNet-Lite0 or a
+                 Hugging Face folder) with peft; returns the model to train (driftfit.image_train)
   stand_in       what the selector's choice becomes for a modality the strategy does not support: the
                  strategy of the same kind that does (IA3 -> LoRA: both small updates of a frozen network)
 
@@ -126,7 +126,7 @@ def ptuning(cfg, encoder):
                                encoder_hidden_size=encoder.config.hidden_size)
 
 
-# ---- images: what each strategy makes trainable in the EfficientNet classifier -------------------
+# ---- images: what each strategy makes trainable in the image classifier -------------------------
 
 def image_freeze_all_but_head(model, cfg):
     from driftfit.image_model import freeze
@@ -136,22 +136,24 @@ def image_freeze_all_but_head(model, cfg):
 
 
 def image_freeze_early(model, cfg):
-    """The stem and the early blocks (edges, textures) stay as they are; later blocks and the head learn."""
+    """The stem and the early blocks (edges, textures) stay as they are; later blocks and the head learn. A Hugging
+    Face model: its embeddings and its lowest `partial_frozen_layers` layers (at most all but one)."""
     from driftfit.image_model import freeze
 
-    freeze(model, ("stem", "early"))
+    freeze(model, ("stem", "early"), early_layers=cfg.partial_frozen_layers)
     return model
 
 
 def image_lora(model, cfg):
-    """peft LoRA on the 1x1 convolutions; the new head trains whole (modules_to_save)."""
+    """peft LoRA on the 1x1 convolutions (a Hugging Face model: its Linear and ungrouped Conv2d layers); the new
+    head trains whole (modules_to_save)."""
     from peft import LoraConfig, get_peft_model
 
     from driftfit.image_model import lora_target_modules
     from driftfit.model import quiet_peft
 
     config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                        target_modules=lora_target_modules(model), modules_to_save=["backbone._fc"])
+                        target_modules=lora_target_modules(model), modules_to_save=[model.head_name])
     with quiet_peft():
         return get_peft_model(model, config)
 

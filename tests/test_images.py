@@ -211,6 +211,56 @@ def test_a_local_hugging_face_image_model_folder(tmp_path):
         im.hf_image_classifier(pickled, num_labels=3)
 
 
+def test_a_hugging_face_classifier_freezes_by_layer_and_reloads_identically_without_its_folder(tmp_path):
+    """A tiny real ViT (24 x 24, its own mean and std): a seeded new head, layer groups that cover every weight,
+    partial's cap, LoRA targets, a seeded scratch copy, and a save that reloads to the same probabilities with
+    the original folder gone."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=24, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, num_labels=3)
+    ViTForImageClassification(config).save_pretrained(tmp_path / "vit")
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    (tmp_path / "vit" / "preprocessor_config.json").write_text(
+        f'{{"size": {{"height": 24, "width": 24}}, "image_mean": {mean}, "image_std": {std}}}')
+    model, processor = im.hf_image_classifier(tmp_path / "vit", num_labels=4, seed=3)
+    assert processor == {"size": 24, "mean": mean, "std": std}
+    assert (model.image_size, list(model.image_mean), list(model.image_std)) == (24, mean, std)
+    again, _ = im.hf_image_classifier(tmp_path / "vit", num_labels=4, seed=3)
+    other, _ = im.hf_image_classifier(tmp_path / "vit", num_labels=4, seed=4)
+    assert model.head_name == "model.classifier" and model.head.out_features == 4
+    assert torch.equal(model.head.weight, again.head.weight) and not torch.equal(model.head.weight, other.head.weight)
+
+    groups = im.layer_groups(model)
+    assert {k: len(v) for k, v in groups.items()} == {"stem": 1, "early": 1, "late": 1, "top": 1, "head": 1}
+    owned = [p for ms in groups.values() for m in ms for p in m.parameters()]
+    assert len(owned) == len({id(p) for p in owned}) == len(list(model.parameters()))  # each weight in one group
+    assert im.freeze(again, ("stem", "early"), early_layers=9) > 0 and again.early_layers == 1  # one layer learns
+    layer0, layer1 = (again.model.get_submodule(f"vit.layers.{i}") for i in (0, 1))
+    assert not any(p.requires_grad for p in layer0.parameters()) and all(p.requires_grad for p in layer1.parameters())
+    again.train()
+    assert not layer0.training and layer1.training  # frozen layers keep dropout off, as frozen batch norm
+    targets = im.lora_target_modules(model)
+    assert "model.classifier" not in targets and "model.vit.embeddings.patch_embeddings.projection" in targets
+    assert len(targets) == 1 + 2 * 6  # the patch embedding; per layer q, k, v, o and the two MLP Linears
+
+    scratch = im.hf_scratch_classifier(tmp_path / "vit", 4, "he", seed=1)
+    assert torch.equal(scratch.head.weight, im.hf_scratch_classifier(tmp_path / "vit", 4, "he", seed=1).head.weight)
+    patch = "model.vit.embeddings.patch_embeddings.projection.weight"
+    assert not torch.equal(scratch.state_dict()[patch], model.state_dict()[patch])
+
+    out = tmp_path / "saved"
+    out.mkdir()
+    im.save_image_classifier(model, list("abcd"), model.image_size, out)
+    assert sorted(p.name for p in out.iterdir()) == ["classifier.json", "config.json", "model.safetensors"]
+    shutil.rmtree(tmp_path / "vit")  # the saved model does not need the folder it came from
+    reloaded, labels, size = im.load_image_classifier(out)
+    assert (labels, size, list(reloaded.image_mean), list(reloaded.image_std)) == (list("abcd"), 24, mean, std)
+    pixels = torch.randint(0, 256, (5, 3, 24, 24), dtype=torch.uint8)
+    assert np.array_equal(im.predict_proba(model, pixels), im.predict_proba(reloaded, pixels))
+
+
 # ---- data -------------------------------------------------------------------------------------------
 
 class _RunsCode:

@@ -52,7 +52,8 @@ _ALL = [
         ("tokenizer", "embedding", "label_shift", "probe", "zero_shot", "data_size", "champion"),
         "chatterbot-corpus English dialogue by category"),
     ModalitySpec(
-        "image", "labelled images (a folder per class, or a CSV/Parquet manifest path,label); EfficientNet-Lite0",
+        "image", "labelled images (a folder per class, or a CSV/Parquet manifest path,label); EfficientNet-Lite0 or a "
+        "local Hugging Face image model",
         {**TEXT_STEPS,
          "default-data": "driftfit.image_data",
          "prepare": "driftfit.image_prepare",

@@ -253,7 +253,8 @@ def to_pixels(image: Image.Image | np.ndarray, size: int = IMAGE_SIZE) -> torch.
 def normalize(pixels: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
     """A uint8 (0..255) or float (0..1) batch B x 3 x H x W, normalised as the model was trained."""
     x = pixels.float() / 255 if pixels.dtype == torch.uint8 else pixels.float()
-    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    mean, std = (torch.tensor(v, device=x.device).view(1, 3, 1, 1) for v in (mean, std))
+    return (x - mean) / std
 
 
 def normalize_for(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
@@ -268,11 +269,13 @@ def preprocess(images: Sequence[Image.Image | np.ndarray], size: int = IMAGE_SIZ
 
 @torch.no_grad()
 def features(model: nn.Module, pixel_values: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Pooled features (for probes and shift measures), in eval mode, batch by batch; float32 N x d."""
+    """Pooled features (for probes and shift measures), in eval mode, batch by batch on the model's device;
+    float32 N x d on the CPU."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     try:
-        return torch.cat([model.features(pixel_values[i:i + batch_size])
+        return torch.cat([model.features(pixel_values[i:i + batch_size].to(device)).cpu()
                           for i in range(0, len(pixel_values), batch_size)])
     finally:
         model.train(was_training)
@@ -364,8 +367,9 @@ class HFImageClassifier(nn.Module):
     def layer_stack(self, required: bool = True) -> tuple[str, nn.ModuleList] | None:
         """The encoder's repeated layers: the first ModuleList in module order (ViT `encoder.layer`, ConvNeXt
         and Swin `encoder.stages`/`encoder.layers`, ResNet `encoder.stages`)."""
+        head = self.head_name[len("model."):]
         for name, module in self.model.named_modules():
-            if isinstance(module, nn.ModuleList) and len(module) and not name.startswith(self.head_name[6:]):
+            if isinstance(module, nn.ModuleList) and len(module) and not name.startswith(head):
                 return name, module
         if required:
             raise ConfigError(f"{type(self.model).__name__}: no stack of layers (an nn.ModuleList) found, so there "
@@ -533,9 +537,11 @@ def load_image_classifier(folder: str | Path, trust_remote_code: bool = False) -
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, pixels: torch.Tensor, batch_size: int = 64) -> np.ndarray:
-    """Softmax probabilities for a uint8 batch N x 3 x S x S (normalised here), in eval mode; N x labels."""
+    """Softmax probabilities for a uint8 batch N x 3 x S x S (normalised here, on the model's device), in eval
+    mode; N x labels."""
     model.eval()
     if not len(pixels):
         return np.zeros((0, getattr(model, "num_labels", 0)), dtype=np.float32)
-    return torch.cat([model(normalize_for(model, pixels[i:i + batch_size])).softmax(-1)
+    device = next(model.parameters()).device
+    return torch.cat([model(normalize_for(model, pixels[i:i + batch_size].to(device))).softmax(-1).cpu()
                       for i in range(0, len(pixels), batch_size)]).numpy()

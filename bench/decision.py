@@ -83,11 +83,24 @@ SHIFTS = ("same_domain", "near_domain", "far_domain", "new_task", "new_language"
 _Strict = StrictModel
 
 
+LEARNING_RATES = ("learning_rate", "lora_learning_rate", "head_learning_rate")  # the train.* knobs (bench.lr_sweep)
+
+
 class Budget(_Strict):
     epochs: float = Field(3, gt=0)
     max_train_examples: int = Field(4000, gt=0)
     max_seq_len: int = Field(128, gt=0)
     batch_size: int = Field(32, gt=0)
+    # the learning rates this budget's few steps want (validated by bench.lr_sweep on the fitting half);
+    # unset ones are params.yaml's
+    learning_rates: dict[Literal[LEARNING_RATES], float] = {}  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _positive_rates(self) -> "Budget":
+        for name, value in self.learning_rates.items():
+            if not value > 0:
+                raise ValueError(f"learning_rates.{name} must be > 0, got {value}")
+        return self
 
 
 class BenchSource(SourceConfig):
@@ -443,7 +456,7 @@ def _base_params(spec: ScenarioFile, params_path: str | Path) -> Params:
     return load_params(params_path, {
         "model.max_seq_len": b.max_seq_len, "train.epochs": b.epochs, "train.batch_size": b.batch_size,
         "train.max_steps": -1, "train.replay_fraction": 0.0, "train.checkpoint_steps": 0,
-        "strategy.force": None})
+        "strategy.force": None, **{f"train.{k}": v for k, v in b.learning_rates.items()}})
 
 
 def saved_results(spec: ScenarioFile, out_dir: Path) -> tuple[list[dict], list[str], list[str]]:

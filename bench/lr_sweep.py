@@ -8,10 +8,11 @@ Three knobs set every encoder-side learning rate (driftfit.strategies, `learning
 every strategy, and the IA3 and adapter modules). Each knob is swept over a factor grid around its
 params.yaml value with one strategy that reads it (full, lora, ia3, adapter), on scenarios of the FITTING half
 only, under the suite's budget (epochs, rows, sequence length) and one seed; scored on the scenario's test
-split (the fitting half is the tuning set; the evaluation half is never touched). Per knob and value: the mean
-test accuracy over scenarios and strategies; a value replaces the current one only if it is better by more
-than one point on that mean. Writes lr_sweep.json and lr_sweep.md; each finished (scenario, strategy, value)
-is saved as it ends, so an interrupted sweep resumes.
+split (the fitting half is the tuning set; the evaluation half is never touched). Per knob and value: the gain
+in test accuracy over the current value, paired by scenario and strategy; a value replaces the current one
+only if it ran wherever the current one did and gains more than one point on that mean. `--check KNOB=F1,F2`
+runs only those factors (a second scenario checking the first one's winners). Writes lr_sweep.json and
+lr_sweep.md; each finished (scenario, strategy, value) is saved as it ends, so an interrupted sweep resumes.
 """
 
 from __future__ import annotations
@@ -116,8 +117,9 @@ def combine(out_dir: Path, scenarios_path: str, names: list[str], base) -> dict:
             per_value[f"{v:g}"] = {"mean_accuracy_points": round(100 * float(np.mean(runs)), 2), "runs": len(runs),
                                    "gain_over_current_points": round(100 * float(np.mean(paired)), 2) if paired
                                    else None, "paired_runs": len(paired)}
+        full = per_value.get(f"{current:g}", {}).get("runs", 0)  # only values run wherever the current one ran
         gains = {v: p["gain_over_current_points"] for v, p in per_value.items()
-                 if p["gain_over_current_points"] is not None}
+                 if p["gain_over_current_points"] is not None and p["paired_runs"] == full}
         best = max(gains, key=gains.get) if gains else f"{current:g}"
         change = gains.get(best, 0.0) > BETTER_BY_POINTS
         knobs[knob] = {"current": current, "values": per_value, "recommended": float(best) if change else current,

@@ -45,6 +45,30 @@ def test_namespaces_are_separate_and_a_damaged_shard_only_costs_time(tmp_path):
     assert not list(folder.glob("*.part"))                       # no temp file left behind
 
 
+def test_a_long_lived_cache_keeps_few_shards_and_reads_rows_only_where_asked(tmp_path, monkeypatch):
+    from driftfit import feature_cache
+
+    monkeypatch.setattr(feature_cache, "MAX_SHARDS", 4)
+    model = Counting()
+    weeks = [[f"week {w} text {i}" for i in range(3)] for w in range(11)]
+    for texts in weeks:  # one process per week, each adding a shard
+        cached(tmp_path, "model A", model)(texts)
+    folder = FeatureCache(tmp_path, "model A").folder
+    assert 1 <= len(list(folder.glob("*.npz"))) <= 4                 # merged past MAX_SHARDS
+    model.seen.clear()
+    cache = FeatureCache(tmp_path, "model A")
+    assert len(cache) == 33 and cache._loaded == {}                 # opening read the keys only
+    every = [t for texts in weeks for t in texts]
+    np.testing.assert_array_equal(cache.rows(every, model), Counting()(every))
+    assert model.seen == []                                         # nothing lost in the merges
+    shard = next(s for s in folder.glob("*.npz") if s in cache._loaded)
+    other = FeatureCache(tmp_path, "model A")
+    shard.unlink()                                                  # merged away by another run meanwhile
+    again = other.rows(every, model)
+    np.testing.assert_array_equal(again, Counting()(every))         # its texts are computed again, no error
+    assert 0 < len(model.seen) <= 33
+
+
 def test_no_root_means_no_cache(tmp_path):
     model = Counting()
     embed = cached(None, "model A", model)

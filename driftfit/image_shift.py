@@ -23,8 +23,8 @@ import pandas as pd
 from driftfit.config import Params
 from driftfit.io import read_json, write_json
 from driftfit.modalities import runs_on
-from driftfit.shift import (_sample, data_size, domain_classifier, label_counts, label_shift, linear_probe, logme,
-                            mmd_test)
+from driftfit.shift import (data_size, domain_classifier, label_counts, label_shift, linear_probe, logme, mmd_test,
+                            probe_with_memory, _sample)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,11 @@ def measure_image_shift(reference: pd.DataFrame | None, train: pd.DataFrame, val
     report["probe"] = {**linear_probe(inc[:n], train_labels, inc[n:], val_labels),
                        "logme": logme(inc[:n], train_labels),
                        "train_rows": n, "val_rows": len(val_labels), "seconds": time.perf_counter() - t}
+    if champion is not None:  # the skip rule's yardstick, as for texts: a head on the memory + this batch
+        t = time.perf_counter()
+        report["probe"]["with_memory"] = {**probe_with_memory(
+            ref, reference["label"].iloc[ref_rows].astype(str).tolist() if reference is not None else [],
+            inc, train_labels + val_labels, seed=cfg.seed), "seconds": time.perf_counter() - t}
     report["zero_shot"] = {"accuracy": None, "note": "text only: images have no label-name embeddings"}
     report["data_size"] = data_size(train, val, reference)
 

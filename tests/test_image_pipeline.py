@@ -218,6 +218,8 @@ def test_a_second_week_measures_shift_against_the_champion_and_replays_its_batch
     shift = results["measure-shift"]
     assert shift["embedding"]["domain_classifier"]["auc"] > 0.9  # photographs' features tell the weeks apart
     assert shift["champion"]["own_test_accuracy"] is not None and shift["label_shift"]["new_labels"] == []
+    with_memory = shift["probe"]["with_memory"]  # the skip rule's yardstick, as for texts
+    assert with_memory["accuracy"] is not None and with_memory["memory_rows"] > 0
     assert results["train"]["train_rows"] > results["augment"]["total_rows"]  # week 1 replayed
     metrics = results["evaluate"]
     assert metrics["champion_version"] == "v1" and set(metrics["forgetting"]["per_batch"]) == {

@@ -8,6 +8,10 @@ For each scenario in the YAML file: load the data, train a champion on the refer
 measures + policy, + trial runs in probe mode), then train and evaluate *every* strategy under the
 same budget with `seeds` training seeds each (the oracle; the seed sets initialisation and data order,
 train.seed, train.seed + 1, ...; strategies that train nothing, skip and zero_shot, run once). Each
+strategy trains on what the pipeline would give it: the batch plus a replay of the champion's data
+(driftfit.train.training_frame: train.replay_fraction of the batch's size; every reference row for
+train.replay_all_for, the head by default, and when the batch brings new labels), the head's features
+cached per scenario as the pipeline caches them (paths.cache). Each
 finished scenario is saved at once as scenarios/<name>.json: per strategy and seed the test accuracy,
 macro-F1, seconds and the test predictions (label indices, one character per row; see bench/stats.py),
 so verdicts can be recomputed without training. decision.json and decision.md then hold, from every
@@ -287,7 +291,7 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
     from driftfit.shift import measure_shift
     from driftfit.strategies import spec as strategy_spec
     from driftfit.strategy import select_strategy, with_probe
-    from driftfit.train import settle_scratch_tokenizer, train_model
+    from driftfit.train import settle_scratch_tokenizer, train_model, training_frame
 
     seed = base.train.seed
     data = scenario_data(sc, spec.budget, seed)
@@ -324,19 +328,23 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
     oracle: dict[str, dict] = {}
     for name in names:
         entry = strategy_spec(name)
-        runs = []
+        runs, trained_on = [], 0
         for s in seeds if entry.trains else seeds[:1]:  # nothing trains: the same model for every seed
             params = _with_seed(base, s)
             t = time.perf_counter()
             model_dir = work / f"{name}-{s}" if entry.makes_model else champion_dir
             if entry.makes_model:
-                train_model(train, val, name, params, model_dir, champion_dir=champion_dir)  # ensemble averages with it
+                rows = training_frame(train, reference, params.train, name, replay_all=decision["replay"] == "all")
+                trained_on = len(rows)
+                train_model(rows, val, name, params, model_dir, champion_dir=champion_dir,  # ensemble averages with it
+                            feature_cache=work / "feature-cache")
             seconds = time.perf_counter() - t if entry.makes_model else 0.0
             runs.append((_predict(model_dir, test, params), seconds))
             if model_dir != champion_dir:
                 shutil.rmtree(model_dir, ignore_errors=True)
-        oracle[name] = strategy_record(runs * (len(seeds) if not entry.trains else 1), truth, labels,
-                                       deterministic=not entry.trains)
+        oracle[name] = {**strategy_record(runs * (len(seeds) if not entry.trains else 1), truth, labels,
+                                          deterministic=not entry.trains),
+                        "train_rows": trained_on}  # the batch plus its replay (0: nothing trained)
         log.info("scenario %s: %s -> accuracy %s, %s s", sc.name, name, oracle[name]["accuracy"]["mean"],
                  oracle[name]["seconds"]["mean"])
 
@@ -455,7 +463,7 @@ def _base_params(spec: ScenarioFile, params_path: str | Path) -> Params:
     b = spec.budget
     return load_params(params_path, {
         "model.max_seq_len": b.max_seq_len, "train.epochs": b.epochs, "train.batch_size": b.batch_size,
-        "train.max_steps": -1, "train.replay_fraction": 0.0, "train.checkpoint_steps": 0,
+        "train.max_steps": -1, "train.checkpoint_steps": 0,
         "strategy.force": None, **{f"train.{k}": v for k, v in b.learning_rates.items()}})
 
 

@@ -241,6 +241,8 @@ def test_bench_trains_every_strategy_per_seed_and_judges_ties(tmp_path):
     head = saved["strategies"]["head"]
     assert len(head["accuracy"]["per_seed"]) == 2 and len(head["predictions"]) == 2 and not head["deterministic"]
     assert all(len(p) == saved["rows"]["test"] for p in head["predictions"])
+    # trained as the pipeline trains it: the head replays every reference row (train.replay_all_for)
+    assert head["train_rows"] == saved["rows"]["train"] + saved["rows"]["reference"]
     skip = saved["strategies"]["skip"]
     assert skip["deterministic"] and len(skip["predictions"]) == 1 and skip["accuracy"]["ci95"][0] == \
         skip["accuracy"]["ci95"][1]

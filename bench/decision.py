@@ -252,12 +252,22 @@ def scenario_data(sc: Scenario, budget: Budget, seed: int) -> dict[str, pd.DataF
 
 # ---- one scenario ---------------------------------------------------------------------------
 
-def _predict(model_dir: Path, test: pd.DataFrame, params: Params) -> list[str]:
-    from driftfit.model import load_classifier, pick_device, predict_proba
+def _predict(model_dir: Path, test: pd.DataFrame, params: Params, cache: Path | None = None) -> list[str]:
+    """The model's label for each test row. cache: a feature cache (driftfit.feature_cache) for what the
+    model's head reads, keyed by everything but the head (model.features_identity): the champion and the
+    head's seeds share one frozen encoder, so its test features are computed once per scenario."""
+    from driftfit.feature_cache import cached
+    from driftfit.model import features_identity, head_inputs, load_classifier, pick_device, predict_proba
+    from driftfit.shift import champion_predict
 
     model, tokenizer, labels = load_classifier(model_dir, params.model.trust_remote_code)
-    probs = predict_proba(model, tokenizer, list(test["text"]), params.model.max_seq_len,
-                          params.evaluate.batch_size, pick_device(params.train.device))
+    texts, max_len, batch = list(test["text"]), params.model.max_seq_len, params.evaluate.batch_size
+    if cache is None:
+        probs = predict_proba(model, tokenizer, texts, max_len, batch, pick_device(params.train.device))
+    else:
+        features = cached(cache, f"classifier features {features_identity(model_dir)} head_inputs max_len={max_len}",
+                          lambda rows: head_inputs(model, tokenizer, rows, max_len, batch))
+        probs = champion_predict((model, tokenizer, labels), max_len, batch, features)(texts)
     return [labels[i] for i in probs.argmax(1)]
 
 
@@ -339,7 +349,7 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
                 train_model(rows, val, name, params, model_dir, champion_dir=champion_dir,  # ensemble averages with it
                             feature_cache=work / "feature-cache")
             seconds = time.perf_counter() - t if entry.makes_model else 0.0
-            runs.append((_predict(model_dir, test, params), seconds))
+            runs.append((_predict(model_dir, test, params, work / "feature-cache"), seconds))
             if model_dir != champion_dir:
                 shutil.rmtree(model_dir, ignore_errors=True)
         oracle[name] = {**strategy_record(runs * (len(seeds) if not entry.trains else 1), truth, labels,

@@ -62,7 +62,8 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from bench import stats
-from bench.decision import FORMAT, SHIFTS, cap_per_class, combine, render_md, strategy_record
+from bench.decision import (FORMAT, Scenario, ScenarioFile, cap_per_class, combine, render_md,
+                            strategy_record)
 from driftfit.config import Params, StrictModel, load_params, read_yaml_model
 from driftfit.errors import ConfigError
 from driftfit.io import write_json, write_text
@@ -105,30 +106,16 @@ class ImageSource(StrictModel):
         return self
 
 
-class ImageScenario(StrictModel):
-    name: str = Field(..., min_length=1)
-    family: str = Field(..., min_length=1)
-    shift: Literal[SHIFTS] | None = None  # type: ignore[valid-type]
+class ImageScenario(Scenario):  # the text scenario's keys, with image sources
     reference: ImageSource | None = None
     train: ImageSource
     test: ImageSource | None = None
-    test_fraction: float = Field(0.3, gt=0, lt=1)
-    train_per_class: int | None = Field(None, gt=0)
-    note: str = ""
 
 
-class ImageScenarioFile(StrictModel):
+class ImageScenarioFile(ScenarioFile):  # the text file's keys and checks, with an image budget and strategies
     budget: ImageBudget = ImageBudget()
-    seeds: int = Field(3, ge=1)
     strategies: list[Literal[IMAGE_STRATEGIES]] | None = None  # type: ignore[valid-type]
     scenarios: list[ImageScenario] = Field(..., min_length=1)
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> "ImageScenarioFile":
-        names = [s.name for s in self.scenarios]
-        if len(set(names)) != len(names):
-            raise ValueError(f"scenario names must be unique, got {names}")
-        return self
 
 
 def load_scenarios(path: str | Path) -> ImageScenarioFile:

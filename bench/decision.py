@@ -107,14 +107,19 @@ class Budget(_Strict):
         return self
 
 
+def check_slice(bounds: tuple[float, float] | None) -> None:
+    """A source's `slice: [lo, hi]` of the hash space [0, 1): the error a YAML author sees."""
+    if bounds is not None and not 0 <= bounds[0] < bounds[1] <= 1:
+        raise ValueError(f"slice must be [lo, hi] with 0 <= lo < hi <= 1, got {list(bounds)}")
+
+
 class BenchSource(SourceConfig):
     slice: tuple[float, float] | None = None
     label_map: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "BenchSource":
-        if self.slice is not None and not 0 <= self.slice[0] < self.slice[1] <= 1:
-            raise ValueError(f"slice must be [lo, hi] with 0 <= lo < hi <= 1, got {list(self.slice)}")
+        check_slice(self.slice)
         if self.label_map is not None and not self.label_map:
             raise ValueError("label_map must map at least one label (or be left out)")
         if self.path.startswith("chatterbot:") and (self.text != "text" or self.label not in ("label", "language")):
@@ -292,7 +297,7 @@ def strategy_record(runs: list[tuple[list[str], float]], truth: list[str], label
             "predictions": [stats.encode(pred, labels) for pred, _ in (runs[:1] if deterministic else runs)]}
 
 
-def _with_seed(params: Params, seed: int) -> Params:
+def with_seed(params: Params, seed: int) -> Params:
     return params.model_copy(update={"train": params.train.model_copy(update={"seed": seed})})
 
 
@@ -340,7 +345,7 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
         entry = strategy_spec(name)
         runs, trained_on = [], 0
         for s in seeds if entry.trains else seeds[:1]:  # nothing trains: the same model for every seed
-            params = _with_seed(base, s)
+            params = with_seed(base, s)
             t = time.perf_counter()
             model_dir = work / f"{name}-{s}" if entry.makes_model else champion_dir
             if entry.makes_model:

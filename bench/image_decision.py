@@ -62,8 +62,8 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from bench import stats
-from bench.decision import (FORMAT, Scenario, ScenarioFile, cap_per_class, combine, render_md,
-                            strategy_record)
+from bench.decision import (FORMAT, Scenario, ScenarioFile, cap_per_class, check_slice, combine, render_md,
+                            strategy_record, with_seed)
 from driftfit.config import Params, StrictModel, load_params, read_yaml_model
 from driftfit.errors import ConfigError
 from driftfit.io import write_json, write_text
@@ -97,8 +97,7 @@ class ImageSource(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> "ImageSource":
-        if not 0 <= self.slice[0] < self.slice[1] <= 1:
-            raise ValueError(f"slice must be [lo, hi] with 0 <= lo < hi <= 1, got {list(self.slice)}")
+        check_slice(self.slice)
         known = dataset_classes(self.dataset)
         if self.labels is not None and (len(self.labels) < 2 or set(self.labels) - set(known)):
             raise ValueError(f"labels must name at least two classes of {self.dataset} ({', '.join(known)}), "
@@ -247,10 +246,6 @@ def _predict(model_dir: Path, test: pd.DataFrame, params: Params) -> list[str]:
     return [labels[i] for i in probs.argmax(1)]
 
 
-def _with_seed(params: Params, seed: int) -> Params:
-    return params.model_copy(update={"train": params.train.model_copy(update={"seed": seed})})
-
-
 def _rounded(x: float | None, digits: int = 4) -> float | None:
     return None if x is None else round(float(x), digits)
 
@@ -300,7 +295,7 @@ def run_scenario(sc: ImageScenario, spec: ImageScenarioFile, base: Params, work:
         entry = strategy_spec(name)
         runs = []
         for s in seeds if entry.trains else seeds[:1]:  # nothing trains: the same model for every seed
-            params = _with_seed(base, s)
+            params = with_seed(base, s)
             t = time.perf_counter()
             model_dir = work / f"{name}-{s}" if entry.makes_model else champion_dir
             if entry.makes_model:

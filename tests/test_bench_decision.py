@@ -278,8 +278,8 @@ def test_rescore_reapplies_the_current_policy_to_the_saved_measures(tmp_path):
         "zero_shot": [_flip(truth, set(range(40)))]}, {"head": 1.0, "ia3": 2.0, "zero_shot": 0.1}, choice="head"),
         "format": FORMAT, "rule": "default", "rows": {"train": 32},
         "measures": {"champion_exists": False, "new_labels": [], "mmd2": None, "p_value": None, "unk_rate": 0.0,
-                     "tokens_per_word": 1.2, "rows": 32, "min_per_class": 16, "probe_accuracy": 0.6,
-                     "zero_shot_accuracy": 0.95, "champion_incoming_accuracy": None}}
+                     "tokens_per_word": 1.2, "rows": 32, "min_per_class": 16, "probe_accuracy": 0.6, "probe_val_rows": 40,
+                     "zero_shot_accuracy": 0.95, "zero_shot_val_rows": 40, "champion_incoming_accuracy": None}}
     write_json(tmp_path / "scenarios" / "en-to-zh.json", saved)
     # ran with older rules (default -> head); today's rules on the same measures: the names suffice -> zero_shot
     summary = rescore(tmp_path, scenarios, write_params(tmp_path))

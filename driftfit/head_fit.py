@@ -4,7 +4,11 @@ When the encoder does not change (the `head` strategy), training the head is a c
 softmax regression on the pooled features the head sees. So instead of epochs of stochastic steps,
 the features are computed once and scikit-learn's L-BFGS solves the problem to convergence, once per
 regularisation strength C in `train.head_c_grid`; the C with the best validation macro-F1 wins (ties:
-the smaller C, the stronger regularisation). When the head replays the memory, the validation rows are the
+the smaller C, the stronger regularisation). Classes are weighted inversely to their row counts (scikit-learn's
+`class_weight="balanced"`), the loss that macro-F1 asks for: a week that brings new labels replays every
+remembered row, and 8 new rows per class beside 600 old ones would otherwise be drowned. Decision benchmark,
+sst2-to-agnews-8 (a sentiment champion's 1,200 rows replayed, 8 rows for each of 4 news topics): 0.74 test
+accuracy balanced against 0.37 unweighted; where the classes are balanced the weights are all about 1. When the head replays the memory, the validation rows are the
 new batch's plus a held-out fifth of the replayed rows, and the chosen C is then refit on every row
 (`replay_holdout`). Seconds, not epochs, and no learning rate to tune.
 
@@ -44,7 +48,7 @@ def _fit_one(features: np.ndarray, y: np.ndarray, c: float):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        clf = LogisticRegression(C=c, solver="lbfgs", max_iter=MAX_ITER).fit(features, y)
+        clf = LogisticRegression(C=c, solver="lbfgs", max_iter=MAX_ITER, class_weight="balanced").fit(features, y)
     iterations = int(np.max(clf.n_iter_))
     converged = iterations < MAX_ITER and not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     return clf, iterations, converged
@@ -99,7 +103,8 @@ def fit_logistic(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     else:
         chosen_by = (f"default C={DEFAULT_C}: the validation split has {len(y_val)} usable rows, fewer than "
                      f"{MIN_VAL_ROWS_PER_LABEL} per label ({MIN_VAL_ROWS_PER_LABEL * n_labels}), too few to choose C")
-    record = {"method": "L2 logistic regression, L-BFGS (scikit-learn), on the frozen encoder's pooled features",
+    record = {"method": "L2 logistic regression, L-BFGS (scikit-learn), classes weighted inversely to their counts, "
+                        "on the frozen encoder's pooled features",
               "c_grid": grid, "tried": tried, "chosen_c": chosen["C"], "chosen_by": chosen_by,
               "iterations": chosen["iterations"], "converged": chosen["converged"]}
     return clf, record

@@ -209,7 +209,8 @@ def probe_with_memory(memory_emb: np.ndarray | None, memory_labels: list[str], i
     mem_y = np.asarray(memory_labels, dtype=object)
     correct = np.zeros(len(labels), dtype=bool)
     for fit_rows, held in StratifiedKFold(k, shuffle=True, random_state=seed).split(incoming_emb, labels):
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        # weighted as the head is (driftfit.head_fit): a few new rows beside a large memory still count
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
         probe.fit(np.concatenate([mem_x, incoming_emb[fit_rows]]),
                   np.concatenate([mem_y, labels[fit_rows].astype(object)]))
         correct[held] = probe.predict(incoming_emb[held]) == labels[held]

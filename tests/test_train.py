@@ -480,3 +480,25 @@ def test_a_validation_split_too_small_to_choose_c_falls_back_to_the_default():
     _, record = fit_logistic(x, y, x[:3], y[:3], 3, [0.01, 1.0, 100.0])   # 3 rows for 3 labels: fewer than 2 each
     assert record["c_grid"] == [DEFAULT_C] and record["chosen_c"] == DEFAULT_C
     assert "too few to choose C" in record["chosen_by"]
+
+
+def test_the_head_weighs_a_few_new_rows_as_much_as_a_large_memory():
+    """Two remembered classes with 600 rows each and a new class with 8: the new class's rows overlap the old
+    ones, so an unweighted fit leans on the counts and calls most of the new class old. Weighted by class
+    (what macro-F1 asks for, and what the decision benchmark's new-task scenarios needed), it finds them."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from driftfit.head_fit import fit_logistic
+
+    rng = np.random.default_rng(0)
+    centers = np.array([[0.0, 0.0], [4.0, 0.0], [1.5, 1.5]])
+    y = np.repeat([0, 1, 2], [600, 600, 8])
+    x = centers[y] + rng.normal(size=(len(y), 2))
+    y_new = np.full(200, 2)
+    x_new = centers[2] + rng.normal(size=(200, 2))
+    clf, record = fit_logistic(x, y, x_new[:20], y_new[:20], 3, [1.0])
+    weighted = float((clf.predict(x_new) == 2).mean())
+    plain = float((LogisticRegression(C=1.0, max_iter=5000).fit(x, y).predict(x_new) == 2).mean())
+    assert weighted > 0.5 > plain, (weighted, plain)
+    assert "weighted inversely" in record["method"]

@@ -184,6 +184,8 @@ class TextClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
         self.config = encoder.config  # Trainer looks for model.config
+        # Per-class loss weights while training (driftfit.train.class_weights); not saved with the model.
+        self.register_buffer("class_weights", None, persistent=False)
 
     def pooled(self, input_ids, attention_mask) -> torch.Tensor:
         """What the head sees (before dropout): the mean of the encoder's last hidden states over the text."""
@@ -196,7 +198,7 @@ class TextClassifier(nn.Module):
 
     def forward(self, input_ids, attention_mask, labels=None, token_type_ids=None, **_):
         logits = self.head(self.dropout(self.pooled(input_ids, attention_mask)))
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        loss = nn.functional.cross_entropy(logits, labels, weight=self.class_weights) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 

@@ -320,8 +320,8 @@ def test_head_fits_a_separable_toy_to_convergence(make_params, tmp_path):
 @pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "data").exists(),
                     reason="../shared/data is not present")
 def test_converged_head_is_the_sklearn_fit_with_c_chosen_on_validation(make_params, tmp_path):
-    """Real reviews (Amazon sentiment), where C matters: the saved head is exactly scikit-learn's L-BFGS fit for
-    the C with the best validation macro-F1, at a stationary point of its objective."""
+    """Real reviews (Amazon sentiment), where C matters: the saved head is exactly scikit-learn's L-BFGS fit
+    (classes weighted inversely to their counts) for the C with the best validation macro-F1."""
     from sklearn.linear_model import LogisticRegression
 
     from tests.conftest import SHARED_DATA
@@ -337,7 +337,7 @@ def test_converged_head_is_the_sklearn_fit_with_c_chosen_on_validation(make_para
     # scikit-learn on features pooled by hand: one fit per C, the best validation macro-F1 (ties: smaller C)
     x_train, x_val = _pooled_by_hand(params, list(train_df["text"])), _pooled_by_hand(params, list(val_df["text"]))
     y_train, y_val = train_df["label"].to_numpy(), val_df["label"].to_numpy()
-    fits = {c: LogisticRegression(C=c, solver="lbfgs", max_iter=5000).fit(x_train, y_train)
+    fits = {c: LogisticRegression(C=c, solver="lbfgs", max_iter=5000, class_weight="balanced").fit(x_train, y_train)
             for c in sorted(params.train.head_c_grid)}
     f1 = {c: _macro_f1(y_val, m.predict(x_val)) for c, m in fits.items()}
     best_c = max(f1, key=lambda c: (f1[c], -c))
@@ -348,7 +348,7 @@ def test_converged_head_is_the_sklearn_fit_with_c_chosen_on_validation(make_para
     # the saved model predicts what scikit-learn's model predicts, and matches or beats its default fit
     assert np.allclose(probs, fits[best_c].predict_proba(x_val), atol=1e-4)
     ours = _macro_f1(y_val, np.array(log["labels"])[probs.argmax(1)])
-    default = LogisticRegression().fit(x_train, y_train)
+    default = LogisticRegression(class_weight="balanced").fit(x_train, y_train)
     assert ours == pytest.approx(f1[best_c]) and ours >= _macro_f1(y_val, default.predict(x_val))
     assert log["val_accuracy"] == pytest.approx(float((fits[best_c].predict(x_val) == y_val).mean()))
 
@@ -502,3 +502,21 @@ def test_the_head_weighs_a_few_new_rows_as_much_as_a_large_memory():
     plain = float((LogisticRegression(C=1.0, max_iter=5000).fit(x, y).predict(x_new) == 2).mean())
     assert weighted > 0.5 > plain, (weighted, plain)
     assert "weighted inversely" in record["method"]
+
+
+def test_fine_tuning_weighs_each_label_inversely_to_its_rows(make_params, tmp_path):
+    """The loss weights: rows / (labels x the label's rows), so a label with 4 rows beside two with 16 weighs
+    4x as much; they are recorded in the log and are not part of the saved model."""
+    from safetensors.torch import load_file
+
+    assert train.class_weights(["a"] * 16 + ["b"] * 16 + ["c"] * 4, ["a", "b", "c"]) == pytest.approx(
+        [0.75, 0.75, 3.0])
+    assert train.class_weights(["x", "y"] * 5, ["x", "y"]) == [1.0, 1.0]
+    toy = _topic_toy(12)
+    keep = toy["label"] != "weather"
+    train_df = pd.concat([toy[keep], toy[~keep].head(3)], ignore_index=True)
+    log = train.train_model(train_df, _topic_toy(4, offset=12), "ia3", make_params({"train.max_steps": 1}),
+                            tmp_path / "ia3")
+    assert log["class_weights"] == pytest.approx({"cooking": 27 / 36, "sports": 27 / 36, "weather": 3.0})
+    saved = load_file(str(tmp_path / "ia3" / "head.safetensors"))
+    assert not any("class_weights" in k for k in saved)

@@ -152,12 +152,18 @@ def fit_loop(model, strategy: str, x_train: torch.Tensor, y_train: np.ndarray, x
     watch = cfg.early_stopping_patience > 0 and (y_val >= 0).any()
     targets = torch.as_tensor(y_train)
     device = next(model.parameters()).device  # the model's (the pipeline trains on the CPU; bench may move it)
+    # each label weighs inversely to its rows, as for texts (driftfit.train.class_weights): a new label's few
+    # images beside a replayed memory are not drowned
+    counts = np.bincount(np.asarray(y_train), minlength=model.num_labels)
+    weights = torch.tensor([len(y_train) / (int((counts > 0).sum()) * c) if c else 0.0 for c in counts],
+                           dtype=torch.float32, device=device)
     best, best_state, stale, evaluations, losses, step = None, None, 0, [], [], 0
     start = time.perf_counter()
     model.train()
     while step < total:
         for batch in torch.randperm(len(x_train), generator=generator).split(cfg.batch_size):
-            loss = F.cross_entropy(model(normalize_for(model, x_train[batch].to(device))), targets[batch].to(device))
+            loss = F.cross_entropy(model(normalize_for(model, x_train[batch].to(device))), targets[batch].to(device),
+                                   weight=weights)
             if cfg.l1 > 0:
                 loss = loss + cfg.l1 * sum(p.abs().sum() for p in model.parameters() if p.requires_grad and p.ndim >= 2)
             optimizer.zero_grad()
@@ -189,7 +195,8 @@ def fit_loop(model, strategy: str, x_train: torch.Tensor, y_train: np.ndarray, x
              if watch else {"enabled": False, "reason": "train.early_stopping_patience is 0 or no validation "
                                                          "image has a training label: trained the whole budget"})
     return {"steps": step, "train_loss": round(float(np.mean(losses)), 4) if losses else None,
-            "seconds": round(time.perf_counter() - start, 2), "early_stopping": early}
+            "seconds": round(time.perf_counter() - start, 2), "early_stopping": early,
+            "class_weights": [round(float(w), 4) for w in weights]}
 
 
 # ---- the whole training run ----------------------------------------------------------------------------

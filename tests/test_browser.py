@@ -60,6 +60,17 @@ def wait_for(what: str, check, timeout: float, every: float = 1.0):
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def stop(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM to the process group, then SIGKILL if it has not exited after `grace` seconds: a Prefect worker
+    sometimes takes longer than a minute to drain after the test's assertions have all passed."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=grace)
+
+
 def finished(url: str, run_id: str) -> dict | None:
     run = api(url, f"/flow_runs/{run_id}")
     return run if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
@@ -80,8 +91,7 @@ def server(tmp_path_factory):
         wait_for("the Prefect server", lambda: api(url, "/health") is True, timeout=180)
         yield url, env
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+        stop(proc)
         log.close()
 
 
@@ -132,8 +142,7 @@ def test_deployment_runs_under_a_server_and_shows_in_the_browser(server, tmp_pat
             "offset": 0})}
         assert set(states.values()) == {"Cached"} and set(states) == set(TASKS), states
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=60)
+        stop(worker)
         worker_log.close()
 
     with sync_playwright() as pw:

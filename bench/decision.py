@@ -448,10 +448,11 @@ def render_md(out: dict) -> str:
 
 
 def run(scenarios_path: str | Path, out_dir: str | Path = "bench/results", params_path: str | Path = "params.yaml",
-        only: list[str] | None = None, command: str | None = None) -> dict:
+        only: list[str] | None = None, command: str | None = None, resume: bool = False) -> dict:
     """Run the scenarios (all, or `only`); each finished scenario is saved at once under out_dir/scenarios/,
     and decision.json/.md are rebuilt from every saved result of this file's scenarios, so a long run
-    can be split (--only) or resumed without losing finished work."""
+    can be split (--only) or resumed without losing finished work. resume: leave out the scenarios already
+    saved by this harness (an older harness's result is run again)."""
     import platform
 
     import torch
@@ -463,6 +464,9 @@ def run(scenarios_path: str | Path, out_dir: str | Path = "bench/results", param
         raise ConfigError(f"unknown scenario(s) {sorted(set(only) - {s.name for s in chosen})}; "
                           f"the file has {[s.name for s in spec.scenarios]}")
     out_dir = Path(out_dir)
+    if resume:
+        _, missing, stale = saved_results(spec.model_copy(update={"scenarios": chosen}), out_dir)
+        chosen = [s for s in chosen if s.name in set(missing) | set(stale)]
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     machine = f"{platform.node() or 'host'}: {device}, torch {torch.__version__}"
     for sc in chosen:
@@ -575,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench/results", help="folder for decision.json and decision.md")
     ap.add_argument("--params", default="params.yaml", help="base params (model, shift, strategy thresholds)")
     ap.add_argument("--only", action="append", default=None, metavar="NAME", help="run only this scenario")
+    ap.add_argument("--resume", action="store_true", help="leave out the scenarios already saved under --out "
+                                                          "(with --only: those of the names given)")
     ap.add_argument("--rescore", action="store_true", help="no training: re-score the saved results under the "
                                                            "current policy")
     args = ap.parse_args(argv)
@@ -583,8 +589,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.rescore:
             print(json.dumps(rescore(args.out, args.scenarios, args.params)))
         else:
-            print(json.dumps(run(args.scenarios, args.out, args.params, args.only,
-                                 command=" ".join(["python -m bench.decision", *(argv or sys.argv[1:])]))))
+            print(json.dumps(run(args.scenarios, args.out, args.params, args.only, resume=args.resume,
+                                 command=" ".join(["python -m bench.decision",
+                                                   *[a for a in (argv or sys.argv[1:]) if a != "--resume"]]))))
     except DriftfitError as err:
         print(f"bench decision: error: {err}", file=sys.stderr)
         return 2

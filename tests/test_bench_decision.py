@@ -265,6 +265,14 @@ def test_bench_trains_every_strategy_per_seed_and_judges_ties(tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["scenarios"] in (0, 1)
     assert "in-sample" in (out / "decision-rescored.md").read_text()
 
+    # resuming leaves out what is saved: nothing is trained again, the saved result stays as it was
+    before = (out / "scenarios" / "en-to-zh.json").stat().st_mtime_ns
+    proc = subprocess.run([driftfit, "bench", "decision", "--resume", "--scenarios", str(scenarios), "--out",
+                           str(out), "--params", str(params)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["scenarios"] == 1 and "-> accuracy" not in proc.stderr
+    assert (out / "scenarios" / "en-to-zh.json").stat().st_mtime_ns == before
+
 
 def test_rescore_reapplies_the_current_policy_to_the_saved_measures(tmp_path):
     from bench.decision import FORMAT, rescore

@@ -152,11 +152,11 @@ def fit_loop(model, strategy: str, x_train: torch.Tensor, y_train: np.ndarray, x
     watch = cfg.early_stopping_patience > 0 and (y_val >= 0).any()
     targets = torch.as_tensor(y_train)
     device = next(model.parameters()).device  # the model's (the pipeline trains on the CPU; bench may move it)
-    # each label weighs inversely to its rows, as for texts (driftfit.train.class_weights): a new label's few
-    # images beside a replayed memory are not drowned
-    counts = np.bincount(np.asarray(y_train), minlength=model.num_labels)
-    weights = torch.tensor([len(y_train) / (int((counts > 0).sum()) * c) if c else 0.0 for c in counts],
-                           dtype=torch.float32, device=device)
+    # each label weighs inversely to its rows, as for texts: a new label's few images beside a replayed memory
+    # are not drowned (every label id occurs: the labels are the training images')
+    from driftfit.train import class_weights
+
+    weights = torch.tensor(class_weights(y_train, range(model.num_labels)), dtype=torch.float32, device=device)
     best, best_state, stale, evaluations, losses, step = None, None, 0, [], [], 0
     start = time.perf_counter()
     model.train()

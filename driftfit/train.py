@@ -413,15 +413,15 @@ def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, val_df: pd.Da
                            "early_stopping": early_stopping}
 
 
-def class_weights(labels, order: list[str]) -> list[float]:
-    """The loss weight of each label in `order`: rows / (labels x the label's rows), scikit-learn's "balanced"
-    (the head's logistic regression uses the same). A week with new labels replays every remembered row, and
-    8 new rows per class beside 600 old ones would otherwise be drowned: on the decision benchmark's
-    sst2-to-agnews-8, unweighted, the adapter called every news text a sentiment (0.0 test accuracy). Labels
-    in equal numbers all weigh 1."""
-    counts = pd.Series(list(labels)).value_counts()
-    n, k = int(counts.sum()), len(order)
-    return [n / (k * int(counts[label])) for label in order]
+def class_weights(labels, order) -> list[float]:
+    """The loss weight of each label in `order` (each must occur in `labels`): rows / (labels x the label's rows),
+    scikit-learn's "balanced", as the head's logistic regression weighs them; text and image fine-tuning use it.
+    A week with new labels replays every remembered row, and 8 new rows per class beside 600 old ones would
+    otherwise be drowned: on the decision benchmark's sst2-to-agnews-8, unweighted, the adapter called every
+    news text a sentiment (0.0 test accuracy). Labels in equal numbers all weigh 1."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    return compute_class_weight("balanced", classes=np.asarray(list(order)), y=np.asarray(list(labels))).tolist()
 
 
 def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, params: Params,

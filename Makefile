@@ -66,8 +66,12 @@ run-image: setup
 flow: setup
 	$(BIN)/python -m flows.retrain
 
+# Two pytest-xdist workers by default (one per core of the 2-core reference machine), a test file per worker at a
+# time (a file's fixtures, e.g. its Prefect API server, are built once); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
 test: setup browser
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q --durations=25
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q --durations=25 -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -m "not slow"

@@ -24,7 +24,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = "1"
 # Prefect's home (local result storage, profiles) in a folder of this test session, not the user's ~/.prefect:
-# nothing a test run caches can leak into a later run or into the other worker.
+# nothing a test run caches leaks into a later run. The xdist workers inherit the folder from the controller and
+# share it; each Prefect API server a test starts keeps its own database (prefect_test_harness).
 if "PREFECT_HOME" not in os.environ:
     os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="driftfit-tests-prefect-")
     atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)

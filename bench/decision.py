@@ -51,6 +51,8 @@ languages of the corpus ('Hello'), is dropped, so scenarios on different languag
 
 Results saved by the previous harness (one seed, no predictions) are listed as stale, not mixed in.
 `--rescore` re-judges the saved results under the current policy (re-applied to the saved measures), no training.
+`--redo STRATEGY` retrains one strategy in the saved scenarios after a change to how it trains (each result
+records it under `redone`), keeping every other figure.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ SHIFTS = ("same_domain", "near_domain", "far_domain", "new_task", "new_language"
 _Strict = StrictModel
 
 
-LEARNING_RATES = ("learning_rate", "lora_learning_rate", "head_learning_rate")  # the train.* knobs (bench.lr_sweep)
+LEARNING_RATES = ("learning_rate", "lora_learning_rate", "head_learning_rate", "adapter_learning_rate")  # the train.* knobs (bench.lr_sweep)
 
 
 class Budget(_Strict):
@@ -306,7 +308,7 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
     from driftfit.shift import measure_shift
     from driftfit.strategies import spec as strategy_spec
     from driftfit.strategy import select_strategy, with_probe
-    from driftfit.train import settle_scratch_tokenizer, train_model, training_frame
+    from driftfit.train import settle_scratch_tokenizer
 
     seed = base.train.seed
     data = scenario_data(sc, spec.budget, seed)
@@ -318,10 +320,7 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
     log.info("scenario %s: %d train, %d val, %d test rows, reference %s", sc.name, len(train), len(val),
              len(test), "none" if reference is None else len(reference))
 
-    champion_dir = None
-    if reference is not None:  # the model "in production": a head on the reference data (set-up, not cost)
-        champion_dir = work / "champion"
-        train_model(reference, val.iloc[:0], "head", base, champion_dir)
+    champion_dir = _champion(reference, val, base, work)
 
     start = time.perf_counter()
     tokenizer, encoder = load_tokenizer(base.model), load_encoder(base.model)
@@ -339,27 +338,9 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
     if decision["strategy"] not in names:
         names.append(decision["strategy"])
     seeds = [seed + k for k in range(spec.seeds)]
-    truth = list(test["label"])
     oracle: dict[str, dict] = {}
     for name in names:
-        entry = strategy_spec(name)
-        runs, trained_on = [], 0
-        for s in seeds if entry.trains else seeds[:1]:  # nothing trains: the same model for every seed
-            params = with_seed(base, s)
-            t = time.perf_counter()
-            model_dir = work / f"{name}-{s}" if entry.makes_model else champion_dir
-            if entry.makes_model:
-                rows = training_frame(train, reference, params.train, name, replay_all=decision["replay"] == "all")
-                trained_on = len(rows)
-                train_model(rows, val, name, params, model_dir, champion_dir=champion_dir,  # ensemble averages with it
-                            feature_cache=work / "feature-cache")
-            seconds = time.perf_counter() - t if entry.makes_model else 0.0
-            runs.append((_predict(model_dir, test, params, work / "feature-cache"), seconds))
-            if model_dir != champion_dir:
-                shutil.rmtree(model_dir, ignore_errors=True)
-        oracle[name] = {**strategy_record(runs * (len(seeds) if not entry.trains else 1), truth, labels,
-                                          deterministic=not entry.trains),
-                        "train_rows": trained_on}  # the batch plus its replay (0: nothing trained)
+        oracle[name] = train_strategy(name, data, base, seeds, labels, decision["replay"] == "all", champion_dir, work)
         log.info("scenario %s: %s -> accuracy %s, %s s", sc.name, name, oracle[name]["accuracy"]["mean"],
                  oracle[name]["seconds"]["mean"])
 
@@ -380,9 +361,48 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
                   "new_labels": report["label_shift"].get("new_labels"),
                   "seconds": round(report["seconds"], 2)},
         "labels": labels,
-        "test_labels": stats.encode(truth, labels),
+        "test_labels": stats.encode(list(test["label"]), labels),
+        "learning_rates": {k: getattr(base.train, k) for k in LEARNING_RATES},
         "strategies": oracle,
     }
+
+
+def _champion(reference: pd.DataFrame | None, val: pd.DataFrame, base: Params, work: Path) -> Path | None:
+    """The model "in production": a head on the reference data (set-up, not cost); None without a reference."""
+    from driftfit.train import train_model
+
+    if reference is None:
+        return None
+    train_model(reference, val.iloc[:0], "head", base, work / "champion")
+    return work / "champion"
+
+
+def train_strategy(name: str, data: dict, base: Params, seeds: list[int], labels: list[str], replay_all: bool,
+                   champion_dir: Path | None, work: Path) -> dict:
+    """One strategy of the oracle: trained with each seed on what the pipeline would give it (the batch plus
+    the replay of the champion's data: all of it when `replay_all`), scored on the test rows."""
+    from driftfit.strategies import spec as strategy_spec
+    from driftfit.train import train_model, training_frame
+
+    train, val, test, reference = data["train"], data["val"], data["test"], data["reference"]
+    entry = strategy_spec(name)
+    runs, trained_on = [], 0
+    for s in seeds if entry.trains else seeds[:1]:  # nothing trains: the same model for every seed
+        params = with_seed(base, s)
+        t = time.perf_counter()
+        model_dir = work / f"{name}-{s}" if entry.makes_model else champion_dir
+        if entry.makes_model:
+            rows = training_frame(train, reference, params.train, name, replay_all=replay_all)
+            trained_on = len(rows)
+            train_model(rows, val, name, params, model_dir, champion_dir=champion_dir,  # ensemble averages with it
+                        feature_cache=work / "feature-cache")
+        seconds = time.perf_counter() - t if entry.makes_model else 0.0
+        runs.append((_predict(model_dir, test, params, work / "feature-cache"), seconds))
+        if model_dir != champion_dir:
+            shutil.rmtree(model_dir, ignore_errors=True)
+    return {**strategy_record(runs * (len(seeds) if not entry.trains else 1), list(test["label"]), labels,
+                              deterministic=not entry.trains),
+            "train_rows": trained_on}  # the batch plus its replay (0: nothing trained)
 
 
 # ---- the whole benchmark --------------------------------------------------------------------
@@ -436,6 +456,8 @@ def render_md(out: dict) -> str:
     for r, v in zip(out["results"], out["verdicts"]):
         lines += ["", f"## {r['name']}", "", r["note"] or "", "", f"Why `{r['choice']}`: {r['reason']}", "",
                   f"Training seeds {r['seeds']}; {r['rows']['test']} test rows.", "",
+                  *[f"Retrained later: {', '.join(x['strategies'])} ({x['finished']}; learning rates "
+                    f"{x['learning_rates']}).\n" for x in r.get("redone", [])],
                   "| strategy | test accuracy (mean ± 95%) | macro-F1 | seconds | regret | tied |",
                   "|---|---|---|---|---|---|"]
         for name, m in sorted(r["strategies"].items(), key=lambda kv: -kv[1]["accuracy"]["mean"]):
@@ -478,6 +500,57 @@ def run(scenarios_path: str | Path, out_dir: str | Path = "bench/results", param
     return combine(spec, base, out_dir, str(scenarios_path))
 
 
+def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str], params_path: str | Path = "params.yaml",
+         only: list[str] | None = None, command: str | None = None) -> dict:
+    """Retrain only `strategies` in the saved scenarios (all of the file's, or `only`), after a change to how they
+    train (a learning rate, a fix); every other figure of a scenario stays as saved. The same data, champion,
+    seeds and replay as the first run; the test rows must still be the saved ones. Each result lists what was
+    redone, when, by which command and with which learning rates (`redone`); a scenario already redone with the
+    same strategies and learning rates is left out, so an interrupted run resumes."""
+    from driftfit.strategies import spec as strategy_spec
+
+    spec = load_scenarios(scenarios_path)
+    base = _base_params(spec, params_path)
+    for name in strategies:
+        if name not in STRATEGIES or strategy_spec(name).fresh_weights or not strategy_spec(name).trains:
+            raise ConfigError(f"--redo {name}: only a strategy that trains from the pretrained weights can be redone "
+                              "on its own (scratch's tokenizer comes from the scenario's shift report: rerun the "
+                              "scenario)")
+    out_dir = Path(out_dir)
+    results, _, _ = saved_results(spec, out_dir)
+    by_name = {s.name: s for s in spec.scenarios}
+    unknown = sorted(set(only or []) - {r["name"] for r in results})
+    if unknown:
+        raise ConfigError(f"--redo: no saved result under {out_dir} for {unknown}")
+    rates = {k: getattr(base.train, k) for k in LEARNING_RATES}
+    for result in results:
+        if only and result["name"] not in only:
+            continue
+        if any(x["strategies"] == strategies and x["learning_rates"] == rates for x in result.get("redone", [])):
+            continue  # already redone with these learning rates: an interrupted --redo resumes
+        sc = by_name[result["name"]]
+        data = scenario_data(sc, spec.budget, base.train.seed)
+        if stats.encode(list(data["test"]["label"]), result["labels"]) != result["test_labels"]:
+            raise ConfigError(f"scenario '{sc.name}': its test rows are no longer the saved ones (the data or the "
+                              "scenario changed); rerun the whole scenario with --only")
+        with tempfile.TemporaryDirectory(prefix=f"driftfit-bench-{sc.name}-") as work:
+            champion_dir = _champion(data["reference"], data["val"], base, Path(work))
+            replay_all = bool(champion_dir and result["measures"]["new_labels"]
+                              and base.strategy.replay_all_on_new_labels and strategy_spec(result["choice"]).trains)
+            for name in strategies:
+                result["strategies"][name] = train_strategy(name, data, base, result["seeds"], result["labels"],
+                                                            replay_all, champion_dir, Path(work))
+                log.info("scenario %s: %s redone -> accuracy %s, %s s", sc.name, name,
+                         result["strategies"][name]["accuracy"]["mean"], result["strategies"][name]["seconds"]["mean"])
+        result.setdefault("redone", []).append({
+            "strategies": strategies, "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "command": command or f"python -m bench.decision --scenarios {scenarios_path} --out {out_dir} --redo "
+                                  + " --redo ".join(strategies),
+            "learning_rates": rates})
+        write_json(out_dir / "scenarios" / f"{sc.name}.json", result)
+    return combine(spec, base, out_dir, str(scenarios_path))
+
+
 def _base_params(spec: ScenarioFile, params_path: str | Path) -> Params:
     b = spec.budget
     return load_params(params_path, {
@@ -509,7 +582,8 @@ def combine(spec: ScenarioFile, base: Params, out_dir: Path, scenarios_path: str
             {"strategies": {n: {k: v for k, v in m.items() if k != "predictions"} for n, m in r["strategies"].items()}}
             for r in results]  # the predictions stay in scenarios/<name>.json
     out = {"scenario_file": scenarios_path,
-           "command": sorted({r["command"] for r in results}) if results else [],
+           "command": sorted({r["command"] for r in results} | {x["command"] for r in results
+                                                                  for x in r.get("redone", [])}),
            "machine": sorted({r["machine"] for r in results}) if results else [],
            "finished": max((r["finished"] for r in results), default=None),
            "budget": spec.budget.model_dump(), "seeds": spec.seeds, "selector_mode": base.strategy.mode,
@@ -581,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", default=None, metavar="NAME", help="run only this scenario")
     ap.add_argument("--resume", action="store_true", help="leave out the scenarios already saved under --out "
                                                           "(with --only: those of the names given)")
+    ap.add_argument("--redo", action="append", default=None, metavar="STRATEGY",
+                    help="retrain only this strategy in the saved scenarios (with --only: those), keeping every "
+                         "other figure: after a change to how it trains")
     ap.add_argument("--rescore", action="store_true", help="no training: re-score the saved results under the "
                                                            "current policy")
     args = ap.parse_args(argv)
@@ -588,6 +665,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.rescore:
             print(json.dumps(rescore(args.out, args.scenarios, args.params)))
+        elif args.redo:
+            print(json.dumps(redo(args.scenarios, args.out, args.redo, args.params, args.only,
+                                  command=" ".join(["python -m bench.decision", *(argv or sys.argv[1:])]))))
         else:
             print(json.dumps(run(args.scenarios, args.out, args.params, args.only, resume=args.resume,
                                  command=" ".join(["python -m bench.decision",

@@ -189,6 +189,7 @@ class TrainConfig(_Section):
     batch_size: int = Field(32, gt=0)
     learning_rate: float = Field(5e-5, gt=0)
     head_learning_rate: float = Field(1e-2, gt=0)
+    adapter_learning_rate: float = Field(3e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"

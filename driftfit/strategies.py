@@ -183,7 +183,7 @@ _ALL = [
     StrategySpec("ptuning", "virtual tokens from a small MLP, P-tuning (saved as a peft adapter)", peft=ptuning,
                  learning_rate="head_learning_rate", stand_in="lora"),
     StrategySpec("adapter", "bottleneck adapters after each layer, encoder frozen", prepare=add_adapters,
-                 learning_rate="head_learning_rate", stand_in="lora"),
+                 learning_rate="adapter_learning_rate", stand_in="lora"),
     StrategySpec("full", "every weight", layer_decay=True, modalities=("text", "image")),
     StrategySpec("ensemble", "every weight, then averaged with the champion's weights (WiSE-FT; "
                  "train.ensemble_champion_share): adapts and forgets less", layer_decay=True,

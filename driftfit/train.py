@@ -8,9 +8,10 @@ depend on how a model was trained. What each strategy trains, which learning rat
 it is saved is its entry in driftfit.strategies (`driftfit select-strategy --help` lists them).
 
 Learning rates: the head uses `head_learning_rate`, as new parameters need larger steps; the rest
-uses the entry's `learning_rate` field (the small fresh modules of IA3, prompts, prefixes and adapters
-the head's rate, the pretrained encoder `learning_rate`, times `layer_lr_decay` per layer downwards
-where the entry allows it). `l1` adds an L1 penalty on the trainable weight matrices to the loss.
+uses the entry's `learning_rate` field (the small fresh modules of IA3, prompts and prefixes the head's
+rate, bottleneck adapters their own `adapter_learning_rate`, the pretrained encoder `learning_rate`,
+times `layer_lr_decay` per layer downwards where the entry allows it). `l1` adds an L1 penalty on the
+trainable weight matrices to the loss.
 With `checkpoint_steps` > 0 a run saves resumable checkpoints in `<candidate>.checkpoints/` and a
 re-run of the same configuration on the same data continues from the last one.
 

@@ -273,6 +273,32 @@ def test_bench_trains_every_strategy_per_seed_and_judges_ties(tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["scenarios"] == 1 and "-> accuracy" not in proc.stderr
     assert (out / "scenarios" / "en-to-zh.json").stat().st_mtime_ns == before
 
+    # --redo retrains one strategy (after a change to how it trains) and keeps every other figure
+    def redo(*names):
+        return subprocess.run([driftfit, "bench", "decision", "--scenarios", str(scenarios), "--out", str(out),
+                               "--params", str(params), *[a for n in names for a in ("--redo", n)]],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    proc = redo("head")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((out / "scenarios" / "en-to-zh.json").read_text())
+    assert {n: again["strategies"][n] for n in ("skip", "zero_shot")} == \
+        {n: saved["strategies"][n] for n in ("skip", "zero_shot")}
+    assert len(again["strategies"]["head"]["predictions"]) == 2 and "head redone -> accuracy" in proc.stderr
+    (done,) = again["redone"]
+    assert done["strategies"] == ["head"] and done["learning_rates"]["adapter_learning_rate"] > 0
+    assert "Retrained later: head" in (out / "decision.md").read_text()
+    before = (out / "scenarios" / "en-to-zh.json").stat().st_mtime_ns
+    assert redo("head").returncode == 0 and (out / "scenarios" / "en-to-zh.json").stat().st_mtime_ns == before
+    proc = redo("scratch")                                         # its tokenizer comes from the shift report
+    assert proc.returncode == 2 and "--redo scratch" in proc.stderr
+    first = again["test_labels"][0]                                # the data changed under the saved result
+    again["test_labels"] = ("1" if first == "0" else "0") + again["test_labels"][1:]
+    again["redone"] = []
+    (out / "scenarios" / "en-to-zh.json").write_text(json.dumps(again))
+    proc = redo("head")
+    assert proc.returncode == 2 and "no longer the saved ones" in proc.stderr
+
 
 def test_rescore_reapplies_the_current_policy_to_the_saved_measures(tmp_path):
     from bench.decision import FORMAT, rescore

@@ -52,3 +52,24 @@ def test_the_budget_sets_learning_rates_and_names_a_bad_one(tmp_path):
     bad.write_text("budget: {learning_rates: {learning_rate: 0}}\nscenarios: [{name: a, family: f, train: {path: x.csv}}]\n")
     with pytest.raises(ConfigError, match="learning_rates.learning_rate must be > 0"):
         load_scenarios(bad)
+
+
+def test_the_adapter_knob_sweeps_downwards_and_its_values_count(tmp_path):
+    base = _base_params(load_scenarios(ROOT / "bench" / "scenarios-fit.yaml"), ROOT / "params.yaml")
+    rate = base.train.adapter_learning_rate
+    assert lr_sweep.factors("train.adapter_learning_rate") == (0.1, 0.3, 1.0)
+    assert lr_sweep.factors("train.learning_rate") == lr_sweep.FACTORS
+    assert lr_sweep.KNOBS["train.adapter_learning_rate"] == ["adapter"]
+    _runs(tmp_path, [
+        # a tenth gains 40 points where the current rate collapsed (a) and loses 2 on b: mean +19, replaces
+        ("a", "adapter", "train.adapter_learning_rate", rate, 1.0, 0.10),
+        ("b", "adapter", "train.adapter_learning_rate", rate, 1.0, 0.80),
+        ("a", "adapter", "train.adapter_learning_rate", rate * 0.1, 0.1, 0.50),
+        ("b", "adapter", "train.adapter_learning_rate", rate * 0.1, 0.1, 0.78),
+        # a factor outside the knob's grid is kept in runs/ but not scored
+        ("a", "adapter", "train.adapter_learning_rate", rate * 4, 4.0, 0.90),
+        ("b", "adapter", "train.adapter_learning_rate", rate * 4, 4.0, 0.90),
+    ])
+    knob = lr_sweep.combine(tmp_path, "fit.yaml", ["a", "b"], base)["knobs"]["train.adapter_learning_rate"]
+    assert knob["recommended"] == pytest.approx(rate * 0.1) and "gains 19.00 points" in knob["why"]
+    assert f"{rate * 4:g}" not in knob["values"]

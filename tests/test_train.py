@@ -220,6 +220,17 @@ def test_layer_lr_decay_lowers_the_lower_layers(make_params):
     assert emb == pytest.approx(cfg.learning_rate * 0.5 ** 6)  # below layer 0 (0.5 ** 5)
 
 
+def test_adapters_learn_at_their_own_rate_and_the_head_at_its_own(make_params):
+    params = make_params({"train.adapter_learning_rate": 0.003, "train.head_learning_rate": 0.01})
+    model = build_model("adapter", params, 3)
+    opt = make_optimizer(model, "adapter", params.train, torch.device("cpu"))
+    lr_of = {id(q): g["lr"] for g in opt.param_groups for q in g["params"]}
+    lr = {n: lr_of[id(q)] for n, q in model.named_parameters() if q.requires_grad}
+    assert {lr[n] for n in lr if n.startswith("adapters.")} == {0.003}
+    assert {lr[n] for n in lr if n.startswith("head.")} == {0.01}
+    assert set(lr) == {n for n in lr if n.startswith(("adapters.", "head."))}  # the encoder stays frozen
+
+
 def test_scratch_weights_are_fresh(prepared_params):
     pretrained = build_model("full", prepared_params, 3)
     scratch = build_model("scratch", prepared_params, 3)

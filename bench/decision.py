@@ -417,6 +417,14 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+def _timing_note(t: dict | None) -> str:
+    if not t:
+        return "; seconds as measured"
+    return (f"; seconds scaled by {t['factor']:.2f}: {t['strategy']} seed {t['seed']} took {t['seconds_now']:.1f} s "
+            f"on the rerun, {t['saved_seconds']:.1f} s in the first run"
+            f"{'' if t['reproduced'] else ', and its accuracy did NOT come out as saved'}")
+
+
 def render_md(out: dict) -> str:
     h = out["headline"]
     lines = [
@@ -457,7 +465,7 @@ def render_md(out: dict) -> str:
         lines += ["", f"## {r['name']}", "", r["note"] or "", "", f"Why `{r['choice']}`: {r['reason']}", "",
                   f"Training seeds {r['seeds']}; {r['rows']['test']} test rows.", "",
                   *[f"Retrained later: {', '.join(x['strategies'])} ({x['finished']}; learning rates "
-                    f"{x['learning_rates']}).\n" for x in r.get("redone", [])],
+                    f"{x['learning_rates']}){_timing_note(x.get('timing'))}.\n" for x in r.get("redone", [])],
                   "| strategy | test accuracy (mean ± 95%) | macro-F1 | seconds | regret | tied |",
                   "|---|---|---|---|---|---|"]
         for name, m in sorted(r["strategies"].items(), key=lambda kv: -kv[1]["accuracy"]["mean"]):
@@ -506,7 +514,13 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
     train (a learning rate, a fix); every other figure of a scenario stays as saved. The same data, champion,
     seeds and replay as the first run; the test rows must still be the saved ones. Each result lists what was
     redone, when, by which command and with which learning rates (`redone`); a scenario already redone with the
-    same strategies and learning rates is left out, so an interrupted run resumes."""
+    same strategies and learning rates is left out, so an interrupted run resumes.
+
+    Seconds are only comparable within a scenario if they were measured under the same load, and the machine may
+    be busier or idler now than when the scenario first ran. So one seed of a strategy that is not redone (the
+    first of CALIBRATE_WITH the scenario has) is trained again as a yardstick: the redone strategies' seconds are
+    scaled by its saved seconds over its seconds now, and the seconds as measured are kept beside them
+    (`seconds_measured`). The yardstick's accuracy must come out as saved, which checks the rerun reproduces."""
     from driftfit.strategies import spec as strategy_spec
 
     spec = load_scenarios(scenarios_path)
@@ -537,18 +551,49 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
             champion_dir = _champion(data["reference"], data["val"], base, Path(work))
             replay_all = bool(champion_dir and result["measures"]["new_labels"]
                               and base.strategy.replay_all_on_new_labels and strategy_spec(result["choice"]).trains)
+            timing = _yardstick(result, strategies, data, base, replay_all, champion_dir, Path(work))
             for name in strategies:
-                result["strategies"][name] = train_strategy(name, data, base, result["seeds"], result["labels"],
-                                                            replay_all, champion_dir, Path(work))
+                record = train_strategy(name, data, base, result["seeds"], result["labels"], replay_all,
+                                        champion_dir, Path(work))
+                if timing is not None:
+                    record["seconds_measured"] = record["seconds"]
+                    record["seconds"] = {k: round(v * timing["factor"], 2) if k == "mean" else
+                                         [round(t * timing["factor"], 2) for t in v] for k, v in record["seconds"].items()}
+                result["strategies"][name] = record
                 log.info("scenario %s: %s redone -> accuracy %s, %s s", sc.name, name,
-                         result["strategies"][name]["accuracy"]["mean"], result["strategies"][name]["seconds"]["mean"])
+                         record["accuracy"]["mean"], record["seconds"]["mean"])
         result.setdefault("redone", []).append({
             "strategies": strategies, "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "command": command or f"python -m bench.decision --scenarios {scenarios_path} --out {out_dir} --redo "
                                   + " --redo ".join(strategies),
-            "learning_rates": rates})
+            "learning_rates": rates, "timing": timing})
         write_json(out_dir / "scenarios" / f"{sc.name}.json", result)
     return combine(spec, base, out_dir, str(scenarios_path))
+
+
+CALIBRATE_WITH = ("ia3", "lora", "partial", "full", "head")  # a redo's yardstick: the first the scenario has
+YARDSTICK_FLOOR_SECONDS = 1.0  # a yardstick run shorter than this (either time) is too short to scale by
+
+
+def _yardstick(result: dict, redone: list[str], data: dict, base: Params, replay_all: bool,
+               champion_dir: Path | None, work: Path) -> dict | None:
+    """Train the yardstick strategy's first seed again: {strategy, seconds saved and now, factor = saved / now,
+    reproduced: whether its accuracy came out as saved}; None when the scenario has no yardstick or it took
+    under a second either time (too short to scale by)."""
+    name = next((n for n in CALIBRATE_WITH if n in result["strategies"] and n not in redone), None)
+    if name is None:
+        return None
+    saved = result["strategies"][name]
+    again = train_strategy(name, data, base, result["seeds"][:1], result["labels"], replay_all, champion_dir, work)
+    before, now = saved["seconds"]["per_seed"][0], again["seconds"]["per_seed"][0]
+    if min(before, now) < YARDSTICK_FLOOR_SECONDS:
+        return None
+    timing = {"strategy": name, "seed": result["seeds"][0], "saved_seconds": before, "seconds_now": now,
+              "factor": round(before / now, 4),
+              "reproduced": again["accuracy"]["per_seed"][0] == saved["accuracy"]["per_seed"][0]}
+    log.info("scenario %s: yardstick %s took %.1f s now against %.1f s saved (x%.2f); accuracy %s", result["name"],
+             name, now, before, timing["factor"], "as saved" if timing["reproduced"] else "NOT as saved")
+    return timing
 
 
 def _base_params(spec: ScenarioFile, params_path: str | Path) -> Params:

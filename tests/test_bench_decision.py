@@ -215,7 +215,7 @@ def test_chatterbot_sources_by_category_and_by_language():
 TINY = """# a tiny decision benchmark: real chatterbot-corpus text, three strategies, two seeds, one step or so each
 budget: {epochs: 0.3, max_train_examples: 60, max_seq_len: 32, batch_size: 16}
 seeds: 2
-strategies: [skip, zero_shot, head]
+strategies: [skip, zero_shot, head, lora]
 scenarios:
   - name: en-to-zh
     family: tiny
@@ -226,7 +226,7 @@ scenarios:
 """
 
 
-def test_bench_trains_every_strategy_per_seed_and_judges_ties(tmp_path):
+def test_bench_trains_every_strategy_per_seed_and_judges_ties(tmp_path, monkeypatch):
     params = write_params(tmp_path)
     scenarios = tmp_path / "tiny.yaml"
     scenarios.write_text(TINY)
@@ -279,14 +279,22 @@ def test_bench_trains_every_strategy_per_seed_and_judges_ties(tmp_path):
                                "--params", str(params), *[a for n in names for a in ("--redo", n)]],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
 
-    proc = redo("head")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    from bench import decision
+
+    monkeypatch.setattr(decision, "YARDSTICK_FLOOR_SECONDS", 0.0)  # the tiny runs take under a second
+    decision.redo(scenarios, out, ["head"], params)
     again = json.loads((out / "scenarios" / "en-to-zh.json").read_text())
-    assert {n: again["strategies"][n] for n in ("skip", "zero_shot")} == \
-        {n: saved["strategies"][n] for n in ("skip", "zero_shot")}
-    assert len(again["strategies"]["head"]["predictions"]) == 2 and "head redone -> accuracy" in proc.stderr
+    assert {n: again["strategies"][n] for n in ("skip", "zero_shot", "lora")} == \
+        {n: saved["strategies"][n] for n in ("skip", "zero_shot", "lora")}
+    assert len(again["strategies"]["head"]["predictions"]) == 2
     (done,) = again["redone"]
     assert done["strategies"] == ["head"] and done["learning_rates"]["adapter_learning_rate"] > 0
+    # the yardstick: lora's first seed again, as accurate as saved; its time ratio scales the head's seconds
+    timing = done["timing"]
+    assert timing["strategy"] == "lora" and timing["seed"] == 13 and timing["reproduced"] is True
+    assert timing["factor"] == pytest.approx(timing["saved_seconds"] / timing["seconds_now"], rel=1e-3)
+    head = again["strategies"]["head"]
+    assert head["seconds"]["mean"] == pytest.approx(head["seconds_measured"]["mean"] * timing["factor"], abs=0.02)
     assert "Retrained later: head" in (out / "decision.md").read_text()
     before = (out / "scenarios" / "en-to-zh.json").stat().st_mtime_ns
     assert redo("head").returncode == 0 and (out / "scenarios" / "en-to-zh.json").stat().st_mtime_ns == before

@@ -89,7 +89,8 @@ SHIFTS = ("same_domain", "near_domain", "far_domain", "new_task", "new_language"
 _Strict = StrictModel
 
 
-LEARNING_RATES = ("learning_rate", "lora_learning_rate", "head_learning_rate", "adapter_learning_rate")  # the train.* knobs (bench.lr_sweep)
+# the train.* learning rates a budget may set (bench.lr_sweep tunes them)
+LEARNING_RATES = ("learning_rate", "lora_learning_rate", "head_learning_rate", "adapter_learning_rate")
 
 
 class Budget(_Strict):
@@ -508,8 +509,8 @@ def run(scenarios_path: str | Path, out_dir: str | Path = "bench/results", param
     return combine(spec, base, out_dir, str(scenarios_path))
 
 
-def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str], params_path: str | Path = "params.yaml",
-         only: list[str] | None = None, command: str | None = None) -> dict:
+def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
+         params_path: str | Path = "params.yaml", only: list[str] | None = None, command: str | None = None) -> dict:
     """Retrain only `strategies` in the saved scenarios (all of the file's, or `only`), after a change to how they
     train (a learning rate, a fix); every other figure of a scenario stays as saved. The same data, champion,
     seeds and replay as the first run; the test rows must still be the saved ones. Each result lists what was
@@ -522,6 +523,7 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
     scaled by its saved seconds over its seconds now, and the seconds as measured are kept beside them
     (`seconds_measured`). The yardstick's accuracy must come out as saved, which checks the rerun reproduces."""
     from driftfit.strategies import spec as strategy_spec
+    from driftfit.strategy import replays_everything
 
     spec = load_scenarios(scenarios_path)
     base = _base_params(spec, params_path)
@@ -549,16 +551,17 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
                               "scenario changed); rerun the whole scenario with --only")
         with tempfile.TemporaryDirectory(prefix=f"driftfit-bench-{sc.name}-") as work:
             champion_dir = _champion(data["reference"], data["val"], base, Path(work))
-            replay_all = bool(champion_dir and result["measures"]["new_labels"]
-                              and base.strategy.replay_all_on_new_labels and strategy_spec(result["choice"]).trains)
+            replay_all = replays_everything(result["measures"]["new_labels"], champion_dir is not None,
+                                            result["choice"], base.strategy)
             timing = _yardstick(result, strategies, data, base, replay_all, champion_dir, Path(work))
             for name in strategies:
                 record = train_strategy(name, data, base, result["seeds"], result["labels"], replay_all,
                                         champion_dir, Path(work))
                 if timing is not None:
-                    record["seconds_measured"] = record["seconds"]
-                    record["seconds"] = {k: round(v * timing["factor"], 2) if k == "mean" else
-                                         [round(t * timing["factor"], 2) for t in v] for k, v in record["seconds"].items()}
+                    measured, factor = record["seconds"], timing["factor"]
+                    record["seconds_measured"] = measured
+                    record["seconds"] = {"mean": round(measured["mean"] * factor, 2),
+                                         "per_seed": [round(t * factor, 2) for t in measured["per_seed"]]}
                 result["strategies"][name] = record
                 log.info("scenario %s: %s redone -> accuracy %s, %s s", sc.name, name,
                          record["accuracy"]["mean"], record["seconds"]["mean"])

@@ -10,11 +10,12 @@ over a factor grid around its params.yaml value (GRIDS) with the strategy that r
 adapter), on scenarios of the FITTING half only, under the suite's budget (epochs, rows, sequence length) and
 one seed; scored on the scenario's test split (the fitting half is the tuning set; the evaluation half is never
 touched). Each run trains on what the pipeline would give that strategy: the batch plus the replay of the
-scenario's reference rows (all of them when the batch brings new labels), as bench.decision does. Per knob and value: the gain
-in test accuracy over the current value, paired by scenario and strategy; a value replaces the current one
-only if it ran wherever the current one did and gains more than one point on that mean. `--check KNOB=F1,F2`
-runs only those factors (a second scenario checking the first one's winners). Writes lr_sweep.json and
-lr_sweep.md; each finished (scenario, strategy, value) is saved as it ends, so an interrupted sweep resumes.
+scenario's reference rows (all of them when the batch brings new labels), as bench.decision does. Per knob and
+value: the gain in test accuracy over the current value, paired by scenario and strategy; a value replaces the
+current one only if it ran wherever the current one did and gains more than one point on that mean.
+`--check KNOB=F1,F2` runs only those factors (a second scenario checking the first one's winners). Writes
+lr_sweep.json and lr_sweep.md; each finished (scenario, strategy, value) is saved as it ends, so an interrupted
+sweep resumes.
 """
 
 from __future__ import annotations
@@ -44,13 +45,13 @@ FACTORS = (1.0, 2.0, 4.0)  # the budget is short (tens of steps): the grid leans
 # The adapters shared the head's 1e-2 until they collapsed under it (every news text called a sentiment, 0.0, on
 # sst2-to-agnews-8 and -128, where new labels replay every old row) and lost 7 points at 2e-2: their grid leans down.
 GRIDS = {"train.adapter_learning_rate": (0.1, 0.3, 1.0)}
+DEFAULT_SCENARIOS = ("sst2-to-amazon-128", "chatter-to-news-128")
+BETTER_BY_POINTS = 1.0
 
 
 def factors(knob: str) -> tuple[float, ...]:
     """The knob's factor grid around its current value."""
     return GRIDS.get(knob, FACTORS)
-DEFAULT_SCENARIOS = ("sst2-to-amazon-128", "chatter-to-news-128")
-BETTER_BY_POINTS = 1.0
 
 
 def _params_with(base, knob: str, value: float):
@@ -61,6 +62,7 @@ def _params_with(base, knob: str, value: float):
 def run(scenarios_path: str, names: list[str], out: str, params_path: str = "params.yaml",
         only: dict[str, list[float]] | None = None) -> dict:
     """only: {knob: [factors]} to run just those (a second scenario checking the first one's winners)."""
+    from driftfit.strategy import replays_everything
     from driftfit.train import train_model, training_frame
 
     spec = load_scenarios(scenarios_path)
@@ -74,8 +76,7 @@ def run(scenarios_path: str, names: list[str], out: str, params_path: str = "par
     for sc in chosen:
         data = scenario_data(sc, spec.budget, base.train.seed)
         reference = data["reference"]
-        new_labels = reference is not None and bool(set(data["train"]["label"]) - set(reference["label"]))
-        replay_all = new_labels and base.strategy.replay_all_on_new_labels  # as the selector's decision says
+        new_labels = set(data["train"]["label"]) - set([] if reference is None else reference["label"])
         for knob, strategies in KNOBS.items():
             if only is not None and knob not in only:
                 continue
@@ -87,6 +88,7 @@ def run(scenarios_path: str, names: list[str], out: str, params_path: str = "par
                     if path.is_file():
                         continue
                     params = _params_with(base, knob, value)
+                    replay_all = replays_everything(new_labels, reference is not None, strategy, base.strategy)
                     rows = training_frame(data["train"], reference, params.train, strategy, replay_all=replay_all)
                     work = Path(tempfile.mkdtemp(prefix="lr-sweep-"))
                     try:

@@ -302,6 +302,12 @@ def _policy(m: dict, cfg: StrategyConfig) -> tuple[str, str, str, str]:
             "small/medium data.")
 
 
+def replays_everything(new_labels, champion_exists: bool, strategy: str, cfg: StrategyConfig) -> bool:
+    """Whether training on this decision replays every remembered row rather than a fraction: the batch brings
+    labels the champion never saw (strategy.replay_all_on_new_labels) and the chosen strategy trains."""
+    return bool(champion_exists and new_labels and cfg.replay_all_on_new_labels and spec(strategy).trains)
+
+
 def select_strategy(report: dict, cfg: StrategyConfig, champion_exists: bool, rules: dict | None = None) -> dict:
     """The decision record: strategy, runner-up, the rule that fired, the reason in words, the numbers.
     rules: learned rules (driftfit.learned_rules) already read; None: read strategy.learned_rules if set."""
@@ -315,7 +321,7 @@ def select_strategy(report: dict, cfg: StrategyConfig, champion_exists: bool, ru
         strategy, rule = cfg.force, "forced"
     decision = {"strategy": strategy, "runner_up": runner_up, "rule": rule, "reason": reason,
                 "measures": measures, "forced": cfg.force is not None, "replay": "fraction"}
-    if champion_exists and measures["new_labels"] and cfg.replay_all_on_new_labels and spec(strategy).trains:
+    if replays_everything(measures["new_labels"], champion_exists, strategy, cfg):
         decision["replay"] = "all"
         decision["reason"] += (f" New labels ({', '.join(measures['new_labels'])}) next to the champion's: training "
                                "replays every remembered row, so the model learns them without forgetting the "

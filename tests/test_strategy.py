@@ -12,9 +12,9 @@ from driftfit.config import StrategyConfig, parse_params
 from driftfit.errors import DataError
 from driftfit.io import read_json, write_json
 
-CFG = StrategyConfig()  # defaults: unk 0.05, tokens/word 2.5, scratch 20000, few-shot 16, probe 0.9, head 128, full 5000
+CFG = StrategyConfig()  # defaults: unk 0.05, tokens/word 2.5, scratch 20000, few-shot 16, probe 0.9, head 64, full 5000
 
-# A report that no specific rule matches: the policy falls through to the default (ia3).
+# A report that no specific rule matches: the policy falls through to the default (adapter).
 BASE = {
     "tokenizer": {"incoming": {"unk_rate": 0.0, "tokens_per_word": 1.3}, "seconds": 0.1},
     "embedding": {"mmd2": 0.1, "p_value": 0.005, "domain_classifier": {"auc": 0.8}},
@@ -48,7 +48,7 @@ SKIPPABLE = {"embedding.p_value": 0.4, "champion.val_accuracy": 0.95}
 
 
 @pytest.mark.parametrize("changes, champion, expected", [
-    ({}, False, ("ia3", "full", "default")),
+    ({}, False, ("adapter", "full", "default")),
     (SKIPPABLE, True, ("skip", "head", "champion_holds")),
     ({"embedding.mmd2": 0.001, "champion.val_accuracy": 0.95}, True, ("skip", "head", "champion_holds")),
     ({"tokenizer.incoming.unk_rate": 0.2}, False, ("full", "scratch", "tokenizer_misfit")),
@@ -57,8 +57,8 @@ SKIPPABLE = {"embedding.p_value": 0.4, "champion.val_accuracy": 0.95}
     ({"tokenizer.incoming.unk_rate": 0.2, "data_size.min_per_class": 40}, False, ("head", "full", "tokenizer_misfit")),
     ({"data_size.min_per_class": 8}, False, ("head", "ia3", "few_shot")),
     ({"probe.accuracy": 0.95}, False, ("head", "ia3", "features_suffice")),
-    ({"data_size.min_per_class": 128}, False, ("head", "ia3", "small_data")),
-    ({"data_size.min_per_class": 129}, False, ("ia3", "full", "default")),
+    ({"data_size.min_per_class": 64}, False, ("head", "adapter", "small_data")),
+    ({"data_size.min_per_class": 65}, False, ("adapter", "full", "default")),
     ({"data_size.rows": 8000}, False, ("full", "lora", "large_data")),
 ])
 def test_each_rule_fires(changes, champion, expected):
@@ -92,7 +92,8 @@ def test_rules_apply_in_order():
 
 def test_thresholds_come_from_config():
     rep = report(**{"data_size.rows": 1000})
-    assert decide(rep)["strategy"] == "ia3"
+    assert decide(rep)["strategy"] == "adapter"
+    assert decide(report(**{"data_size.min_per_class": 128}), head_max_per_class=128)["rule"] == "small_data"
     assert decide(rep, full_min_examples=500)["strategy"] == "full"
     assert decide(report(**{"probe.accuracy": 0.8}), probe_good=0.75)["rule"] == "features_suffice"
     assert decide(report(**{"data_size.min_per_class": 30}), head_max_per_class=0)["rule"] == "default"
@@ -102,8 +103,8 @@ def test_force_wins_and_keeps_the_policy_pick():
     d = decide(report(**SKIPPABLE), champion_exists=True, force="full")
     assert (d["strategy"], d["rule"], d["forced"], d["runner_up"]) == ("full", "forced", True, "skip")
     assert "skip" in d["reason"] and "champion_holds" in d["reason"]
-    same = decide(report(), force="ia3")
-    assert (same["strategy"], same["runner_up"], same["forced"]) == ("ia3", "full", True)
+    same = decide(report(), force="adapter")
+    assert (same["strategy"], same["runner_up"], same["forced"]) == ("adapter", "full", True)
 
 
 def test_measures_record_the_numbers():
@@ -253,7 +254,7 @@ def test_a_weak_champion_is_retrained_when_a_head_on_the_memory_would_beat_it():
     noise = {**steady, "probe.with_memory": {"accuracy": 0.73, "rows": 240}}
     d = decide(report(**noise), champion_exists=True)
     assert d["rule"] == "champion_holds" and "memory plus this batch (0.73" in d["reason"]
-    small = {**noise, "data_size.min_per_class": 100}
+    small = {**noise, "data_size.min_per_class": 50}
     d = decide(report(**small), champion_exists=True)
     assert (d["strategy"], d["runner_up"], d["rule"]) == ("head", "skip", "small_data"), d["reason"]
     assert "costs seconds" in d["reason"]

@@ -59,6 +59,8 @@ SKIPPABLE = {"embedding.p_value": 0.4, "champion.val_accuracy": 0.95}
     ({"probe.accuracy": 0.95}, False, ("head", "ia3", "features_suffice")),
     ({"data_size.min_per_class": 64}, False, ("head", "adapter", "small_data")),
     ({"data_size.min_per_class": 65}, False, ("adapter", "full", "default")),
+    ({"label_shift.new_labels": ["refund"]}, True, ("lora", "full", "default")),  # new labels: no adapters
+    ({"label_shift.new_labels": ["refund"]}, False, ("adapter", "full", "default")),  # no champion to forget
     ({"data_size.rows": 8000}, False, ("full", "lora", "large_data")),
 ])
 def test_each_rule_fires(changes, champion, expected):

@@ -93,7 +93,7 @@ def test_the_selector_asks_the_tree_only_where_the_hand_rules_would_train(tmp_pa
     assert (d["strategy"], d["rule"], d["runner_up"]) == ("full", "learned", "lora")
     assert d["reason"].startswith("Learned rules (bench/scenarios-fit.yaml, 12 scenarios): min_per_class 200 > 48 "
                                   "and probe_gain 0.7 > 0.05 -> full")
-    assert "The hand rules would pick ia3 (rule default: " in d["reason"]
+    assert "The hand rules would pick adapter (rule default: " in d["reason"]
     held = strategy.select_strategy(report(**SKIPPABLE), cfg, True)  # a champion that holds: the hand rules' call
     assert (held["strategy"], held["rule"]) == ("skip", "champion_holds")
     assert strategy.select_strategy(report(), cfg, False, learned_rules.load(path))["rule"] == "learned"
@@ -114,7 +114,7 @@ def test_strategy_run_reads_the_rules_file_params_name(make_params, tmp_path):
 def test_learn_rules_recovers_a_known_rule_and_judges_it_out_of_sample(tmp_path):
     """Hand-made saved results where the head ties the best up to 32 rows per class and full fine-tuning wins
     above; two families per size. Leave-one-family-out prefers a split on size to one strategy for all; the
-    fitted tree says so; on an evaluation half it beats the hand rules that picked IA3 everywhere."""
+    fitted tree says so; on an evaluation half it beats the hand rules that pick the adapters everywhere."""
     from bench.decision import FORMAT
 
     truth = ["a", "b"] * 250
@@ -124,8 +124,8 @@ def test_learn_rules_recovers_a_known_rule_and_judges_it_out_of_sample(tmp_path)
         small = per_class <= 32
         preds = {"head": [truth if small else _flip(truth, set(range(60)))],
                  "full": [_flip(truth, {1}) if small else truth],
-                 "ia3": [_flip(truth, set(range(40)))]}
-        r = {**_scenario(name, truth, preds, {"head": 1.0, "full": 30.0, "ia3": 20.0}, choice="ia3"),
+                 "adapter": [_flip(truth, set(range(40)))]}
+        r = {**_scenario(name, truth, preds, {"head": 1.0, "full": 30.0, "adapter": 20.0}, choice="adapter"),
              "format": FORMAT, "family": family, "rule": "default", "rows": {"train": 2 * per_class},
              "measures": {"champion_exists": False, "new_labels": [], "mmd2": None, "p_value": None,
                           "unk_rate": 0.0, "tokens_per_word": 1.2, "rows": 2 * per_class,

@@ -531,3 +531,26 @@ def test_fine_tuning_weighs_each_label_inversely_to_its_rows(make_params, tmp_pa
     assert log["class_weights"] == pytest.approx({"cooking": 27 / 36, "sports": 27 / 36, "weather": 3.0})
     saved = load_file(str(tmp_path / "ia3" / "head.safetensors"))
     assert not any("class_weights" in k for k in saved)
+
+
+def test_a_diverged_run_is_retried_at_a_third_of_its_rate_and_the_better_run_kept(make_params, tmp_path):
+    """Bottleneck adapters at an absurd rate call every row one label at a loss above a uniform guess's
+    (`train.diverged`); the run is retried from the same seed at a third of the rate, and the run better on
+    validation is what gets saved. With retries off, the diverged run is saved as it is."""
+    params = make_params({**STOPPING, "train.adapter_learning_rate": 30.0, "train.divergence_retries": 2})
+    train_df, val_df = _topic_toy(16), _topic_toy(4, offset=16)
+    log = train.train_model(train_df, val_df, "adapter", params, tmp_path / "retried")
+    runs = log["divergence"]["runs"]
+    assert [r["adapter_learning_rate"] for r in runs][:2] == [30.0, 10.0] and runs[0]["diverged"]
+    assert "no better than calling every row one label" in runs[0]["diverged"]
+    kept = runs[log["divergence"]["kept"]]
+    assert kept["best"]["macro_f1"] == max(r["best"]["macro_f1"] for r in runs) > runs[0]["best"]["macro_f1"]
+    assert log["learning_rates"]["body"] == kept["adapter_learning_rate"]
+    assert log["seconds"] == pytest.approx(sum(r["seconds"] for r in runs), abs=0.05)
+    saved = _val_macro_f1(tmp_path / "retried", val_df, params.model.max_seq_len)
+    assert saved == pytest.approx(kept["best"]["macro_f1"], abs=1e-6)
+
+    off = train.train_model(train_df, val_df, "adapter", make_params({**STOPPING, "train.adapter_learning_rate": 30.0,
+                                                                      "train.divergence_retries": 0}), tmp_path / "off")
+    assert "divergence" not in off and train.diverged(off, 3, val_df["label"])
+    assert off["early_stopping"]["best"] == runs[0]["best"]  # the first run is the same run, seeded alike

@@ -514,8 +514,8 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
     """Retrain only `strategies` in the saved scenarios (all of the file's, or `only`), after a change to how they
     train (a learning rate, a fix); every other figure of a scenario stays as saved. The same data, champion,
     seeds and replay as the first run; the test rows must still be the saved ones. Each result lists what was
-    redone, when, by which command and with which learning rates (`redone`); a scenario already redone with the
-    same strategies and learning rates is left out, so an interrupted run resumes.
+    redone, when, by which command and with which learning rates and guards (`redone`); a scenario already redone
+    with the same strategies, learning rates and guards is left out, so an interrupted run resumes.
 
     Seconds are only comparable within a scenario if they were measured under the same load, and the machine may
     be busier or idler now than when the scenario first ran. So one seed of a strategy that is not redone (the
@@ -539,11 +539,13 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
     if unknown:
         raise ConfigError(f"--redo: no saved result under {out_dir} for {unknown}")
     rates = {k: getattr(base.train, k) for k in LEARNING_RATES}
+    guards = {"divergence_retries": base.train.divergence_retries, "divergence_rule": DIVERGENCE_RULE}
     for result in results:
         if only and result["name"] not in only:
             continue
-        if any(x["strategies"] == strategies and x["learning_rates"] == rates for x in result.get("redone", [])):
-            continue  # already redone with these learning rates: an interrupted --redo resumes
+        if any(x["strategies"] == strategies and x["learning_rates"] == rates and x.get("guards") == guards
+               for x in result.get("redone", [])):
+            continue  # already redone with these learning rates and guards: an interrupted --redo resumes
         sc = by_name[result["name"]]
         data = scenario_data(sc, spec.budget, base.train.seed)
         if stats.encode(list(data["test"]["label"]), result["labels"]) != result["test_labels"]:
@@ -569,11 +571,14 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
             "strategies": strategies, "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "command": command or f"python -m bench.decision --scenarios {scenarios_path} --out {out_dir} --redo "
                                   + " --redo ".join(strategies),
-            "learning_rates": rates, "timing": timing})
+            "learning_rates": rates, "guards": guards, "timing": timing})
         write_json(out_dir / "scenarios" / f"{sc.name}.json", result)
     return combine(spec, base, out_dir, str(scenarios_path))
 
 
+# What a run's guards were: `driftfit.train.diverged` version 2 judges a collapse by the validation labels' entropy
+# (version 1, a uniform guess's loss, missed a collapse to the label prior); a redo under other guards reruns.
+DIVERGENCE_RULE = 2
 CALIBRATE_WITH = ("ia3", "lora", "partial", "full", "head")  # a redo's yardstick: the first the scenario has
 YARDSTICK_FLOOR_SECONDS = 1.0  # a yardstick run shorter than this (either time) is too short to scale by
 

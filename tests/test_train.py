@@ -534,15 +534,16 @@ def test_fine_tuning_weighs_each_label_inversely_to_its_rows(make_params, tmp_pa
 
 
 def test_a_diverged_run_is_retried_at_a_third_of_its_rate_and_the_better_run_kept(make_params, tmp_path):
-    """Bottleneck adapters at an absurd rate call every row one label at a loss above a uniform guess's
+    """Bottleneck adapters at an absurd rate call every row one label at a loss above the labels' entropy
     (`train.diverged`); the run is retried from the same seed at a third of the rate, and the run better on
     validation is what gets saved. With retries off, the diverged run is saved as it is."""
-    params = make_params({**STOPPING, "train.adapter_learning_rate": 30.0, "train.divergence_retries": 2})
+    slow = {**STOPPING, "train.early_stopping_patience": 20}  # every run goes its 3 epochs: judged after one pass
+    params = make_params({**slow, "train.adapter_learning_rate": 30.0, "train.divergence_retries": 2})
     train_df, val_df = _topic_toy(16), _topic_toy(4, offset=16)
     log = train.train_model(train_df, val_df, "adapter", params, tmp_path / "retried")
     runs = log["divergence"]["runs"]
     assert [r["adapter_learning_rate"] for r in runs][:2] == [30.0, 10.0] and runs[0]["diverged"]
-    assert "no better than calling every row one label" in runs[0]["diverged"]
+    assert "no better than calling every row one label" in runs[0]["diverged"] and "each label occurs" in runs[0]["diverged"]
     kept = runs[log["divergence"]["kept"]]
     assert kept["best"]["macro_f1"] == max(r["best"]["macro_f1"] for r in runs) > runs[0]["best"]["macro_f1"]
     assert log["learning_rates"]["body"] == kept["adapter_learning_rate"]
@@ -550,7 +551,11 @@ def test_a_diverged_run_is_retried_at_a_third_of_its_rate_and_the_better_run_kep
     saved = _val_macro_f1(tmp_path / "retried", val_df, params.model.max_seq_len)
     assert saved == pytest.approx(kept["best"]["macro_f1"], abs=1e-6)
 
-    off = train.train_model(train_df, val_df, "adapter", make_params({**STOPPING, "train.adapter_learning_rate": 30.0,
+    off = train.train_model(train_df, val_df, "adapter", make_params({**slow, "train.adapter_learning_rate": 30.0,
                                                                       "train.divergence_retries": 0}), tmp_path / "off")
     assert "divergence" not in off and train.diverged(off, 3, val_df["label"])
     assert off["early_stopping"]["best"] == runs[0]["best"]  # the first run is the same run, seeded alike
+    one_step = train.train_model(train_df, val_df, "adapter", make_params({**STOPPING, "train.max_steps": 1,
+                                                                           "train.adapter_learning_rate": 30.0}),
+                                 tmp_path / "one-step")
+    assert "divergence" not in one_step and not train.diverged(one_step, 3, val_df["label"])  # not judged: 1 step

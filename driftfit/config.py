@@ -173,7 +173,7 @@ class StrategyConfig(_Section):
     probe_good: float = Field(0.9, ge=0, le=1)
     mmd_small: float = Field(0.02, ge=0)
     full_min_examples: int = Field(5000, gt=0)
-    head_max_per_class: int = Field(64, ge=0)
+    head_max_per_class: int = Field(128, ge=0)
     skip_min_accuracy: float = Field(0.9, ge=0, le=1)
     skip_max_drop: float = Field(2.0, ge=0, le=100)
     replay_all_on_new_labels: bool = True

@@ -12,7 +12,7 @@ from driftfit.config import StrategyConfig, parse_params
 from driftfit.errors import DataError
 from driftfit.io import read_json, write_json
 
-CFG = StrategyConfig()  # defaults: unk 0.05, tokens/word 2.5, scratch 20000, few-shot 16, probe 0.9, head 64, full 5000
+CFG = StrategyConfig()  # defaults: unk 0.05, tokens/word 2.5, scratch 20000, few-shot 16, probe 0.9, head 128, full 5000
 
 # A report that no specific rule matches: the policy falls through to the default (adapter).
 BASE = {
@@ -57,8 +57,8 @@ SKIPPABLE = {"embedding.p_value": 0.4, "champion.val_accuracy": 0.95}
     ({"tokenizer.incoming.unk_rate": 0.2, "data_size.min_per_class": 40}, False, ("head", "full", "tokenizer_misfit")),
     ({"data_size.min_per_class": 8}, False, ("head", "ia3", "few_shot")),
     ({"probe.accuracy": 0.95}, False, ("head", "ia3", "features_suffice")),
-    ({"data_size.min_per_class": 64}, False, ("head", "adapter", "small_data")),
-    ({"data_size.min_per_class": 65}, False, ("adapter", "full", "default")),
+    ({"data_size.min_per_class": 128}, False, ("head", "adapter", "small_data")),
+    ({"data_size.min_per_class": 129}, False, ("adapter", "full", "default")),
     ({"label_shift.new_labels": ["refund"]}, True, ("lora", "full", "default")),  # new labels: no adapters
     ({"label_shift.new_labels": ["refund"]}, False, ("adapter", "full", "default")),  # no champion to forget
     ({"data_size.rows": 8000}, False, ("full", "lora", "large_data")),
@@ -95,7 +95,7 @@ def test_rules_apply_in_order():
 def test_thresholds_come_from_config():
     rep = report(**{"data_size.rows": 1000})
     assert decide(rep)["strategy"] == "adapter"
-    assert decide(report(**{"data_size.min_per_class": 128}), head_max_per_class=128)["rule"] == "small_data"
+    assert decide(report(**{"data_size.min_per_class": 100}), head_max_per_class=64)["rule"] == "default"
     assert decide(rep, full_min_examples=500)["strategy"] == "full"
     assert decide(report(**{"probe.accuracy": 0.8}), probe_good=0.75)["rule"] == "features_suffice"
     assert decide(report(**{"data_size.min_per_class": 30}), head_max_per_class=0)["rule"] == "default"

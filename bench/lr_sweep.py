@@ -104,7 +104,7 @@ def run(scenarios_path: str, names: list[str], out: str, params_path: str = "par
                                       "factor": factor, "current": current, "accuracy": round(acc, 4),
                                       "seconds": round(seconds, 2), "test_rows": len(data["test"]),
                                       "train_rows": len(rows), "batch_rows": len(data["train"])})
-    return combine(out_dir, scenarios_path, names, base)
+    return combine(out_dir, scenarios_path, names, base, only)
 
 
 def eval_dotted(params, dotted: str):
@@ -114,9 +114,12 @@ def eval_dotted(params, dotted: str):
     return node
 
 
-def combine(out_dir: Path, scenarios_path: str, names: list[str], base) -> dict:
+def combine(out_dir: Path, scenarios_path: str, names: list[str], base,
+            only: dict[str, list[float]] | None = None) -> dict:
+    """The report over the saved runs of `names`: each knob's grid, plus the factors a --check asked for."""
     rows = [json.loads(p.read_text()) for p in sorted((out_dir / "runs").glob("*.json"))]
-    rows = [r for r in rows if r["scenario"] in names and r["factor"] in factors(r["knob"])]
+    rows = [r for r in rows if r["scenario"] in names
+            and (r["factor"] in factors(r["knob"]) or r["factor"] in (only or {}).get(r["knob"], ()))]
     knobs = {}
     for knob in KNOBS:
         mine = [r for r in rows if r["knob"] == knob]
@@ -143,8 +146,9 @@ def combine(out_dir: Path, scenarios_path: str, names: list[str], base) -> dict:
                        "why": (f"{best} gains {gains[best]:.2f} points over the current {current:g} on the same "
                                f"scenarios and strategies ({per_value[best]['paired_runs']} paired runs)" if change else
                                f"no value gains more than {BETTER_BY_POINTS} point over the current {current:g}")}
+    checks = "".join(f" --check {k}={','.join(f'{f:g}' for f in v)}" for k, v in (only or {}).items())
     report = {"command": f"python -m bench.lr_sweep --scenarios {scenarios_path} "
-                         + " ".join(f"--only {n}" for n in names) + f" --out {out_dir}",
+                         + " ".join(f"--only {n}" for n in names) + checks + f" --out {out_dir}",
               "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "scenarios": names, "factors": {k: list(factors(k)) for k in KNOBS}, "knobs": knobs, "runs": rows}
     write_json(out_dir / "lr_sweep.json", report)

@@ -216,6 +216,7 @@ class TrainConfig(_Section):
     eval_steps: int = Field(0, ge=0)
     divergence_retries: int = Field(1, ge=0)
     ensemble_champion_share: float = Field(0.5, ge=0, le=1)
+    head_on: Literal["champion", "pretrained"] = "champion"
     head_c_grid: list[Annotated[float, Field(gt=0)]] = Field([0.01, 0.1, 1.0, 10.0, 100.0], min_length=1)
 
 

@@ -71,8 +71,8 @@ Why, rule by rule:
      against 0.572 at 128 and 0.575 for always-head (bench/results/stream-variants). Its first week (85 rows
      per class) trained adapters; later heads, on the pretrained features, then forgot more than
      promote.max_forgetting of what the adapted champion knew, so the gate rejected the news and dialogue
-     weeks and the champion went stale. A head on the champion's own features would not forget that way:
-     not built yet. The adapter is the runner-up (second at 32 per class).
+     weeks and the champion went stale. With the head on the champion's own encoder (train.head_on) it
+     scored 0.500: later heads still forgot too much. The adapter is the runner-up (second at 32 per class).
   6. With ample in-domain data, full fine-tuning is the most accurate and overfitting is no longer the
      risk (Howard & Ruder 2018; Devlin et al. 2019).
   7. Medium data, above head_max_per_class rows per class and below full_min_examples rows: bottleneck

@@ -548,7 +548,13 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
         raise ConfigError(f"strategy '{strategy}': its table entry trains nothing and is not the baseline, so it "
                           "makes no model (set makes_model=False, or is_baseline=True)")
     else:
-        model = build_model(strategy, params, len(labels), vocab)
+        body = None  # the head on the champion's own encoder: what it learnt stays (train.head_on)
+        if entry.fit_on_features and cfg.head_on == "champion" and champion_dir is not None \
+                and not entry.fresh_weights and entry.peft is None:
+            model, tokenizer, body = champion_body(champion_dir, len(labels), params.model.trust_remote_code)
+            entry.prepare(model, cfg)
+        else:
+            model = build_model(strategy, params, len(labels), vocab)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
         if entry.fit_on_features:  # a frozen encoder: the head alone, solved to convergence (seconds)
@@ -558,10 +564,13 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
                 from driftfit.model import head_inputs, pretrained_identity
 
                 max_len, batch = params.model.max_seq_len, params.evaluate.batch_size
-                namespace = f"{pretrained_identity(params.model)} {strategy} head_inputs max_len={max_len}"
+                encoder_id = f"champion body {body}" if body else pretrained_identity(params.model)
+                namespace = f"{encoder_id} {strategy} head_inputs max_len={max_len}"
                 features = cached(feature_cache, namespace,
                                   lambda texts: head_inputs(model, tokenizer, texts, max_len, batch, device))
             model, fit = fit_head(model, tokenizer, train_df, val_df, label_ids, params, device, progress, features)
+            fit["head_fit"] = {**fit["head_fit"], "encoder": f"the champion's ({Path(champion_dir).name}, "
+                               f"features {body[:12]})" if body else "pretrained"}
         else:
             weights = class_weights(train_df["label"], labels)
             model, fit, params = _fit_with_retries(model, tokenizer, train_df, val_df, label_ids, strategy, params,
@@ -592,6 +601,22 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
                 "body": getattr(cfg, entry.learning_rate), "body_param": entry.learning_rate,
                 "head": cfg.head_learning_rate},
             "val_accuracy": val_accuracy}
+
+
+def champion_body(champion_dir: Path, n_labels: int, trust_remote_code: bool = False):
+    """(model, tokenizer, features identity): the serving champion's encoder (its bottleneck adapters or peft
+    adapter with it) and tokenizer under a fresh head of `n_labels`, for the head strategy. A head re-fitted on
+    the pretrained encoder loses whatever an adapted champion's encoder had learnt; the promotion gate then
+    rejects it for forgetting, week after week (stream benchmark, head_max_per_class 64:
+    bench/results/stream-variants). On a head champion's body (the pretrained weights) it is the same head."""
+    from driftfit.model import features_identity, load_classifier
+
+    champion, tokenizer, _ = load_classifier(Path(champion_dir), trust_remote_code)
+    model = TextClassifier(champion.encoder, n_labels)
+    if getattr(champion, "adapters", None) is not None:  # their hooks sit on the encoder's layers already
+        model.adapters = champion.adapters
+        model.adapters.requires_grad_(False)
+    return model, tokenizer, features_identity(Path(champion_dir))
 
 
 def world_size() -> int:

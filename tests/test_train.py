@@ -559,3 +559,37 @@ def test_a_diverged_run_is_retried_at_a_third_of_its_rate_and_the_better_run_kep
                                                                            "train.adapter_learning_rate": 30.0}),
                                  tmp_path / "one-step")
     assert "divergence" not in one_step and not train.diverged(one_step, 3, val_df["label"])  # not judged: 1 step
+
+
+def test_the_head_fits_on_the_champions_encoder(make_params, tmp_path):
+    """train.head_on: champion. After an adapted champion the head keeps its encoder and adapters (a head on the
+    pretrained encoder would lose what they learnt); after a head champion (the pretrained body) it is the same
+    head as on the pretrained encoder; head_on: pretrained always takes the pretrained encoder."""
+    from safetensors.torch import load_file
+
+    params = make_params({**STOPPING, "train.max_steps": 3, "train.adapter_learning_rate": 1e-2})
+    train_df, val_df = _topic_toy(16), _topic_toy(4, offset=16)
+    train.train_model(train_df, val_df, "adapter", params, tmp_path / "adapted")
+    log = train.train_model(train_df, val_df, "head", params, tmp_path / "head", champion_dir=tmp_path / "adapted",
+                            feature_cache=tmp_path / "cache")
+    assert log["head_fit"]["encoder"].startswith("the champion's (adapted, features ")
+    assert log["trainable_params"] == 3 * (384 + 1)  # the champion's adapters stay frozen
+    champion_adapters = load_file(str(tmp_path / "adapted" / "adapters.safetensors"))
+    saved = load_file(str(tmp_path / "head" / "adapters.safetensors"))
+    assert saved.keys() == champion_adapters.keys() and all(torch.equal(saved[k], champion_adapters[k]) for k in saved)
+    assert any(v.abs().sum() > 0 for k, v in saved.items() if k.endswith("up.weight"))  # they did learn something
+    model, tokenizer, _ = load_classifier(tmp_path / "head")
+    champion, _, _ = load_classifier(tmp_path / "adapted")
+    texts = list(val_df["text"])
+    from driftfit.model import head_inputs
+    assert np.allclose(head_inputs(model, tokenizer, texts, 32), head_inputs(champion, tokenizer, texts, 32), atol=1e-5)
+
+    plain = train.train_model(train_df, val_df, "head", make_params({**STOPPING, "train.head_on": "pretrained"}),
+                              tmp_path / "plain", champion_dir=tmp_path / "adapted")
+    assert plain["head_fit"]["encoder"] == "pretrained" and not (tmp_path / "plain" / "adapters.safetensors").exists()
+
+    on_head_champion = train.train_model(train_df, val_df, "head", params, tmp_path / "again",
+                                         champion_dir=tmp_path / "plain")
+    assert on_head_champion["head_fit"]["encoder"].startswith("the champion's (plain")
+    again, plain_head = (load_file(str(tmp_path / d / "head.safetensors")) for d in ("again", "plain"))
+    assert all(torch.allclose(again[k], plain_head[k], atol=1e-5) for k in again)  # the same body: the same head

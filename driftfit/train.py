@@ -548,12 +548,14 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
         raise ConfigError(f"strategy '{strategy}': its table entry trains nothing and is not the baseline, so it "
                           "makes no model (set makes_model=False, or is_baseline=True)")
     else:
-        body = None  # the head on the champion's own encoder: what it learnt stays (train.head_on)
+        body, other = None, None  # the head on the champion's own encoder: what it learnt stays (train.head_on)
         if entry.fit_on_features and cfg.head_on == "champion" and champion_dir is not None \
                 and not entry.fresh_weights and entry.peft is None:
-            model, tokenizer, body = champion_body(champion_dir, len(labels), params.model.trust_remote_code)
-            entry.prepare(model, cfg)
-        else:
+            other = champion_pretrained(champion_dir, params)
+            if other is None:
+                model, tokenizer, body = champion_body(champion_dir, len(labels), params.model.trust_remote_code)
+                entry.prepare(model, cfg)
+        if body is None:
             model = build_model(strategy, params, len(labels), vocab)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
@@ -570,7 +572,9 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
                                   lambda texts: head_inputs(model, tokenizer, texts, max_len, batch, device))
             model, fit = fit_head(model, tokenizer, train_df, val_df, label_ids, params, device, progress, features)
             fit["head_fit"] = {**fit["head_fit"], "encoder": f"the champion's ({Path(champion_dir).name}, "
-                               f"features {body[:12]})" if body else "pretrained"}
+                               f"features {body[:12]})" if body else "pretrained" + (
+                                   f" (the champion was built on {other!r}, model.pretrained names "
+                                   f"{params.model.pretrained!r})" if other else "")}
         else:
             weights = class_weights(train_df["label"], labels)
             model, fit, params = _fit_with_retries(model, tokenizer, train_df, val_df, label_ids, strategy, params,
@@ -601,6 +605,17 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
                 "body": getattr(cfg, entry.learning_rate), "body_param": entry.learning_rate,
                 "head": cfg.head_learning_rate},
             "val_accuracy": val_accuracy}
+
+
+def champion_pretrained(champion_dir: Path, params: Params) -> str | None:
+    """The pretrained model a registry champion was built on (its version.json), when it is not the one
+    model.pretrained names now; None when they agree or nothing records it (a bare model folder). A user who
+    switches models wants the head on the new encoder, not on the old champion's."""
+    record = Path(champion_dir) / "version.json"
+    if not record.is_file():
+        return None
+    built_on = ((read_json(record).get("params") or {}).get("model") or {}).get("pretrained")
+    return built_on if built_on and built_on != params.model.pretrained else None
 
 
 def champion_body(champion_dir: Path, n_labels: int, trust_remote_code: bool = False):

@@ -588,6 +588,12 @@ def test_the_head_fits_on_the_champions_encoder(make_params, tmp_path):
                               tmp_path / "plain", champion_dir=tmp_path / "adapted")
     assert plain["head_fit"]["encoder"] == "pretrained" and not (tmp_path / "plain" / "adapters.safetensors").exists()
 
+    write_json(tmp_path / "adapted" / "version.json", {"params": {"model": {"pretrained": "another-encoder"}}})
+    switched = train.train_model(train_df, val_df, "head", params, tmp_path / "switched",
+                                 champion_dir=tmp_path / "adapted")  # the user moved to another pretrained model
+    assert switched["head_fit"]["encoder"].startswith("pretrained (the champion was built on 'another-encoder'")
+    assert not (tmp_path / "switched" / "adapters.safetensors").exists()
+
     on_head_champion = train.train_model(train_df, val_df, "head", params, tmp_path / "again",
                                          champion_dir=tmp_path / "plain")
     assert on_head_champion["head_fit"]["encoder"].startswith("the champion's (plain")

@@ -273,6 +273,25 @@ def test_bench_trains_every_strategy_per_seed_and_judges_ties(tmp_path, monkeypa
     assert json.loads(proc.stdout.strip().splitlines()[-1])["scenarios"] == 1 and "-> accuracy" not in proc.stderr
     assert (out / "scenarios" / "en-to-zh.json").stat().st_mtime_ns == before
 
+    # probe mode judged against the saved oracle: the probe trains for real, the oracle is not retrained
+    from bench import probe_rescore
+
+    (tmp_path / "probe").mkdir()
+    probe_params = write_params(tmp_path / "probe", {"strategy.probe_max_steps": 1,
+                                                     "strategy.probe_candidates": ["head", "lora"]})
+    total = probe_rescore.run(str(scenarios), str(out), None, str(probe_params))
+    row = json.loads((out / "probe" / "en-to-zh.json").read_text())
+    assert row["rules"] == saved["choice"] and row["rounds"] and row["rounds"][0]["steps"] == 1
+    assert {"head", "lora"} <= set(row["rounds"][0]["val_accuracy"]) and row["probe_seconds"] > 0
+    assert row["rules_verdict"]["regret_points"] == v["strategies"][row["rules"]]["regret_points"]
+    if row["probe"] in saved["strategies"]:  # the probe may pick full, which this oracle never trained
+        assert row["probe_verdict"]["compute_seconds"] > row["probe_seconds"]
+        assert total["probe"]["scenarios"] == 1
+    assert total["rules"]["scenarios"] == 1 and "| en-to-zh |" in (out / "probe_rescore.md").read_text()
+    before = (out / "probe" / "en-to-zh.json").stat().st_mtime_ns
+    probe_rescore.run(str(scenarios), str(out), None, str(probe_params))  # resumes: nothing probed again
+    assert (out / "probe" / "en-to-zh.json").stat().st_mtime_ns == before
+
     # --redo retrains one strategy (after a change to how it trains) and keeps every other figure
     def redo(*names):
         return subprocess.run([driftfit, "bench", "decision", "--scenarios", str(scenarios), "--out", str(out),

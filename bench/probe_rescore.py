@@ -1,6 +1,7 @@
 """Would probe mode have chosen better than the rules? Scored against the decision benchmark's saved oracle.
 
     python -m bench.probe_rescore --scenarios bench/scenarios-fit.yaml --out bench/results/fit [--only NAME ...]
+        [--params FILE --name NAME]   (another probe setting, e.g. fewer candidates, saved under its own name)
 
 For each saved scenario of `--out` (all, or `--only` ones): rebuild its data, champion and shift report as
 bench.decision did, take today's rules' decision, run the probe for real (`driftfit.strategy.with_probe`:
@@ -8,7 +9,8 @@ short trial runs of the rules' pick, its runner-up and strategy.probe_candidates
 when the leader is ahead by more than the validation noise, the cheaper on a tie), and judge the probe's pick
 against the saved oracle (`bench.stats.judge`: regret, tie with the best). Its cost is the selection as first
 measured plus the probe's seconds plus the pick's saved training seconds. Nothing of the oracle is retrained.
-Each scenario is saved as it ends (OUT/probe/NAME.json), so a run resumes; OUT/probe_rescore.md sums them up.
+Each scenario is saved as it ends (OUT/<name>/SCENARIO.json, name "probe" unless --name), so a run resumes;
+OUT/<name>_rescore.md sums them up.
 This answers whether an `auto` mode (probe only where the rules' candidates are close) could pay: if the probe
 does not beat the rules where they are closest, probing there only adds cost.
 """
@@ -77,11 +79,16 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
-def render_md(scenarios_path: str, out_dir: Path, names: list[str], rows: list[dict], total: dict) -> str:
+def render_md(scenarios_path: str, out_dir: Path, names: list[str], rows: list[dict], total: dict,
+              params_path: str = "params.yaml", name: str = "probe") -> str:
+    options = ("" if params_path == "params.yaml" else f" --params {params_path}") + \
+        ("" if name == "probe" else f" --name {name}")
     lines = ["# Probe mode against the rules, on the saved oracle", "",
              f"Command: `python -m bench.probe_rescore --scenarios {scenarios_path} --out {out_dir}"
-             + "".join(f" --only {n}" for n in names) + "`  ",
-             "The probe ran for real (driftfit.strategy.with_probe, params.yaml's probe settings); the strategies' "
+             + "".join(f" --only {n}" for n in names) + options + "`  ",
+             f"The probe ran for real (driftfit.strategy.with_probe, the probe settings of {params_path}: "
+             f"candidates = the rules' pick, its runner-up and {rows[0]['candidates_param'] if rows else '?'}, "
+             f"first round {rows[0]['first_steps'] if rows else '?'} steps); the strategies' "
              "accuracies and seconds are the benchmark's saved ones. Compute: selection + probe + the pick's "
              "training.", "",
              "| policy | scenarios | tied or within 1 point | mean regret (points) | compute s | exhaustive s |",
@@ -100,7 +107,8 @@ def render_md(scenarios_path: str, out_dir: Path, names: list[str], rows: list[d
     return "\n".join(lines) + "\n"
 
 
-def run(scenarios_path: str, out: str, only: list[str] | None, params_path: str = "params.yaml") -> dict:
+def run(scenarios_path: str, out: str, only: list[str] | None, params_path: str = "params.yaml",
+        name: str = "probe") -> dict:
     spec = load_scenarios(scenarios_path)
     base = _base_params(spec, params_path)
     out_dir = Path(out)
@@ -112,16 +120,20 @@ def run(scenarios_path: str, out: str, only: list[str] | None, params_path: str 
         raise SystemExit(f"no saved result under {out_dir} for {missing}")
     rows = []
     for result in chosen:
-        path = out_dir / "probe" / f"{result['name']}.json"
+        path = out_dir / name / f"{result['name']}.json"
         if not path.is_file():
-            row = probe_one(result, by_name[result["name"]], spec, base)
+            row = {**probe_one(result, by_name[result["name"]], spec, base),
+                   "candidates_param": list(base.strategy.probe_candidates),
+                   "first_steps": base.strategy.probe_max_steps}
             write_json(path, row)
             log.info("%s: rules %s, probe %s (%.0f s)", row["name"], row["rules"], row["probe"], row["probe_seconds"])
         rows.append(read_json(path))
     total = summary(rows)
     names = [r["name"] for r in chosen] if only else []
-    write_json(out_dir / "probe_rescore.json", {"scenarios": scenarios_path, "summary": total, "rows": rows})
-    write_text(out_dir / "probe_rescore.md", render_md(scenarios_path, out_dir, names, rows, total))
+    write_json(out_dir / f"{name}_rescore.json", {"scenarios": scenarios_path, "params": params_path,
+                                                  "summary": total, "rows": rows})
+    write_text(out_dir / f"{name}_rescore.md", render_md(scenarios_path, out_dir, names, rows, total, params_path,
+                                                         name))
     return total
 
 
@@ -131,9 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="the folder bench.decision saved them in")
     ap.add_argument("--only", action="append", default=None, metavar="NAME", help="a scenario (repeatable)")
     ap.add_argument("--params", default="params.yaml", help="base params (the probe settings)")
+    ap.add_argument("--name", default="probe", help="folder and report name of this probe setting under --out")
     a = ap.parse_args(argv)
+    if not a.name.isidentifier():
+        raise SystemExit(f"--name '{a.name}': letters, digits and underscores only")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    print(run(a.scenarios, a.out, a.only, a.params))
+    print(run(a.scenarios, a.out, a.only, a.params, a.name))
     return 0
 
 

@@ -604,12 +604,13 @@ def _yardstick(result: dict, redone: list[str], data: dict, base: Params, replay
     return timing
 
 
-def _base_params(spec: ScenarioFile, params_path: str | Path) -> Params:
+def _base_params(spec: ScenarioFile, params_path: str | Path, extra: dict | None = None) -> Params:
+    """The params file under the scenario file's budget; `extra`: dotted overrides on top (e.g. probe settings)."""
     b = spec.budget
     return load_params(params_path, {
         "model.max_seq_len": b.max_seq_len, "train.epochs": b.epochs, "train.batch_size": b.batch_size,
         "train.max_steps": -1, "train.checkpoint_steps": 0,
-        "strategy.force": None, **{f"train.{k}": v for k, v in b.learning_rates.items()}})
+        "strategy.force": None, **{f"train.{k}": v for k, v in b.learning_rates.items()}, **(extra or {})})
 
 
 def saved_results(spec: ScenarioFile, out_dir: Path) -> tuple[list[dict], list[str], list[str]]:

@@ -1,7 +1,7 @@
 """Would probe mode have chosen better than the rules? Scored against the decision benchmark's saved oracle.
 
     python -m bench.probe_rescore --scenarios bench/scenarios-fit.yaml --out bench/results/fit [--only NAME ...]
-        [--params FILE --name NAME]   (another probe setting, e.g. fewer candidates, saved under its own name)
+        [--set strategy.probe_candidates=[head] --name NAME]   (another probe setting, saved under its own name)
 
 For each saved scenario of `--out` (all, or `--only` ones): rebuild its data, champion and shift report as
 bench.decision did, take today's rules' decision, run the probe for real (`driftfit.strategy.with_probe`:
@@ -18,11 +18,14 @@ does not beat the rules where they are closest, probing there only adds cost.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 from bench import stats
 from bench.decision import _base_params, _champion, current_choice, load_scenarios, saved_results, scenario_data
@@ -80,13 +83,15 @@ def summary(rows: list[dict]) -> dict:
 
 
 def render_md(scenarios_path: str, out_dir: Path, names: list[str], rows: list[dict], total: dict,
-              params_path: str = "params.yaml", name: str = "probe") -> str:
+              params_path: str = "params.yaml", name: str = "probe", sets: dict | None = None) -> str:
     options = ("" if params_path == "params.yaml" else f" --params {params_path}") + \
+        "".join(f" --set {k}={json.dumps(v, separators=(',', ':'))}" for k, v in (sets or {}).items()) + \
         ("" if name == "probe" else f" --name {name}")
     lines = ["# Probe mode against the rules, on the saved oracle", "",
              f"Command: `python -m bench.probe_rescore --scenarios {scenarios_path} --out {out_dir}"
              + "".join(f" --only {n}" for n in names) + options + "`  ",
-             f"The probe ran for real (driftfit.strategy.with_probe, the probe settings of {params_path}: "
+             f"The probe ran for real (driftfit.strategy.with_probe, the probe settings of {params_path}"
+             f"{' with the --set overrides' if sets else ''}: "
              f"candidates = the rules' pick, its runner-up and {rows[0]['candidates_param'] if rows else '?'}, "
              f"first round {rows[0]['first_steps'] if rows else '?'} steps); the strategies' "
              "accuracies and seconds are the benchmark's saved ones. Compute: selection + probe + the pick's "
@@ -108,9 +113,10 @@ def render_md(scenarios_path: str, out_dir: Path, names: list[str], rows: list[d
 
 
 def run(scenarios_path: str, out: str, only: list[str] | None, params_path: str = "params.yaml",
-        name: str = "probe") -> dict:
+        name: str = "probe", sets: dict | None = None) -> dict:
+    """sets: dotted params overrides for this probe setting (e.g. {"strategy.probe_candidates": ["head"]})."""
     spec = load_scenarios(scenarios_path)
-    base = _base_params(spec, params_path)
+    base = _base_params(spec, params_path, sets)
     out_dir = Path(out)
     results, _, _ = saved_results(spec, out_dir)
     by_name = {s.name: s for s in spec.scenarios}
@@ -131,9 +137,9 @@ def run(scenarios_path: str, out: str, only: list[str] | None, params_path: str 
     total = summary(rows)
     names = [r["name"] for r in chosen] if only else []
     write_json(out_dir / f"{name}_rescore.json", {"scenarios": scenarios_path, "params": params_path,
-                                                  "summary": total, "rows": rows})
+                                                  "sets": sets or {}, "summary": total, "rows": rows})
     write_text(out_dir / f"{name}_rescore.md", render_md(scenarios_path, out_dir, names, rows, total, params_path,
-                                                         name))
+                                                         name, sets))
     return total
 
 
@@ -143,12 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="the folder bench.decision saved them in")
     ap.add_argument("--only", action="append", default=None, metavar="NAME", help="a scenario (repeatable)")
     ap.add_argument("--params", default="params.yaml", help="base params (the probe settings)")
+    ap.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                    help="a dotted params override, the value read as YAML (e.g. strategy.probe_candidates=[head])")
     ap.add_argument("--name", default="probe", help="folder and report name of this probe setting under --out")
     a = ap.parse_args(argv)
     if not a.name.isidentifier():
         raise SystemExit(f"--name '{a.name}': letters, digits and underscores only")
+    sets = {}
+    for item in a.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set '{item}': expected KEY=VALUE")
+        sets[key] = yaml.safe_load(value)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    print(run(a.scenarios, a.out, a.only, a.params, a.name))
+    print(run(a.scenarios, a.out, a.only, a.params, a.name, sets))
     return 0
 
 

@@ -291,6 +291,10 @@ def test_bench_trains_every_strategy_per_seed_and_judges_ties(tmp_path, monkeypa
     before = (out / "probe" / "en-to-zh.json").stat().st_mtime_ns
     probe_rescore.run(str(scenarios), str(out), None, str(probe_params))  # resumes: nothing probed again
     assert (out / "probe" / "en-to-zh.json").stat().st_mtime_ns == before
+    probe_rescore.run(str(scenarios), str(out), None, str(probe_params), "pair",  # another setting, its own files
+                      {"strategy.probe_candidates": ["head"]})
+    assert json.loads((out / "pair" / "en-to-zh.json").read_text())["candidates_param"] == ["head"]
+    assert '--set strategy.probe_candidates=["head"] --name pair' in (out / "pair_rescore.md").read_text()
 
     # --redo retrains one strategy (after a change to how it trains) and keeps every other figure
     def redo(*names):

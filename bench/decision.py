@@ -304,12 +304,38 @@ def with_seed(params: Params, seed: int) -> Params:
     return params.model_copy(update={"train": params.train.model_copy(update={"seed": seed})})
 
 
-def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> dict:
+def check_test_rows(sc: Scenario, data: dict, result: dict) -> None:
+    """The scenario's test rows, drawn again, must be the saved result's: else its verdicts would not hold."""
+    if stats.encode(list(data["test"]["label"]), result["labels"]) != result["test_labels"]:
+        raise ConfigError(f"scenario '{sc.name}': its test rows are no longer the saved ones (the data or the "
+                          "scenario changed); rerun the whole scenario with --only")
+
+
+def measure_and_select(data: dict, base: Params, work: Path) -> tuple[Path | None, dict, dict, Params, float]:
+    """What the pipeline would do before training: the champion "in production" (set-up, not cost), then the
+    shift report, the rules' decision (probed when base.strategy.mode is probe) and scratch's tokenizer settled.
+    Returns (champion folder or None, shift report, decision, the settled params, seconds of measuring and
+    deciding)."""
     from driftfit.model import load_classifier, load_encoder, load_tokenizer
     from driftfit.shift import measure_shift
-    from driftfit.strategies import spec as strategy_spec
     from driftfit.strategy import select_strategy, with_probe
     from driftfit.train import settle_scratch_tokenizer
+
+    train, val, reference = data["train"], data["val"], data["reference"]
+    champion_dir = _champion(reference, val, base, work)
+    start = time.perf_counter()
+    tokenizer, encoder = load_tokenizer(base.model), load_encoder(base.model)
+    champion = load_classifier(champion_dir, base.model.trust_remote_code) if champion_dir else None
+    report = measure_shift(reference, train, val, encoder, tokenizer, base.shift, base.model.max_seq_len, champion)
+    decision = select_strategy(report, base.strategy, champion is not None)
+    base = settle_scratch_tokenizer(base, report)  # scratch's tokenizer from this scenario's own shift report
+    if base.strategy.mode == "probe":
+        decision = with_probe(decision, train, val, base)
+    return champion_dir, report, decision, base, time.perf_counter() - start
+
+
+def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> dict:
+    from driftfit.strategies import spec as strategy_spec
 
     seed = base.train.seed
     data = scenario_data(sc, spec.budget, seed)
@@ -321,17 +347,7 @@ def run_scenario(sc: Scenario, spec: ScenarioFile, base: Params, work: Path) -> 
     log.info("scenario %s: %d train, %d val, %d test rows, reference %s", sc.name, len(train), len(val),
              len(test), "none" if reference is None else len(reference))
 
-    champion_dir = _champion(reference, val, base, work)
-
-    start = time.perf_counter()
-    tokenizer, encoder = load_tokenizer(base.model), load_encoder(base.model)
-    champion = load_classifier(champion_dir, base.model.trust_remote_code) if champion_dir else None
-    report = measure_shift(reference, train, val, encoder, tokenizer, base.shift, base.model.max_seq_len, champion)
-    decision = select_strategy(report, base.strategy, champion is not None)
-    base = settle_scratch_tokenizer(base, report)  # scratch's tokenizer from this scenario's own shift report
-    if base.strategy.mode == "probe":
-        decision = with_probe(decision, train, val, base)
-    selector_seconds = time.perf_counter() - start
+    champion_dir, report, decision, base, selector_seconds = measure_and_select(data, base, work)
 
     names = list(spec.strategies or STRATEGIES)
     if champion_dir is None:
@@ -524,6 +540,7 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
     (`seconds_measured`). The yardstick's accuracy must come out as saved, which checks the rerun reproduces."""
     from driftfit.strategies import spec as strategy_spec
     from driftfit.strategy import replays_everything
+    from driftfit.train import DIVERGENCE_RULE  # a redo under other guards reruns
 
     spec = load_scenarios(scenarios_path)
     base = _base_params(spec, params_path)
@@ -548,9 +565,7 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
             continue  # already redone with these learning rates and guards: an interrupted --redo resumes
         sc = by_name[result["name"]]
         data = scenario_data(sc, spec.budget, base.train.seed)
-        if stats.encode(list(data["test"]["label"]), result["labels"]) != result["test_labels"]:
-            raise ConfigError(f"scenario '{sc.name}': its test rows are no longer the saved ones (the data or the "
-                              "scenario changed); rerun the whole scenario with --only")
+        check_test_rows(sc, data, result)
         with tempfile.TemporaryDirectory(prefix=f"driftfit-bench-{sc.name}-") as work:
             champion_dir = _champion(data["reference"], data["val"], base, Path(work))
             replay_all = replays_everything(result["measures"]["new_labels"], champion_dir is not None,
@@ -576,9 +591,6 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
     return combine(spec, base, out_dir, str(scenarios_path))
 
 
-# What a run's guards were: `driftfit.train.diverged` version 2 judges a collapse by the validation labels' entropy
-# (version 1, a uniform guess's loss, missed a collapse to the label prior); a redo under other guards reruns.
-DIVERGENCE_RULE = 2
 CALIBRATE_WITH = ("ia3", "lora", "partial", "full", "head")  # a redo's yardstick: the first the scenario has
 YARDSTICK_FLOOR_SECONDS = 1.0  # a yardstick run shorter than this (either time) is too short to scale by
 

@@ -22,13 +22,14 @@ import json
 import logging
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
 from bench import stats
-from bench.decision import _base_params, _champion, current_choice, load_scenarios, saved_results, scenario_data
+from bench.decision import (_base_params, check_test_rows, current_choice, load_scenarios, measure_and_select,
+                            saved_results, scenario_data)
+from driftfit.errors import DriftfitError
 from driftfit.io import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -36,27 +37,17 @@ log = logging.getLogger(__name__)
 
 def probe_one(result: dict, sc, spec, base) -> dict:
     """The probe's pick on one saved scenario, judged against its saved oracle."""
-    from driftfit.model import load_classifier, load_encoder, load_tokenizer
-    from driftfit.shift import measure_shift
-    from driftfit.strategy import select_strategy, with_probe
-
     data = scenario_data(sc, spec.budget, base.train.seed)
-    if stats.encode(list(data["test"]["label"]), result["labels"]) != result["test_labels"]:
-        raise SystemExit(f"scenario '{sc.name}': its test rows are no longer the saved ones; rerun it")
+    check_test_rows(sc, data, result)
+    probing = base.model_copy(update={"strategy": base.strategy.model_copy(update={"mode": "probe"})})
     with tempfile.TemporaryDirectory(prefix=f"driftfit-probe-rescore-{sc.name}-") as work:
-        champion_dir = _champion(data["reference"], data["val"], base, Path(work))
-        tokenizer, encoder = load_tokenizer(base.model), load_encoder(base.model)
-        champion = load_classifier(champion_dir, base.model.trust_remote_code) if champion_dir else None
-        report = measure_shift(data["reference"], data["train"], data["val"], encoder, tokenizer, base.shift,
-                               base.model.max_seq_len, champion)
-        decision = select_strategy(report, base.strategy, champion is not None)
-        start = time.perf_counter()
-        probed = with_probe(decision, data["train"], data["val"], base)
-        probe_seconds = time.perf_counter() - start
+        _, _, probed, _, _ = measure_and_select(data, probing, Path(work))
+    probe = probed.get("probe") or {}  # empty: the rules' pick trains nothing, so nothing was probed
+    probe_seconds = probe.get("seconds", 0.0)
     pick, rules_pick = probed["strategy"], current_choice(result, base)
     row = {"name": result["name"], "family": result["family"], "rules": rules_pick, "probe": pick,
-           "rules_on_fresh_measures": decision["strategy"],
-           "probe_seconds": round(probe_seconds, 2), "rounds": (probed.get("probe") or {}).get("rounds")}
+           "rules_on_fresh_measures": probed.get("rules_choice", pick),
+           "probe_seconds": round(probe_seconds, 2), "rounds": probe.get("rounds")}
     for who, choice in (("rules", rules_pick), ("probe", pick)):
         if choice not in result["strategies"]:
             row[f"{who}_verdict"] = None  # the oracle never trained it (outside the suite's strategies)
@@ -162,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--set '{item}': expected KEY=VALUE")
         sets[key] = yaml.safe_load(value)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    print(run(a.scenarios, a.out, a.only, a.params, a.name, sets))
+    try:
+        print(run(a.scenarios, a.out, a.only, a.params, a.name, sets))
+    except DriftfitError as err:  # a bad params file or --set, or test rows that changed under a saved result
+        print(f"bench probe_rescore: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

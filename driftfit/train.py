@@ -417,6 +417,11 @@ def _fit(model: TextClassifier, tokenizer, train_df: pd.DataFrame, val_df: pd.Da
                            "early_stopping": early_stopping}
 
 
+# The version of `diverged`'s test, for records that must say which one judged a run (bench.decision's redo):
+# 2 judges a collapse by the validation labels' entropy; 1, a uniform guess's loss, missed a collapse to the prior.
+DIVERGENCE_RULE = 2
+
+
 def diverged(fit: dict, n_labels: int, val_labels: pd.Series, weights: dict[str, float] | None = None) -> str | None:
     """Why a Trainer run counts as diverged (collapsed), or None.
 
@@ -571,10 +576,14 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
                 features = cached(feature_cache, namespace,
                                   lambda texts: head_inputs(model, tokenizer, texts, max_len, batch, device))
             model, fit = fit_head(model, tokenizer, train_df, val_df, label_ids, params, device, progress, features)
-            fit["head_fit"] = {**fit["head_fit"], "encoder": f"the champion's ({Path(champion_dir).name}, "
-                               f"features {body[:12]})" if body else "pretrained" + (
-                                   f" (the champion was built on {other!r}, model.pretrained names "
-                                   f"{params.model.pretrained!r})" if other else "")}
+            if body:
+                encoder = f"the champion's ({Path(champion_dir).name}, features {body[:12]})"
+            elif other:
+                encoder = f"pretrained (the champion was built on {other!r}, model.pretrained names " \
+                          f"{params.model.pretrained!r})"
+            else:
+                encoder = "pretrained"
+            fit["head_fit"] = {**fit["head_fit"], "encoder": encoder}
         else:
             weights = class_weights(train_df["label"], labels)
             checkpoints = checkpoint_dir if cfg.checkpoint_steps > 0 else None

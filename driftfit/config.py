@@ -174,6 +174,7 @@ class StrategyConfig(_Section):
     mmd_small: float = Field(0.02, ge=0)
     full_min_examples: int = Field(5000, gt=0)
     head_max_per_class: int = Field(128, ge=0)
+    moved_adapt_min_per_class: int | None = Field(100, ge=1)  # rule domain_moved; None: off
     skip_min_accuracy: float = Field(0.9, ge=0, le=1)
     skip_max_drop: float = Field(2.0, ge=0, le=100)
     replay_all_on_new_labels: bool = True

@@ -58,6 +58,7 @@ SKIPPABLE = {"embedding.p_value": 0.4, "champion.val_accuracy": 0.95}
     ({"data_size.min_per_class": 8}, False, ("head", "ia3", "few_shot")),
     ({"probe.accuracy": 0.95}, False, ("head", "ia3", "features_suffice")),
     ({"data_size.min_per_class": 128}, False, ("head", "adapter", "small_data")),
+    ({"data_size.min_per_class": 128}, True, ("adapter", "head", "domain_moved")),  # moved, labels known
     ({"data_size.min_per_class": 129}, False, ("adapter", "full", "default")),
     ({"label_shift.new_labels": ["refund"]}, True, ("lora", "full", "default")),  # new labels: no adapters
     ({"label_shift.new_labels": ["refund"]}, False, ("adapter", "full", "default")),  # no champion to forget
@@ -99,6 +100,27 @@ def test_thresholds_come_from_config():
     assert decide(rep, full_min_examples=500)["strategy"] == "full"
     assert decide(report(**{"probe.accuracy": 0.8}), probe_good=0.75)["rule"] == "features_suffice"
     assert decide(report(**{"data_size.min_per_class": 30}), head_max_per_class=0)["rule"] == "default"
+
+
+@pytest.mark.parametrize("changes, champion, cfg, rule", [
+    ({"data_size.min_per_class": 100}, True, {}, "domain_moved"),                        # at the threshold
+    ({"data_size.min_per_class": 99}, True, {}, "small_data"),                           # below it
+    ({"data_size.min_per_class": 128}, False, {}, "small_data"),                         # no champion
+    ({"data_size.min_per_class": 128, "label_shift.new_labels": ["refund"]}, True, {}, "small_data"),
+    ({"data_size.min_per_class": 128, "champion.uncovered_labels": ["refund"]}, True, {}, "small_data"),
+    ({"data_size.min_per_class": 128, "embedding.p_value": 0.2}, True, {}, "small_data"),  # not moved
+    ({"data_size.min_per_class": 128, "embedding.mmd2": 0.01}, True, {}, "small_data"),    # MMD² small
+    ({"data_size.min_per_class": 128, "embedding": None}, True, {}, "small_data"),         # no reference
+    ({"data_size.min_per_class": 128}, True, {"moved_adapt_min_per_class": None}, "small_data"),  # off
+    ({"data_size.min_per_class": 40}, True, {"moved_adapt_min_per_class": 32}, "domain_moved"),
+    ({"data_size.min_per_class": 200}, True, {}, "default"),                             # above the head's range
+])
+def test_domain_moved_needs_a_champion_known_labels_moved_embeddings_and_the_rows(changes, champion, cfg, rule):
+    d = decide(report(**changes), champion_exists=champion, **cfg)
+    assert d["rule"] == rule
+    if rule == "domain_moved":
+        assert (d["strategy"], d["runner_up"]) == ("adapter", "head")
+        assert "MMD² 0.1" in d["reason"] and str(d["measures"]["min_per_class"]) in d["reason"]
 
 
 def test_force_wins_and_keeps_the_policy_pick():

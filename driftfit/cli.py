@@ -190,8 +190,9 @@ def _progress_line(name: str) -> Callable | None:
 
     def show(step: int, total: int, logs: dict) -> None:
         loss = f", loss {logs['loss']:.3f}" if isinstance(logs.get("loss"), float) else ""
-        end = "\n" if total and step >= total and not logs else ""
-        print(f"\rdriftfit {name}: step {step}/{total}{loss}   ", end=end, file=sys.stderr, flush=True)
+        retry = f" (retry {logs['retry']})" if logs.get("retry") else ""
+        end = "\n" if total and step >= total and not set(logs) - {"retry"} else ""
+        print(f"\rdriftfit {name}: step {step}/{total}{loss}{retry}   ", end=end, file=sys.stderr, flush=True)
 
     return show
 

@@ -476,16 +476,21 @@ def _fit_with_retries(model, tokenizer, train_df, val_df, label_ids, strategy, p
 
     knob, n_labels = spec(strategy).learning_rate, len(label_ids)
     val_labels = val_df["label"][val_df["label"].isin(label_ids)]
-    runs, kept, run_params = [], None, params
+    runs, kept, run_params, done = [], None, params, 0
     while True:
+        # a retry's steps continue the count of the runs before it (a progress bar extends, it does not restart)
+        report = progress if progress is None or not runs else \
+            (lambda step, total, logs, before=done, k=len(runs): progress(before + step, before + total,
+                                                                         {**logs, "retry": k}))
         if runs:  # a retry: the same head draw and data order, a third of the rate
             run_params = run_params.model_copy(
                 update={"train": run_params.train.model_copy(update={knob: getattr(run_params.train, knob) / 3})})
             set_seed(run_params.train.seed)
             model = build_model(strategy, run_params, n_labels, vocab)
         model.class_weights = torch.tensor(weights, dtype=torch.float32)
-        model, fit = _fit(model, tokenizer, train_df, val_df, label_ids, strategy, run_params, device, progress,
+        model, fit = _fit(model, tokenizer, train_df, val_df, label_ids, strategy, run_params, device, report,
                           checkpoint_dir)
+        done += fit["steps"]
         model.class_weights = None
         why = diverged(fit, n_labels, val_labels, dict(zip(label_ids, weights)))
         runs.append({knob: getattr(run_params.train, knob), "diverged": why, "seconds": fit["seconds"],

@@ -23,8 +23,9 @@ def train(params: Params) -> dict:
         if total_steps and (step >= total_steps or now - last >= UPDATE_EVERY_S):
             last = now
             loss = f", loss {logs['loss']:.3f}" if isinstance(logs.get("loss"), float) else ""
+            retry = f" (retry {logs['retry']}: the run before diverged)" if logs.get("retry") else ""
             update_progress_artifact(artifact, 100.0 * step / total_steps,
-                                     description=f"Training: step {step} of {total_steps}{loss}")
+                                     description=f"Training: step {step} of {total_steps}{loss}{retry}")
 
     train_log = step("train", params)(search.best_params(params), progress=progress)  # tuned train.* values, if any
     update_progress_artifact(artifact, 100.0, description=f"Trained: {train_log['strategy']}, "

@@ -540,8 +540,12 @@ def test_a_diverged_run_is_retried_at_a_third_of_its_rate_and_the_better_run_kep
     slow = {**STOPPING, "train.early_stopping_patience": 20}  # every run goes its 3 epochs: judged after one pass
     params = make_params({**slow, "train.adapter_learning_rate": 30.0, "train.divergence_retries": 2})
     train_df, val_df = _topic_toy(16), _topic_toy(4, offset=16)
-    log = train.train_model(train_df, val_df, "adapter", params, tmp_path / "retried")
+    reports = []
+    log = train.train_model(train_df, val_df, "adapter", params, tmp_path / "retried",
+                            progress=lambda step, total, logs: reports.append((step, total, logs.get("retry"))))
     runs = log["divergence"]["runs"]
+    steps = [r[0] for r in reports]  # a retry's steps continue the count: the progress bar never restarts
+    assert steps == sorted(steps) and reports[-1][0] == reports[-1][1] and {r[2] for r in reports} >= {None, 1}
     assert [r["adapter_learning_rate"] for r in runs][:2] == [30.0, 10.0] and runs[0]["diverged"]
     why = runs[0]["diverged"]
     assert "no better than calling every row one label" in why and "each label occurs" in why

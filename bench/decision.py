@@ -42,6 +42,9 @@ A source takes the keys of params.yaml's data sources (path, text, label, header
                          else is sampled, filtered or relabelled. This is how one file feeds several
                          scenarios without two of them sharing rows.
     label_map: {a: A}    keep only the rows with these labels, renamed (after slicing)
+    words: [lo, hi]      keep only the texts of lo to hi whitespace-separated words (either may be null):
+                         a shift of length and style within one source, e.g. SST-2's short phrases against
+                         its full sentences
 Every source's texts are stripped, empty and repeated texts dropped (the first kept), then sliced,
 mapped and finally sampled (`sample`, seeded). Paths are relative to the directory the command runs
 in; formats come from the extension. A path `chatterbot:<language>[,<language>...]` reads those
@@ -119,10 +122,14 @@ def check_slice(bounds: tuple[float, float] | None) -> None:
 class BenchSource(SourceConfig):
     slice: tuple[float, float] | None = None
     label_map: dict[str, str] | None = None
+    words: tuple[int | None, int | None] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "BenchSource":
         check_slice(self.slice)
+        if self.words is not None and (any(w is not None and w < 1 for w in self.words) or None not in self.words
+                                       and self.words[0] > self.words[1]):
+            raise ValueError(f"words must be [lo, hi] with 1 <= lo <= hi (either may be null), got {list(self.words)}")
         if self.label_map is not None and not self.label_map:
             raise ValueError("label_map must map at least one label (or be left out)")
         if self.path.startswith("chatterbot:") and (self.text != "text" or self.label not in ("label", "language")):
@@ -211,6 +218,10 @@ def load_source(src: BenchSource, seed: int) -> pd.DataFrame:
     if src.slice is not None:
         pos = text_position(df["text"])
         df = df[(pos >= src.slice[0]) & (pos < src.slice[1])]
+    if src.words is not None:
+        n = df["text"].str.split().str.len()
+        lo, hi = src.words
+        df = df[(n >= (lo or 1)) & (n <= (hi if hi is not None else n.max()))]
     if src.label_map is not None:
         df = df[df["label"].isin(src.label_map)].assign(label=lambda d: d["label"].map(src.label_map))
     if src.sample is not None and src.sample < len(df):

@@ -136,10 +136,10 @@ def test_suite_halves_split_by_family_and_cover_the_issue():
 
 @needs_data
 def test_suite_shares_no_training_rows_and_keeps_its_sizes():
-    """On the real rows: no two scenarios (both halves) share a row any model trains on (incoming train + val,
+    """On the real rows: no two scenarios (both halves and the fresh check) share a row any model trains on (incoming train + val,
     and references), no scenario tests on a row it or its champion trained on; sizes as the names say."""
     seen = {}
-    for half in SUITE.values():
+    for half in (*SUITE.values(), BENCH / "scenarios-fresh.yaml"):  # the fresh check's rows too
         spec = load_scenarios(half)
         for sc in spec.scenarios:
             d = scenario_data(sc, spec.budget, seed=13)
@@ -196,6 +196,18 @@ def test_slices_of_one_file_are_disjoint_and_cover_it(tmp_path):
     assert set(again["text"]) == a                                   # a slice does not depend on the seed
     sample = load_source(BenchSource(path=str(path), slice=(0, 0.3), sample=20, label_map={"pos": "P"}), seed=0)
     assert len(sample) == 20 and set(sample["text"]) <= a and set(sample["label"]) == {"P"}
+
+
+def test_a_source_keeps_texts_by_word_count(tmp_path):
+    path = tmp_path / "rows.csv"
+    texts = ["bad", "not good at all", "a long and rather tedious film about nothing much", "fine fine"]
+    path.write_text("text,label\n" + "".join(f"{t},{i % 2}\n" for i, t in enumerate(texts)))
+    words = lambda w: list(load_source(BenchSource(path=str(path), words=w), seed=0)["text"])
+    assert words((None, 2)) == ["bad", "fine fine"]
+    assert words((3, None)) == texts[1:3]
+    assert words((4, 4)) == ["not good at all"]
+    with pytest.raises(ValueError, match="words must be"):
+        BenchSource(path=str(path), words=(5, 2))
 
 
 def test_chatterbot_sources_by_category_and_by_language():

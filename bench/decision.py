@@ -580,7 +580,7 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
         with tempfile.TemporaryDirectory(prefix=f"driftfit-bench-{sc.name}-") as work:
             champion_dir = _champion(data["reference"], data["val"], base, Path(work))
             replay_all = replays_everything(result["measures"]["new_labels"], champion_dir is not None,
-                                            result["choice"], base.strategy)
+                                            result["choice"], base.strategy, result["rule"])
             timing = _yardstick(result, strategies, data, base, replay_all, champion_dir, Path(work))
             for name in strategies:
                 record = train_strategy(name, data, base, result["seeds"], result["labels"], replay_all,

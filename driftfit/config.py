@@ -178,6 +178,7 @@ class StrategyConfig(_Section):
     skip_min_accuracy: float = Field(0.9, ge=0, le=1)
     skip_max_drop: float = Field(2.0, ge=0, le=100)
     replay_all_on_new_labels: bool = True
+    replay_all_on_moved_domain: bool = True  # rule domain_moved trains on every remembered row
     zero_shot_good: float = Field(0.9, ge=0, le=1)
     learned_rules: str | None = None  # a tree fitted by bench.learn_rules (driftfit.learned_rules); None: hand rules
 

@@ -123,6 +123,15 @@ def test_domain_moved_needs_a_champion_known_labels_moved_embeddings_and_the_row
         assert "MMD² 0.1" in d["reason"] and str(d["measures"]["min_per_class"]) in d["reason"]
 
 
+def test_domain_moved_replays_every_remembered_row_unless_turned_off():
+    moved = report(**{"data_size.min_per_class": 128})
+    d = decide(moved, champion_exists=True)
+    assert d["rule"] == "domain_moved" and d["replay"] == "all" and "every remembered row" in d["reason"]
+    assert decide(moved, champion_exists=True, replay_all_on_moved_domain=False)["replay"] == "fraction"
+    assert decide(moved, champion_exists=False)["replay"] == "fraction"              # small_data, no champion
+    assert decide(moved, champion_exists=True, force="skip")["replay"] == "fraction"   # forced: nothing trains
+
+
 def test_force_wins_and_keeps_the_policy_pick():
     d = decide(report(**SKIPPABLE), champion_exists=True, force="full")
     assert (d["strategy"], d["rule"], d["forced"], d["runner_up"]) == ("full", "forced", True, "skip")

@@ -283,9 +283,10 @@ def champion_predict(champion, max_len: int, batch_size: int, features: Compute 
 
     def predict(texts):
         with torch.no_grad():
-            head = model.head.to("cpu").eval()
-            logits = head(torch.as_tensor(features(list(texts)), dtype=head.weight.dtype))
-            return torch.softmax(logits.float(), dim=-1).numpy()
+            x = features(list(texts))  # first: computing uncached features may move the model (to the GPU)
+            head = model.head.eval()
+            logits = head(torch.as_tensor(x, dtype=head.weight.dtype, device=head.weight.device))
+            return torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return predict
 
 

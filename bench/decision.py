@@ -127,8 +127,8 @@ class BenchSource(SourceConfig):
     @model_validator(mode="after")
     def _check(self) -> "BenchSource":
         check_slice(self.slice)
-        if self.words is not None and (any(w is not None and w < 1 for w in self.words) or None not in self.words
-                                       and self.words[0] > self.words[1]):
+        lo, hi = self.words or (None, None)
+        if any(w is not None and w < 1 for w in (lo, hi)) or (lo is not None and hi is not None and lo > hi):
             raise ValueError(f"words must be [lo, hi] with 1 <= lo <= hi (either may be null), got {list(self.words)}")
         if self.label_map is not None and not self.label_map:
             raise ValueError("label_map must map at least one label (or be left out)")
@@ -219,9 +219,8 @@ def load_source(src: BenchSource, seed: int) -> pd.DataFrame:
         pos = text_position(df["text"])
         df = df[(pos >= src.slice[0]) & (pos < src.slice[1])]
     if src.words is not None:
-        n = df["text"].str.split().str.len()
         lo, hi = src.words
-        df = df[(n >= (lo or 1)) & (n <= (hi if hi is not None else n.max()))]
+        df = df[df["text"].str.split().str.len().between(lo or 1, hi or np.inf)]
     if src.label_map is not None:
         df = df[df["label"].isin(src.label_map)].assign(label=lambda d: d["label"].map(src.label_map))
     if src.sample is not None and src.sample < len(df):

@@ -324,7 +324,7 @@ def _policy(m: dict, cfg: StrategyConfig) -> tuple[str, str, str, str]:
                 f"A linear probe on frozen features reaches {_short_number(probe)} validation accuracy "
                 f"(>= {cfg.probe_good}): a head on those features suffices, and keeps them intact.")
 
-    moved = (p is not None and p < cfg.significance) and (mmd2 is not None and mmd2 >= cfg.mmd_small)
+    moved = p is not None and mmd2 is not None and not not_moved  # both measured, and the shift is real
     if (cfg.moved_adapt_min_per_class is not None and m["champion_exists"] and not m["new_labels"] and moved
             and cfg.moved_adapt_min_per_class <= m["min_per_class"] <= cfg.head_max_per_class):
         return (*CHOICES["domain_moved"], "domain_moved",
@@ -384,15 +384,14 @@ def select_strategy(report: dict, cfg: StrategyConfig, champion_exists: bool, ru
         strategy, rule = cfg.force, "forced"
     decision = {"strategy": strategy, "runner_up": runner_up, "rule": rule, "reason": reason,
                 "measures": measures, "forced": cfg.force is not None, "replay": "fraction"}
-    if replays_everything(measures["new_labels"], champion_exists, strategy, cfg, rule) and not measures["new_labels"]:
+    new = measures["new_labels"]
+    if replays_everything(new, champion_exists, strategy, cfg, rule):
         decision["replay"] = "all"
-        decision["reason"] += (" The adapters train on every remembered row beside the batch, so the encoder learns "
-                               "the new domain without forgetting the old one (the gate checks every past batch).")
-    elif replays_everything(measures["new_labels"], champion_exists, strategy, cfg, rule):
-        decision["replay"] = "all"
-        decision["reason"] += (f" New labels ({', '.join(measures['new_labels'])}) next to the champion's: training "
-                               "replays every remembered row, so the model learns them without forgetting the "
-                               "old ones (the gate checks every past batch).")
+        decision["reason"] += (
+            f" New labels ({', '.join(new)}) next to the champion's: training replays every remembered row, so the "
+            "model learns them without forgetting the old ones (the gate checks every past batch)." if new else
+            " The adapters train on every remembered row beside the batch, so the encoder learns the new domain "
+            "without forgetting the old one (the gate checks every past batch).")
     return decision
 
 

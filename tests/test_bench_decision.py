@@ -333,6 +333,26 @@ def test_bench_trains_every_strategy_per_seed_and_judges_ties(tmp_path, monkeypa
     assert "Retrained later: head" in (out / "decision.md").read_text()
     before = (out / "scenarios" / "en-to-zh.json").stat().st_mtime_ns
     assert redo("head").returncode == 0 and (out / "scenarios" / "en-to-zh.json").stat().st_mtime_ns == before
+    # --redo-champion: a result whose champion was trained the old way gets it again, with the selector and
+    # the strategies that read the champion (skip); the others keep their figures, and a second run does nothing
+    again = json.loads((out / "scenarios" / "en-to-zh.json").read_text())
+    assert again["champion_fit"] == decision.CHAMPION_FIT
+    del again["champion_fit"]
+    again["strategies"]["skip"]["accuracy"]["mean"] = -1.0        # what the first run's champion scored, say
+    (out / "scenarios" / "en-to-zh.json").write_text(json.dumps(again))
+    decision.redo_champion(scenarios, out, params)
+    redone = json.loads((out / "scenarios" / "en-to-zh.json").read_text())
+    assert redone["champion_fit"] == decision.CHAMPION_FIT
+    assert redone["strategies"]["skip"]["accuracy"] == saved["strategies"]["skip"]["accuracy"]  # deterministic
+    assert {n: redone["strategies"][n] for n in ("zero_shot", "lora")} == \
+        {n: again["strategies"][n] for n in ("zero_shot", "lora")}
+    last = redone["redone"][-1]
+    assert last["strategies"][:2] == ["champion", "skip"] and last["before"]["choice"] == again["choice"]
+    assert redone["choice"] in redone["strategies"] and redone["selector_seconds"] > 0
+    assert "the selector ran again" in (out / "decision.md").read_text()
+    before = (out / "scenarios" / "en-to-zh.json").stat().st_mtime_ns
+    decision.redo_champion(scenarios, out, params)
+    assert (out / "scenarios" / "en-to-zh.json").stat().st_mtime_ns == before
     proc = redo("scratch")                                         # its tokenizer comes from the shift report
     assert proc.returncode == 2 and "--redo scratch" in proc.stderr
     first = again["test_labels"][0]                                # the data changed under the saved result
@@ -341,6 +361,26 @@ def test_bench_trains_every_strategy_per_seed_and_judges_ties(tmp_path, monkeypa
     (out / "scenarios" / "en-to-zh.json").write_text(json.dumps(again))
     proc = redo("head")
     assert proc.returncode == 2 and "no longer the saved ones" in proc.stderr
+
+
+def test_the_champion_chooses_its_regularisation_on_held_out_reference_rows(tmp_path, caplog):
+    """The benchmark's champion is trained as the pipeline would: C chosen on validation rows (a held-out fifth
+    of the reference, then refit on all), not the default C that an empty validation split falls back to."""
+    import logging
+
+    from bench.decision import _champion, load_source
+    from driftfit.config import load_params
+    from driftfit.head_fit import DEFAULT_C
+    from driftfit.model import load_classifier
+
+    params = load_params(write_params(tmp_path, {"train.head_c_grid": [1e-4, 100.0]}))
+    reference = load_source(BenchSource(path="chatterbot:english", sample=400), seed=0)
+    with caplog.at_level(logging.INFO, logger="bench.decision"):
+        folder = _champion(reference, reference.iloc[:0], params, tmp_path)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("champion:"))
+    assert f"a head on {len(reference)} reference rows" in line and "held-out replayed rows" in line
+    assert "default C" not in line and f"C = {DEFAULT_C} " not in line  # chosen from the grid, not fallen back
+    assert set(load_classifier(folder)[2]) == set(reference["label"])
 
 
 def test_rescore_reapplies_the_current_policy_to_the_saved_measures(tmp_path):

@@ -576,7 +576,6 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
     (`seconds_measured`). The yardstick's accuracy must come out as saved, which checks the rerun reproduces."""
     from driftfit.strategies import spec as strategy_spec
     from driftfit.strategy import replays_everything
-    from driftfit.train import DIVERGENCE_RULE  # a redo under other guards reruns
 
     spec = load_scenarios(scenarios_path)
     base = _base_params(spec, params_path)
@@ -586,16 +585,9 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
                               "on its own (scratch's tokenizer comes from the scenario's shift report: rerun the "
                               "scenario)")
     out_dir = Path(out_dir)
-    results, _, _ = saved_results(spec, out_dir)
-    by_name = {s.name: s for s in spec.scenarios}
-    unknown = sorted(set(only or []) - {r["name"] for r in results})
-    if unknown:
-        raise ConfigError(f"--redo: no saved result under {out_dir} for {unknown}")
-    rates = {k: getattr(base.train, k) for k in LEARNING_RATES}
-    guards = {"divergence_retries": base.train.divergence_retries, "divergence_rule": DIVERGENCE_RULE}
+    results, by_name = _saved_to_redo(spec, out_dir, only, "--redo")
+    rates, guards = _redo_settings(base)
     for result in results:
-        if only and result["name"] not in only:
-            continue
         if any(x["strategies"] == strategies and x["learning_rates"] == rates and x.get("guards") == guards
                for x in result.get("redone", [])):
             continue  # already redone with these learning rates and guards: an interrupted --redo resumes
@@ -608,23 +600,52 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
                                             result["choice"], base.strategy, result["rule"])
             timing = _yardstick(result, strategies, data, base, replay_all, champion_dir, Path(work))
             for name in strategies:
-                record = train_strategy(name, data, base, result["seeds"], result["labels"], replay_all,
-                                        champion_dir, Path(work))
-                if timing is not None:
-                    measured, factor = record["seconds"], timing["factor"]
-                    record["seconds_measured"] = measured
-                    record["seconds"] = {"mean": round(measured["mean"] * factor, 2),
-                                         "per_seed": [round(t * factor, 2) for t in measured["per_seed"]]}
-                result["strategies"][name] = record
-                log.info("scenario %s: %s redone -> accuracy %s, %s s", sc.name, name,
-                         record["accuracy"]["mean"], record["seconds"]["mean"])
-        result.setdefault("redone", []).append({
-            "strategies": strategies, "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "command": command or f"python -m bench.decision --scenarios {scenarios_path} --out {out_dir} --redo "
-                                  + " --redo ".join(strategies),
-            "learning_rates": rates, "guards": guards, "timing": timing})
+                _retrain(result, name, data, base, replay_all, champion_dir, Path(work), timing)
+        result.setdefault("redone", []).append(_redone_entry(
+            strategies, command or f"python -m bench.decision --scenarios {scenarios_path} --out {out_dir} --redo "
+                                   + " --redo ".join(strategies), rates, guards, timing))
         write_json(out_dir / "scenarios" / f"{sc.name}.json", result)
     return combine(spec, base, out_dir, str(scenarios_path))
+
+
+def _saved_to_redo(spec: ScenarioFile, out_dir: Path, only: list[str] | None, flag: str) -> tuple[list[dict], dict]:
+    """The saved results a redo goes through (all of the file's, or `only`: each must be saved) and the file's
+    scenarios by name."""
+    results, _, _ = saved_results(spec, out_dir)
+    unknown = sorted(set(only or []) - {r["name"] for r in results})
+    if unknown:
+        raise ConfigError(f"{flag}: no saved result under {out_dir} for {unknown}")
+    return [r for r in results if not only or r["name"] in only], {s.name: s for s in spec.scenarios}
+
+
+def _redo_settings(base: Params) -> tuple[dict, dict]:
+    """(learning rates, training guards) a redo records: a redo under other ones reruns."""
+    from driftfit.train import DIVERGENCE_RULE
+
+    return ({k: getattr(base.train, k) for k in LEARNING_RATES},
+            {"divergence_retries": base.train.divergence_retries, "divergence_rule": DIVERGENCE_RULE})
+
+
+def _retrain(result: dict, name: str, data: dict, params: Params, replay_all: bool, champion_dir: Path | None,
+             work: Path, timing: dict | None) -> None:
+    """Train one strategy of a saved result again, in place; its seconds scaled by the yardstick's factor (the
+    seconds as measured kept beside them)."""
+    record = train_strategy(name, data, params, result["seeds"], result["labels"], replay_all, champion_dir, work)
+    if timing is not None:
+        measured, factor = record["seconds"], timing["factor"]
+        record["seconds_measured"] = measured
+        record["seconds"] = {"mean": round(measured["mean"] * factor, 2),
+                             "per_seed": [round(t * factor, 2) for t in measured["per_seed"]]}
+    result["strategies"][name] = record
+    log.info("scenario %s: %s redone -> accuracy %s, %s s", result["name"], name, record["accuracy"]["mean"],
+             record["seconds"]["mean"])
+
+
+def _redone_entry(strategies: list[str], command: str, rates: dict, guards: dict, timing: dict | None,
+                  **extra) -> dict:
+    """What a result's `redone` list records of one redo."""
+    return {"strategies": strategies, "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": command,
+            "learning_rates": rates, "guards": guards, "timing": timing, **extra}
 
 
 CHAMPION_STRATEGIES = ("skip", "ensemble")  # the oracle's strategies that read the champion's own head
@@ -640,21 +661,14 @@ def redo_champion(scenarios_path: str | Path, out_dir: str | Path, params_path: 
     same replay as the first run. Seconds are scaled by a yardstick, as in `redo`; the result records the choice it
     replaced under `redone`. A scenario whose champion is already trained this way is left out (a run resumes)."""
     from driftfit.strategy import replays_everything
-    from driftfit.train import DIVERGENCE_RULE
 
     spec = load_scenarios(scenarios_path)
     base = _base_params(spec, params_path)
     out_dir = Path(out_dir)
-    results, _, _ = saved_results(spec, out_dir)
-    by_name = {s.name: s for s in spec.scenarios}
-    unknown = sorted(set(only or []) - {r["name"] for r in results})
-    if unknown:
-        raise ConfigError(f"--redo-champion: no saved result under {out_dir} for {unknown}")
-    rates = {k: getattr(base.train, k) for k in LEARNING_RATES}
-    guards = {"divergence_retries": base.train.divergence_retries, "divergence_rule": DIVERGENCE_RULE}
+    results, by_name = _saved_to_redo(spec, out_dir, only, "--redo-champion")
+    rates, guards = _redo_settings(base)
     for result in results:
-        if (only and result["name"] not in only) or result["rows"]["reference"] is None \
-                or result.get("champion_fit") == CHAMPION_FIT:
+        if result["rows"]["reference"] is None or result.get("champion_fit") == CHAMPION_FIT:
             continue
         sc = by_name[result["name"]]
         data = scenario_data(sc, spec.budget, base.train.seed)
@@ -667,27 +681,16 @@ def redo_champion(scenarios_path: str | Path, out_dir: str | Path, params_path: 
             redone = [n for n in CHAMPION_STRATEGIES if n in result["strategies"]]
             redone += [decision["strategy"]] if decision["strategy"] not in result["strategies"] else []
             timing = _yardstick(result, redone, data, settled, replay_all, champion_dir, Path(work))
-            factor = timing["factor"] if timing is not None else 1.0
+            factor = timing["factor"] if timing is not None else 1.0  # the selection's seconds too
             result.update(_selection_record(decision, report, seconds * factor), champion_fit=CHAMPION_FIT)
             for name in redone:
-                record = train_strategy(name, data, settled, result["seeds"], result["labels"], replay_all,
-                                        champion_dir, Path(work))
-                if timing is not None:
-                    measured = record["seconds"]
-                    record["seconds_measured"] = measured
-                    record["seconds"] = {"mean": round(measured["mean"] * factor, 2),
-                                         "per_seed": [round(t * factor, 2) for t in measured["per_seed"]]}
-                result["strategies"][name] = record
-                log.info("scenario %s: %s redone on the new champion -> accuracy %s", sc.name, name,
-                         record["accuracy"]["mean"])
+                _retrain(result, name, data, settled, replay_all, champion_dir, Path(work), timing)
         log.info("scenario %s: the selector chose %s (%s), before %s (%s)", sc.name, result["choice"], result["rule"],
                  before["choice"], before["rule"])
-        result.setdefault("redone", []).append({
-            "strategies": ["champion", *redone], "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "command": command or f"python -m bench.decision --scenarios {scenarios_path} --out {out_dir} "
-                                  "--redo-champion",
-            "learning_rates": rates, "guards": guards, "timing": timing, "champion_fit": CHAMPION_FIT,
-            "before": before})
+        result.setdefault("redone", []).append(_redone_entry(
+            ["champion", *redone],
+            command or f"python -m bench.decision --scenarios {scenarios_path} --out {out_dir} --redo-champion",
+            rates, guards, timing, champion_fit=CHAMPION_FIT, before=before))
         write_json(out_dir / "scenarios" / f"{sc.name}.json", result)
     return combine(spec, base, out_dir, str(scenarios_path))
 

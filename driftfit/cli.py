@@ -72,15 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
                            add_help=False)
     bench.add_argument("which", choices=["decision", "stream"], help="which benchmark")
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own arguments (see its --help)")
+    from driftfit.serving import cli as serving_cli  # predict, export, serve, summary
+
+    serving_cli.add_commands(sub)
     rollback = sub.add_parser("rollback", help="make an earlier registry version champion again")
     rollback.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     rollback.add_argument("--to", dest="version", default=None, metavar="vN",
                           help="version to return to (default: the one the current champion replaced)")
     reg = sub.add_parser("registry", help="the champion registry: list its versions, or repair its pointer")
     reg.add_argument("action", choices=["list", "repair"],
-                     help="list: one line per version; repair: rebuild a missing or broken champion.json")
+                     help="list: a table of the versions (--json for scripts); repair: rebuild a missing or broken "
+                          "champion.json")
     reg.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     reg.add_argument("--registry", default=None, metavar="DIR", help="registry folder (default: paths.registry)")
+    reg.add_argument("--json", action="store_true", help="list: the rows as JSON, for scripts")
     reg.add_argument("--to", dest="version", default=None, metavar="vN",
                      help="repair: the version that serves (default: the newest version with a record)")
     return parser
@@ -97,8 +102,9 @@ def _registry(args) -> int:
     if args.action == "repair":
         print(json.dumps(registry.repair(folder, args.version)))
     else:
-        for row in registry.list_versions(folder):
-            print(json.dumps(row, default=str))
+        from driftfit.serving.cli import print_registry
+
+        print_registry(registry.list_versions(folder), args.json)
     return 0
 
 
@@ -127,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.step == "bench":
             return _bench(args)
+        from driftfit.serving import cli as serving_cli
+
+        if args.step in serving_cli.COMMANDS:
+            return serving_cli.run(args)
         if args.step == "registry":
             return _registry(args)
         if args.step == "rollback":

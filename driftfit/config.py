@@ -282,6 +282,41 @@ class SearchConfig(_Section):
         return self
 
 
+BACKENDS = ("torch", "onnx", "onnx_int8")  # how a champion runs when it is used (driftfit.serving)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class PredictConfig(_Section):
+    text_column: str = Field("text", min_length=1)
+    image_column: str = Field("path", min_length=1)
+    chunk_rows: int = Field(2048, gt=0)
+    batch_size: int = Field(64, gt=0)
+    all_probabilities: bool = False
+    backend: Literal[BACKENDS] = "torch"  # type: ignore[valid-type]
+    device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
+
+
+class ServeConfig(_Section):
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8000, ge=1, le=65535)
+    backend: Literal[BACKENDS] = "torch"  # type: ignore[valid-type]
+    device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
+    threads: int = Field(0, ge=0)
+    max_batch: int = Field(64, gt=0)
+    max_wait_ms: float = Field(5.0, ge=0, le=1000)
+    max_texts: int = Field(256, gt=0)
+    max_text_chars: int = Field(20000, gt=0)
+    max_body_bytes: int = Field(2_000_000, gt=0)
+    reload_poll_s: float = Field(1.0, gt=0, le=3600)
+
+
+class ExportConfig(_Section):
+    dir: str = Field("models/exports", min_length=1)
+    quantize: bool = True
+    opset: int = Field(20, ge=18, le=23)
+    tolerance: float = Field(1e-4, gt=0, le=0.1)
+
+
 class Params(_Section):
     task: TaskConfig = TaskConfig()
     paths: PathsConfig = PathsConfig()
@@ -298,6 +333,9 @@ class Params(_Section):
     memory: MemoryConfig = MemoryConfig()
     search: SearchConfig = SearchConfig()
     image: ImageConfig = ImageConfig()
+    predict: PredictConfig = PredictConfig()
+    serve: ServeConfig = ServeConfig()
+    export: ExportConfig = ExportConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
     _root: Path | None = PrivateAttr(None)  # the project folder (params.yaml's), once resolve() anchored the paths

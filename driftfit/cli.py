@@ -11,12 +11,14 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
 from driftfit import strategies
 from driftfit.errors import DriftfitError
+from driftfit.lock import project_lock
 from driftfit.modalities import STEP_NAMES, step_function as modality_step
 
 # The steps, in order; which module runs each, per task.modality, is driftfit.modalities' table. Imported only
@@ -88,7 +90,33 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--json", action="store_true", help="list: the rows as JSON, for scripts")
     reg.add_argument("--to", dest="version", default=None, metavar="vN",
                      help="repair: the version that serves (default: the newest version with a record)")
+    mem = sub.add_parser("memory", help="the data memory: list its batches, or rebuild a missing or broken "
+                                         "memory.json from the batch folders")
+    mem.add_argument("action", choices=["list", "repair"],
+                     help="list: one line per remembered batch; repair: rebuild memory.json (a sound one is left alone)")
+    mem.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     return parser
+
+
+def _memory(args) -> int:
+    from driftfit import memory, registry
+    from driftfit.config import load_params
+
+    params = load_params(args.params)
+    root = params.paths.memory
+    if args.action == "repair":
+        with project_lock(params.project, "driftfit memory repair"):
+            recorded = [(registry.version_record(params.paths.registry, v).get("memory") or {}).get("version") or 0
+                        for v in registry.versions(params.paths.registry)
+                        if (Path(params.paths.registry) / v / registry.RECORD).is_file()]
+            print(json.dumps(memory.repair(root, params.memory, recorded)))
+        return 0
+    current = memory.state(root)
+    for batch in current["batches"]:
+        record = memory.batch_record(root, batch, current)
+        print(json.dumps({"batch": batch, "added_at": record.get("added_at"), "rows": record.get("rows"),
+                          "labels": record.get("labels"), "source": (record.get("source") or {}).get("path")}))
+    return 0
 
 
 def _registry(args) -> int:
@@ -139,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             return serving_cli.run(args)
         if args.step == "registry":
             return _registry(args)
+        if args.step == "memory":
+            return _memory(args)
         if args.step == "rollback":
             from driftfit.config import load_params
             from driftfit.registry import rollback
@@ -154,18 +184,24 @@ def main(argv: list[str] | None = None) -> int:
         names = [args.step]
         if args.step == "run":  # every step; the default data only when params point at it
             names = [n for n in STEPS if n != "default-data" or params.uses_default_data()]
-        for name in names:
-            step_params, extra = params, {}
-            if name == "train":  # the search's best train.* values, when the search is on
-                from driftfit.search import best_params
-
-                step_params, extra = best_params(params), {"progress": _progress_line(name)}
-            result = step_function(name, params.task.modality)(step_params, **extra)
-            print(f"driftfit {name}: {_brief(result)}", flush=True)
+        with project_lock(params.project, f"driftfit {args.step}"):  # one run at a time in a project
+            _run_steps(names, params)
     except DriftfitError as err:
         print(f"driftfit {args.step}: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _run_steps(names: list[str], params) -> None:
+    """Each step in turn, one line each on stdout."""
+    for name in names:
+        step_params, extra = params, {}
+        if name == "train":  # the search's best train.* values, when the search is on
+            from driftfit.search import best_params
+
+            step_params, extra = best_params(params), {"progress": _progress_line(name)}
+        result = step_function(name, params.task.modality)(step_params, **extra)
+        print(f"driftfit {name}: {_brief(result)}", flush=True)
 
 
 def _quiet_libraries() -> None:

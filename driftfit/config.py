@@ -19,6 +19,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
                       model_validator)
 
 from driftfit.errors import ConfigError
+from driftfit.gate import PAST
 from driftfit.strategies import check_modality, names as strategy_names
 
 # Every way to adapt the model (driftfit.strategies holds one entry per strategy): the type of
@@ -189,10 +190,10 @@ class TrainConfig(_Section):
     epochs: float = Field(5, gt=0)
     max_steps: int = Field(-1, ge=-1)
     batch_size: int = Field(32, gt=0)
-    learning_rate: float = Field(5e-5, gt=0)
-    head_learning_rate: float = Field(1e-2, gt=0)
-    adapter_learning_rate: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
+    learning_rate: float = Field(5e-5, gt=0, le=1)
+    head_learning_rate: float = Field(1e-2, gt=0, le=1)
+    adapter_learning_rate: float = Field(3e-3, gt=0, le=1)
+    weight_decay: float = Field(0.01, ge=0, le=1)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     replay_fraction: float = Field(0.5, ge=0, le=1)
@@ -201,12 +202,12 @@ class TrainConfig(_Section):
     lora_r: int = Field(8, gt=0)
     lora_alpha: int = Field(16, gt=0)
     lora_dropout: float = Field(0.1, ge=0, lt=1)
-    lora_learning_rate: float = Field(5e-4, gt=0)
+    lora_learning_rate: float = Field(5e-4, gt=0, le=1)
     scratch_init: Literal["he", "xavier"] = "xavier"
-    scratch_learning_rate: float = Field(5e-4, gt=0)
+    scratch_learning_rate: float = Field(5e-4, gt=0, le=1)
     scratch_tokenizer: Literal["auto", "keep", "new"] = "auto"
     scratch_vocab_size: int = Field(8000, ge=100)
-    l1: float = Field(0.0, ge=0)
+    l1: float = Field(0.0, ge=0, le=1)
     layer_lr_decay: float = Field(1.0, gt=0, le=1)
     virtual_tokens: int = Field(10, gt=0)
     adapter_size: int = Field(32, gt=0)
@@ -232,6 +233,11 @@ class PromoteConfig(_Section):
     min_improvement: float = Field(0.0, ge=0)
     max_forgetting: float = Field(5.0, ge=0)
     beat_baseline: bool = True
+    test: Literal["bootstrap", "point"] = "bootstrap"
+    confidence: float = Field(0.95, ge=0.5, lt=1)
+    past: Literal[PAST] = "batches_and_labels"  # type: ignore[valid-type]
+    resamples: int = Field(2000, ge=100)
+    seed: int = 0
 
 
 class MemoryConfig(_Section):
@@ -317,6 +323,45 @@ class ExportConfig(_Section):
     tolerance: float = Field(1e-4, gt=0, le=0.1)
 
 
+class FlowConfig(_Section):
+    allow_overrides: list[str] = []
+
+
+BACKENDS = ("torch", "onnx", "onnx_int8")  # how a champion runs when it is used (driftfit.serving)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class PredictConfig(_Section):
+    text_column: str = Field("text", min_length=1)
+    image_column: str = Field("path", min_length=1)
+    chunk_rows: int = Field(2048, gt=0)
+    batch_size: int = Field(64, gt=0)
+    all_probabilities: bool = False
+    backend: Literal[BACKENDS] = "torch"  # type: ignore[valid-type]
+    device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
+
+
+class ServeConfig(_Section):
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8000, ge=1, le=65535)
+    backend: Literal[BACKENDS] = "torch"  # type: ignore[valid-type]
+    device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
+    threads: int = Field(0, ge=0)
+    max_batch: int = Field(64, gt=0)
+    max_wait_ms: float = Field(5.0, ge=0, le=1000)
+    max_texts: int = Field(256, gt=0)
+    max_text_chars: int = Field(20000, gt=0)
+    max_body_bytes: int = Field(2_000_000, gt=0)
+    reload_poll_s: float = Field(1.0, gt=0, le=3600)
+
+
+class ExportConfig(_Section):
+    dir: str = Field("models/exports", min_length=1)
+    quantize: bool = True
+    opset: int = Field(20, ge=18, le=23)
+    tolerance: float = Field(1e-4, gt=0, le=0.1)
+
+
 class Params(_Section):
     task: TaskConfig = TaskConfig()
     paths: PathsConfig = PathsConfig()
@@ -336,15 +381,25 @@ class Params(_Section):
     predict: PredictConfig = PredictConfig()
     serve: ServeConfig = ServeConfig()
     export: ExportConfig = ExportConfig()
+    flow: FlowConfig = FlowConfig()
+    predict: PredictConfig = PredictConfig()
+    serve: ServeConfig = ServeConfig()
+    export: ExportConfig = ExportConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
     _root: Path | None = PrivateAttr(None)  # the project folder (params.yaml's), once resolve() anchored the paths
+    _file: Path | None = PrivateAttr(None)  # the params file itself, when read from one
 
     @model_validator(mode="after")
     def _check_split_sizes(self) -> "Params":
         if self.split.val_fraction + self.split.test_fraction >= 0.8:
             raise ValueError("split.val_fraction + split.test_fraction must leave at least 20% for training")
         return self
+
+    @property
+    def project(self) -> Path | None:
+        """The project folder (the params file's), once resolve() anchored the paths."""
+        return self._root
 
     def check_in_data_roots(self, key: str, path: str) -> None:
         """A data path that came from outside params.yaml (a flow parameter the UI can edit) must lie in one of
@@ -363,7 +418,7 @@ class Params(_Section):
         sources = [s for s in (self.data.reference, self.data.incoming) if s is not None]
         return any(Path(s.path).is_relative_to(self.paths.default_data) for s in sources)
 
-    def resolve(self, root: Path) -> "Params":
+    def resolve(self, root: Path, params_file: Path | None = None) -> "Params":
         """Return a copy whose relative paths are anchored at `root` (the project directory).
 
         Every `paths.*` output must lie inside the project: DVC 3 refuses outputs outside it (after the step
@@ -396,7 +451,7 @@ class Params(_Section):
                 raise ConfigError(f"model.pretrained = '{model.pretrained}': no model folder at {folder} "
                                   "(expected a directory with config.json and safetensors weights)")
             pickled = sorted(f.name for pattern in PICKLED for f in folder.glob(pattern))
-            if self.task.modality == "image" and pickled and not any(folder.glob("*.safetensors")):
+            if pickled and not any(folder.glob("*.safetensors")):
                 raise ConfigError(f"model.pretrained = '{model.pretrained}': {folder} has only pickled weights "
                                   f"({', '.join(pickled)}); driftfit loads model.safetensors only (convert them "
                                   "with safetensors where you trust them)")
@@ -409,7 +464,58 @@ class Params(_Section):
         resolved = self.model_copy(update={"paths": paths, "data": data, "model": model, "validate_": validate,
                                            "image": image})
         resolved._root = Path(os.path.abspath(root))
+        resolved._file = Path(os.path.abspath(params_file)) if params_file else None
+        resolved._check_outputs()
         return resolved
+
+    def outputs(self) -> dict[str, Path]:
+        """Every place a step writes or replaces, by its key (absolute once resolved)."""
+        written = {f"paths.{k}": v for k, v in self.paths.model_dump().items()}
+        written["image.weights_cache"] = self.image.weights_cache
+        return {k: Path(os.path.abspath(v)) for k, v in written.items()}
+
+    def _check_outputs(self) -> None:
+        """No output may be, contain or sit inside another output, nor contain what a run reads and never
+        rewrites (the project folder, a data root, a data source, the contract, params.yaml, dvc.yaml, .git,
+        .dvc): a step replaces its output folder whole, so an overlap would delete what lies inside it."""
+        root = self._root
+        outputs = self.outputs()
+        keep = {"the project folder": root, "the project's .git": root / ".git", "DVC's .dvc": root / ".dvc",
+                "dvc.yaml": root / "dvc.yaml", "dvc.lock": root / "dvc.lock",
+                "the params file": self._file or root / "params.yaml"}
+        keep.update({f"data.roots entry '{self.portable(r)}'": Path(os.path.abspath(r)) for r in self.data.roots})
+        reads = {"validate.contract": self.validate_.contract, "strategy.learned_rules": self.strategy.learned_rules,
+                 "model.pretrained": self.model.pretrained if self.model.pretrained.startswith("/") else None}
+        for role, src in (("reference", self.data.reference), ("incoming", self.data.incoming)):
+            if src is not None:
+                reads[f"data.{role}.path"] = src.path
+                reads[f"data.{role}.test_path"] = src.test_path
+        reads = {k: Path(os.path.abspath(v)) for k, v in reads.items() if v and not str(v).startswith("hf:")}
+
+        def shown(path: Path) -> str:
+            return self.portable(str(path)) or str(path)
+
+        names = sorted(outputs)
+        for i, key in enumerate(names):
+            out = outputs[key]
+            for other in names[i + 1:]:
+                there = outputs[other]
+                if out == there or out.is_relative_to(there) or there.is_relative_to(out):
+                    how = "the same place as" if out == there else ("inside" if out.is_relative_to(there)
+                                                                    else "around")
+                    raise ConfigError(f"{key} = '{shown(out)}' is {how} {other} = '{shown(there)}': every output "
+                                      "needs its own place (a step replaces its output whole); use distinct paths")
+            for what, path in keep.items():
+                inside_git = what.startswith(("the project's", "DVC's")) and out.is_relative_to(path)
+                if path.is_relative_to(out) or inside_git:
+                    raise ConfigError(f"{key} = '{shown(out)}' would replace {what} ('{shown(path)}'): an output "
+                                      f"must be a folder or file of its own inside the project{_default_of(key)}")
+            if key == "paths.default_data":
+                continue  # the embedded default data is written where the sources point, by design
+            for what, path in reads.items():
+                if path.is_relative_to(out):
+                    raise ConfigError(f"{key} = '{shown(out)}' holds {what} = '{shown(path)}': the step that "
+                                      "writes it would replace what the run reads; point one of them elsewhere")
 
     def portable(self, path: str | None) -> str | None:
         """A path as records should keep it: relative to the project folder when inside it (records stay
@@ -439,6 +545,57 @@ class Params(_Section):
         return walk(self.model_dump(mode="json", by_alias=True))
 
 
+def _short(value: Any, limit: int = 120) -> str:
+    """A value as an error message shows it: its repr, cut to `limit` characters (a typed key given a huge
+    structure must not make a huge message); numpy scalars as plain numbers."""
+    value = value.item() if hasattr(value, "item") and callable(value.item) else value
+    shown = repr(value)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(shown):,} characters)"
+
+
+# What a run may touch: a flow run's `overrides` (anyone who may start a deployment run can set them) may not
+# change these, unless params.yaml's flow.allow_overrides names them. A key covers every key below it.
+PROTECTED = ("data.roots", "model.pretrained", "model.trust_remote_code", "paths", "image.weights_cache",
+             "validate.contract", "strategy.learned_rules", "search.dask_address", "flow")
+SOURCE_PATHS = tuple(f"data.{role}.{key}" for role in ("incoming", "reference") for key in ("path", "test_path"))
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        return {k: v for key, value in node.items() for k, v in _leaves(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def _covers(prefix: str, key: str) -> bool:
+    return key == prefix or key.startswith(prefix + ".") or prefix.startswith(key + ".")
+
+
+def check_run_overrides(base: "Params", params: "Params", names: dict[str, str] | None = None) -> None:
+    """A flow run's params (`params`: the file plus the run's overrides) against the file's alone (`base`): a
+    protected key (PROTECTED) that changed is a ConfigError unless `flow.allow_overrides` in the file names it,
+    and a data source path that changed must lie in the file's data.roots, links followed. Compared value by
+    value, whatever form the overrides took (dotted keys or nested sections). `names`: how the run's
+    parameters call a key, for messages (e.g. data.incoming.path -> incoming_path)."""
+    before = _leaves(base.model_dump(mode="json", by_alias=True))
+    after = _leaves(params.model_dump(mode="json", by_alias=True))
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    allowed = base.flow.allow_overrides
+    refused = [k for k in changed if any(_covers(p, k) for p in PROTECTED) and not any(_covers(a, k) for a in allowed)]
+    if refused:
+        raise ConfigError(f"flow run overrides may not change {', '.join(refused)}: these decide what a run may read, "
+                          "write or execute; set them in the params file (or list them in its "
+                          "flow.allow_overrides)")
+    for key in changed:
+        if key in SOURCE_PATHS and after.get(key):
+            base.check_in_data_roots((names or {}).get(key, key), params.absolute(after[key]))
+
+
+def _default_of(key: str) -> str:
+    section, _, name = key.partition(".")
+    fields = {"paths": PathsConfig, "image": ImageConfig}[section].model_fields
+    return f" (default: {fields[name].default})" if name in fields else ""
+
+
 def explain(err: ValidationError, source: str, commented_in: str = "params.yaml") -> str:
     """A validation error as one line: the file, then each bad key, its value and what is accepted."""
     problems = []
@@ -449,18 +606,42 @@ def explain(err: ValidationError, source: str, commented_in: str = "params.yaml"
         elif e["type"] == "missing":
             problems.append(f"missing required key '{key}'")
         else:
-            problems.append(f"key '{key}' = {e.get('input')!r}: {e['msg']}")
+            problems.append(f"key '{key}' = {_short(e.get('input'))}: {e['msg']}")
     return f"{source}: " + "; ".join(problems)
 
 
+MAX_YAML_BYTES = 1 << 20  # a config file larger than 1 MiB is a mistake (or an attack), not a config
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """safe_load without aliases: `*name` re-uses a node, and nested re-use (a "billion laughs" file) expands
+    to gigabytes when validated. driftfit's YAML files never need them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"line {mark.line + 1}: an alias (*{self.peek_event().anchor}) re-uses an anchored "
+                                 "node; write the value out instead (aliases are not accepted)")
+        return super().compose_node(parent, index)
+
+
+def safe_yaml(text: str):
+    """yaml.safe_load, refusing aliases (see _NoAliasLoader)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml_mapping(path: Path, what: str) -> dict:
-    """A YAML file (safe_load) that must hold a mapping; errors name the file and say what it should be."""
+    """A YAML file (safe_load, no aliases, at most 1 MiB) that must hold a mapping; errors name the file and say
+    what it should be."""
     if not path.is_file():
         raise ConfigError(f"{what} '{path}' not found (expected a YAML file)")
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: {size:,} bytes; expected a {what} of at most {MAX_YAML_BYTES:,} bytes")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {str(err)[:300]}") from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
@@ -538,4 +719,4 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
     params = parse_params(raw, str(path))
-    return params.resolve(path.resolve().parent)
+    return params.resolve(path.resolve().parent, path)

@@ -9,7 +9,8 @@ number). Labels a model does not know count as wrong.
   per example, p50/p95, at batch 1 and batch 32 on the machine this runs on.
 
 `metrics.json` holds only numbers that the same inputs reproduce exactly (DVC compares runs with it);
-latency varies run to run, so it goes to `<evaluation>/latency.json`.
+latency varies run to run, so it goes to `<evaluation>/latency.json`. `<evaluation>/predictions.csv` holds every
+model's answer on every test row, side by side: the gate compares candidate and champion row by row (gate.py).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ import torch
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 from driftfit.config import Params
+from driftfit.gate import PREDICTIONS
 from driftfit.io import atomic_dir, read_json, write_json
 from driftfit.modalities import runs_on
 from driftfit.model import load_classifier, load_tokenizer, pick_device, predict_proba
 from driftfit.prepare import read_split
-from driftfit.registry import champion_info
+from driftfit.registry import champion_info, version_dir
 
 SPLITS = ("test", "reference_test")
 LATENCY_BATCHES = (1, 32)
@@ -144,7 +146,7 @@ def load_models(params: Params, champion: str | None) -> dict[str, tuple]:
     if read_json(candidate / "train_log.json").get("trained"):
         models["candidate"] = (*load_classifier(candidate, params.model.trust_remote_code), candidate)
     if champion is not None:
-        champ = Path(params.paths.registry) / champion
+        champ = version_dir(params.paths.registry, champion)  # its files checked against their digest
         models["champion"] = (*load_classifier(champ, params.model.trust_remote_code), champ)
     labels = task_labels(params)
     models["baseline"] = (zero_shot_classifier(params, labels), load_tokenizer(params.model), labels, None)
@@ -181,9 +183,10 @@ def headline(result: dict) -> dict:
     return {k: round(result[k], 6) for k in ("accuracy", "macro_f1", "ece")}
 
 
-def score_folder(params: Params, folder: Path, batches: dict | None = None) -> dict:
+def score_folder(params: Params, folder: Path, batches: dict | None = None, answers: dict | None = None) -> dict:
     """One saved classifier's headline scores on every test split (promote re-scores a champion with it);
-    with `batches`, its per-batch scores on the reference test split are put there too."""
+    with `batches`, its per-batch scores on the reference test split are put there too; with `answers`, its
+    predicted label for every row of each split (split -> list)."""
     model, tokenizer, labels = load_classifier(folder, params.model.trust_remote_code)
     device = pick_device(params.train.device)
     scores = {}
@@ -192,7 +195,25 @@ def score_folder(params: Params, folder: Path, batches: dict | None = None) -> d
         scores[split] = headline(result)
         if batches is not None and split == "reference_test" and "batch" in df:
             batches.update(per_batch(df, predicted))
+        if answers is not None:
+            answers[split] = predicted
     return scores
+
+
+
+def predictions_table(results: dict, splits: dict) -> pd.DataFrame:
+    """One row per test row of every split, in split order: split, batch (the past batch a reference_test row
+    came from; empty otherwise), label, and one column per model with its predicted label."""
+    frames = []
+    for split, df in splits.items():
+        frame = pd.DataFrame({"split": split,
+                              "batch": df["batch"].astype(str).to_numpy() if "batch" in df else "",
+                              "label": df["label"].astype(str).to_numpy()})
+        for name, per_split in results.items():
+            if split in per_split:
+                frame[name] = list(per_split[split][1])
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["split", "batch", "label"])
 
 
 def metrics_record(strategy: str, champion_version: str | None, results: dict, splits: dict, models: dict) -> dict:
@@ -221,7 +242,10 @@ def metrics_record(strategy: str, champion_version: str | None, results: dict, s
 @runs_on("text", "evaluate")
 def run(params: Params) -> dict:
     """Score every model on every test split; write metrics.json and the evaluation folder."""
+    from driftfit import candidate as run_candidate, registry
+
     train_log = read_json(Path(params.paths.candidate) / "train_log.json")
+    run_candidate.check(params, train_log)  # trained for this decision and batch, or refused before any scoring
     splits = read_test_splits(params)
     device = pick_device(params.train.device)
     info = champion_info(params.paths.registry)  # read once: the version scored is the version recorded
@@ -251,6 +275,8 @@ def run(params: Params) -> dict:
                 pd.DataFrame({"actual": splits[split]["label"], "predicted": pred}).to_csv(
                     tmp / f"confusion_{name}_{split}.csv", index=False)
                 plot_confusion(r["confusion"], f"{name} on {split}", tmp / f"confusion_{name}_{split}.png")
+        predictions_table(results, splits).to_csv(tmp / PREDICTIONS, index=False)
         write_json(tmp / "latency.json", lat)
+    metrics["candidate_sha256"] = registry.model_digest(params.paths.candidate)  # promote checks it scored this one
     write_json(params.paths.metrics, metrics)
     return metrics

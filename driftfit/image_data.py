@@ -52,11 +52,12 @@ def open_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
         except Image.DecompressionBombError as err:  # PIL's own, far larger limit refuses even to open it
             raise DataError(f"'{path}': too large to decode ({err}): expected at most {max_pixels:,} pixels "
                             "(max_pixels, a decompression-bomb guard); not decoded") from None
-        except UnidentifiedImageError:
-            with path.open("rb") as f:
-                head = f.read(16)
-            raise DataError(f"'{path}': not an image ({size:,} bytes starting {head!r}, a format PIL cannot "
-                            f"identify) although named '{path.suffix}': {expected}") from None
+        except UnidentifiedImageError:  # its bytes are never shown: the file could be anything (a link to a secret)
+            raise DataError(f"'{path}': not an image ({size:,} bytes in a format PIL cannot identify) although "
+                            f"named '{path.suffix}': {expected}") from None
+        except ValueError as err:  # PIL's own limits, e.g. a text chunk that inflates past MAX_TEXT_CHUNK
+            raise DataError(f"'{path}': refused while reading its header ({err}): {expected}, without oversized "
+                            "metadata") from None
         except OSError as err:  # PIL read the start of the header, then ran out or found garbage
             raise DataError(f"'{path}': does not open as an image ({err}; {size:,} bytes, likely truncated "
                             f"or corrupt): {expected}") from None
@@ -65,6 +66,12 @@ def open_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
             image.close()
             raise DataError(f"'{path}': {width} x {height} = {width * height:,} pixels: expected at most "
                             f"{max_pixels:,} (max_pixels, a decompression-bomb guard); not decoded")
+        payload = width * height * 8 + (1 << 20)  # its pixels uncompressed (16-bit RGBA), plus 1 MiB of metadata
+        if size > payload:
+            image.close()
+            raise DataError(f"'{path}': {size:,} bytes for a {width} x {height} image, more than its pixels take "
+                            f"uncompressed ({payload:,} bytes with 1 MiB of metadata): {expected} without large "
+                            "embedded data (EXIF, text chunks, appended files)")
         try:
             image.load()
         except (OSError, SyntaxError, ValueError) as err:  # PIL: truncated data, broken chunks
@@ -76,30 +83,53 @@ def open_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
 
 # ---- tables of (path, label) ---------------------------------------------------------------------
 
-def read_image_folder(root: str | Path) -> pd.DataFrame:
-    """One row per image file under root/<label>/ (sorted): path (absolute), label (the folder's name)."""
+def _outside(path: Path, within: Sequence[Path]) -> bool:
+    return not any(path.is_relative_to(w) for w in within)
+
+
+def _refuse_links_out(where: Path, listed: list[tuple[Path, Path]], within: Sequence[Path]) -> None:
+    """(as listed, resolved) pairs: a file or folder that is, or sits in, a link to a place outside `within`
+    stops the batch, naming the link (never reading it)."""
+    bad = [(shown, real) for shown, real in listed if _outside(real, within)]
+    if bad:
+        shown, real = bad[0]
+        raise DataError(f"'{shown}' leads outside the data roots (to {real}; {len(bad)} such file(s) under "
+                        f"'{where}'): expected images inside {', '.join(str(w) for w in within)}; a symbolic link "
+                        "may only point inside them")
+
+
+def read_image_folder(root: str | Path, within: Sequence[str | Path] = ()) -> pd.DataFrame:
+    """One row per image file under root/<label>/ (sorted): path (absolute, links resolved), label (the folder's
+    name). Every file must resolve inside root or one of `within` (the data roots): a class folder or image
+    that is a symbolic link to elsewhere is an error, not a class."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"'{root}': no such folder: expected a folder with one sub-folder of images per class")
-    rows = [(str(p.resolve()), folder.name) for folder in sorted(root.iterdir()) if folder.is_dir()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-    if not rows:
+    listed = [(p, p.resolve(), folder.name) for folder in sorted(root.iterdir()) if folder.is_dir()
+              for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not listed:
         raise DataError(f"'{root}': no image files in its sub-folders: expected root/<label>/<image> with "
                         f"extensions {', '.join(IMAGE_EXTENSIONS)}")
-    return pd.DataFrame(rows, columns=["path", "label"])
+    _refuse_links_out(root, [(p, real) for p, real, _ in listed], [root.resolve(), *(Path(w).resolve() for w in within)])
+    return pd.DataFrame([(str(real), label) for _, real, label in listed], columns=["path", "label"])
 
 
-def read_manifest(path: str | Path) -> pd.DataFrame:
-    """A CSV or Parquet manifest with columns path,label; relative paths are relative to the manifest's folder."""
+def read_manifest(path: str | Path, within: Sequence[str | Path] = ()) -> pd.DataFrame:
+    """A CSV or Parquet manifest with columns path,label; relative paths are relative to the manifest's folder.
+    Every listed file must resolve inside the manifest's folder or one of `within` (the data roots)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"'{path}': no such file: expected a CSV or Parquet manifest with columns path,label")
-    if path.suffix.lower() == ".parquet":
-        table = pd.read_parquet(path)
-    elif path.suffix.lower() == ".csv":
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    else:
-        raise DataError(f"'{path}': a manifest must be .csv or .parquet, not '{path.suffix}'")
+    try:
+        if path.suffix.lower() == ".parquet":
+            table = pd.read_parquet(path)
+        elif path.suffix.lower() == ".csv":
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        else:
+            raise DataError(f"'{path}': a manifest must be .csv or .parquet, not '{path.suffix}'")
+    except (ValueError, OSError, pd.errors.ParserError) as err:  # its content is not quoted: it could be anything
+        raise DataError(f"'{path}': not a readable {path.suffix.lstrip('.').upper()} manifest "
+                        f"({type(err).__name__}): expected columns path,label") from None
     missing = [c for c in ("path", "label") if c not in table.columns]
     if missing:
         raise DataError(f"'{path}': column(s) {missing} missing (has {list(table.columns)}): expected path,label")
@@ -107,7 +137,9 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     empty = table.index[(table["path"].str.strip() == "") | (table["label"].str.strip() == "")].tolist()
     if empty:
         raise DataError(f"'{path}': row(s) {empty[:5]} have an empty path or label: expected both in every row")
-    table["path"] = [str((path.parent / p).resolve()) for p in table["path"]]
+    listed = [(path.parent / p, (path.parent / p).resolve()) for p in table["path"]]
+    _refuse_links_out(path, listed, [path.parent.resolve(), *(Path(w).resolve() for w in within)])
+    table["path"] = [str(real) for _, real in listed]
     absent = [p for p in table["path"] if not Path(p).is_file()]
     if absent:
         raise DataError(f"'{path}': {len(absent)} listed file(s) do not exist, e.g. {absent[:3]}: expected "

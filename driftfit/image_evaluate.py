@@ -1,8 +1,8 @@
 """Evaluate an image candidate, the champion and an untrained baseline (`driftfit evaluate` when
 task.modality is image).
 
-The same metrics.json, per-model JSON reports, confusion matrices (CSV for DVC's plot, PNG), latency.json
-and forgetting per past batch as for texts (driftfit.evaluate: the scoring, the plot, the per-batch split
+The same metrics.json, per-model JSON reports, confusion matrices (CSV for DVC's plot, PNG), latency.json,
+predictions.csv (every model's answer per test row, for the gate) and forgetting per past batch as for texts (driftfit.evaluate: the scoring, the plot, the per-batch split
 are its functions). The baseline is the pretrained network with a new, untrained head (seeded): images have
 no label names, so there is no zero-shot answer; it scores at about chance, and `promote.beat_baseline`
 then asks only that training bought something. Also `test_images.png`: a grid of test images with their
@@ -20,10 +20,12 @@ import pandas as pd
 import torch
 
 from driftfit.config import Params
-from driftfit.evaluate import SPLITS, LATENCY_BATCHES, headline, metrics_record, per_batch, plot_confusion, score
+from driftfit.evaluate import (SPLITS, LATENCY_BATCHES, headline, metrics_record, per_batch, plot_confusion,
+                               predictions_table, score)
+from driftfit.gate import PREDICTIONS
 from driftfit.io import atomic_dir, read_json, write_json
 from driftfit.modalities import runs_on
-from driftfit.registry import champion_info
+from driftfit.registry import champion_info, version_dir
 
 GRID_FILE = "test_images.png"
 GRID_MAX = 40  # test images shown in the grid: as many of each label, the first ones in split order
@@ -50,7 +52,7 @@ def load_models(params: Params, champion: str | None) -> dict[str, tuple]:
     if read_json(candidate / "train_log.json").get("trained"):
         models["candidate"] = (*load_image_classifier(candidate, trust), candidate)
     if champion is not None:
-        folder = Path(params.paths.registry) / champion
+        folder = version_dir(params.paths.registry, champion)  # its files checked against their digest
         models["champion"] = (*load_image_classifier(folder, trust), folder)
     labels = task_labels(params)
     baseline = pretrained_classifier(params, len(labels), params.train.seed).eval()
@@ -75,8 +77,9 @@ def read_test_splits(params: Params) -> dict[str, pd.DataFrame]:
     return {name: df for name in SPLITS if (df := read_image_split(params, name)) is not None}
 
 
-def score_folder(params: Params, folder: Path, batches: dict | None = None) -> dict:
-    """One saved image classifier's headline scores on every test split (promote re-scores a champion)."""
+def score_folder(params: Params, folder: Path, batches: dict | None = None, answers: dict | None = None) -> dict:
+    """One saved image classifier's headline scores on every test split (promote re-scores a champion); with
+    `batches` and `answers`, its per-batch scores and its answer on every row, as for texts."""
     from driftfit.image_model import load_image_classifier
 
     model, labels, size = load_image_classifier(folder, params.model.trust_remote_code)
@@ -86,6 +89,8 @@ def score_folder(params: Params, folder: Path, batches: dict | None = None) -> d
         scores[split] = headline(result)
         if batches is not None and split == "reference_test" and "batch" in df:
             batches.update(per_batch(df, predicted))
+        if answers is not None:
+            answers[split] = predicted
     return scores
 
 
@@ -142,7 +147,10 @@ def run(params: Params) -> dict:
     """Score every model on every test split; write metrics.json and the evaluation folder (+ the grid)."""
     from driftfit.image_data import load_pixels
 
+    from driftfit import candidate as run_candidate, registry
+
     train_log = read_json(Path(params.paths.candidate) / "train_log.json")
+    run_candidate.check(params, train_log)  # trained for this decision and batch, or refused before any scoring
     splits = read_test_splits(params)
     info = champion_info(params.paths.registry)
     models = load_models(params, info["version"] if info else None)
@@ -172,6 +180,8 @@ def run(params: Params) -> dict:
             test = test.groupby("label", sort=True).head(max(1, GRID_MAX // max(test["label"].nunique(), 1)))
             plot_grid(list(test["path"]), list(test["label"].astype(str)), list(test["predicted"]),
                       f"{shown} on the new test split", tmp / GRID_FILE)
+        predictions_table(results, splits).to_csv(tmp / PREDICTIONS, index=False)
         write_json(tmp / "latency.json", lat)
+    metrics["candidate_sha256"] = registry.model_digest(params.paths.candidate)  # promote checks it scored this one
     write_json(params.paths.metrics, metrics)
     return metrics

@@ -21,6 +21,7 @@ from driftfit.errors import DataError
 from driftfit.image_data import read_image_folder, read_manifest
 from driftfit.io import atomic_dir, write_json
 from driftfit.modalities import runs_on
+from driftfit.texts import invisible, label_key
 from driftfit.prepare import champion_data, content_hash, file_hash, prepare_splits, read_split, stratified_split
 
 COLUMNS = ["path", "label", "sha256"]
@@ -28,16 +29,34 @@ COLUMNS = ["path", "label", "sha256"]
 
 # ---- reading -----------------------------------------------------------------------------------
 
-def load_images(source: SourceConfig, path: str | None = None, seed: int = 0) -> pd.DataFrame:
+def load_images(source: SourceConfig, path: str | None = None, seed: int = 0,
+                within: list[str] | tuple = ()) -> pd.DataFrame:
     """The (path, label, sha256) table of an image folder (one sub-folder per class) or a CSV/Parquet manifest
-    (columns path,label); `source.sample` keeps a seeded random sample of that many images."""
+    (columns path,label); `source.sample` keeps a seeded random sample of that many images. Every image must
+    resolve inside the folder (the manifest's folder) or one of `within`, the data roots."""
     where = Path(path or source.path)
-    table = read_image_folder(where) if where.is_dir() else read_manifest(where)
+    table = read_image_folder(where, within) if where.is_dir() else read_manifest(where, within)
+    _check_labels(where, table["label"])
     if source.sample is not None and source.sample < len(table):
         keep = np.sort(np.random.default_rng(seed).choice(len(table), size=source.sample, replace=False))
         table = table.iloc[keep].reset_index(drop=True)
     table["sha256"] = [_sha256(p) for p in table["path"]]
     return table[COLUMNS]
+
+
+def _check_labels(where: Path, labels: pd.Series) -> None:
+    """Class names (folder names or a manifest's labels) a reader can tell apart: no invisible characters, and
+    no two that differ only by case, spaces or Unicode normalisation ('café' typed two ways)."""
+    seen: dict[str, str] = {}
+    for label in sorted(labels.unique()):
+        hidden = invisible(label)
+        if hidden is not None:
+            raise DataError(f"'{where}': label {label!r} holds an invisible character {hidden}; expected visible "
+                            "characters only (it would look like another label)")
+        other = seen.setdefault(label_key(label), label)
+        if other != label:
+            raise DataError(f"'{where}': labels {other!r} and {label!r} differ only in case, spaces or Unicode "
+                            "normalisation: expected one spelling per label (rename one folder or row)")
 
 
 def _sha256(path: str) -> str | None:
@@ -83,8 +102,10 @@ def run(params: Params) -> dict:
     from driftfit.image_validate import check_before_writing
 
     src = params.data
-    incoming = load_images(src.incoming, seed=params.split.seed)
-    incoming_test = load_images(src.incoming, src.incoming.test_path) if src.incoming.test_path else None
+    roots = src.roots
+    incoming = load_images(src.incoming, seed=params.split.seed, within=roots)
+    incoming_test = (load_images(src.incoming, src.incoming.test_path, within=roots) if src.incoming.test_path
+                     else None)
     splits = prepare_splits(None, incoming, incoming_test, params.split)
     sources = {"train": src.incoming.path, "val": src.incoming.path,
                "test": src.incoming.test_path or src.incoming.path}
@@ -96,7 +117,7 @@ def run(params: Params) -> dict:
                                                                absolute(params, reference_test))
         sources.update(reference_train=params.paths.memory, reference_test=params.paths.memory)
     elif src.reference:
-        reference = load_images(src.reference, seed=params.split.seed)
+        reference = load_images(src.reference, seed=params.split.seed, within=roots)
         ref = stratified_split(reference, {"test": params.split.test_fraction}, params.split.seed)
         splits["reference_train"], splits["reference_test"] = ref["train"], ref["test"]
         sources.update(reference_train=src.reference.path, reference_test=src.reference.path)

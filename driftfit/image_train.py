@@ -244,6 +244,9 @@ def train_image_model(train: pd.DataFrame, val: pd.DataFrame, strategy: str, par
 def run(params: Params, progress: Progress | None = None) -> dict:
     """Read the decision and the data, train (unless the strategy keeps the champion), write paths.candidate
     whole."""
+    from driftfit.candidate import binding
+
+    for_run = binding(params)  # the decision and data this candidate is for (evaluate and promote check it)
     decision = read_json(params.paths.decision)
     strategy = decision["strategy"]
     entry = spec(strategy)
@@ -253,5 +256,6 @@ def run(params: Params, progress: Progress | None = None) -> dict:
         else:
             train, val = training_inputs(params, strategy, replay_all=decision.get("replay") == "all")
             train_log = {**train_image_model(train, val, strategy, params, tmp, progress), "trained": True}
+        train_log["for_run"] = for_run
         write_json(tmp / "train_log.json", train_log)
     return train_log

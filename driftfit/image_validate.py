@@ -124,6 +124,12 @@ def image_expectations(rules: ImageRules) -> list:
     ]
 
 
+def _plain(value):
+    """A profile value as a person writes it: 4.0, not np.float64(4.0); a whole float as an int (4)."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _message(check: dict, profile: pd.DataFrame) -> str:
     """One line naming the files: 'train: 'a.png': why' per example, what was expected, which rule."""
     expected = f"expected {check['expected']} (image rule {check['rule']})"
@@ -135,7 +141,7 @@ def _message(check: dict, profile: pd.DataFrame) -> str:
     for e in check["unexpected_examples"]:
         row = profile[(profile["split"] == e["split"]) & (profile["row"] == e["row"])].iloc[0]
         why = row["error"] if isinstance(row["error"], str) else \
-            f"'{row['path']}': {check['column']} = {row[check['column']]!r}"
+            f"'{row['path']}': {check['column']} = {_plain(row[check['column']])!r}"
         shown.append(f"{e['split']}: {why}")
     more = check["unexpected_count"] - len(shown)
     return f"{'; '.join(shown)}{f' (and {more} more)' if more > 0 else ''}: {expected}"

@@ -21,7 +21,7 @@ import pandas as pd
 
 from driftfit.config import SourceConfig
 from driftfit.errors import DataError
-from driftfit.texts import is_string_dtype, plain
+from driftfit.texts import invisible, is_string_dtype, label_key, plain
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
 MISSING_LABELS = {"", "nan", "none", "null", "na", "n/a", "<na>"}  # label spellings of "no label" (casefolded)
@@ -276,19 +276,30 @@ def _label_strings(labels: pd.Series, where: str, col: str | int, line_of: np.nd
 
 
 def _spelling(label: str) -> str:
-    """What a label means: 'Pos ' and 'pos' are one label, as are '1' and '1.0'."""
-    key = label.strip().casefold()
+    """What a label means: 'Pos ', 'pos' and 'pos' in another Unicode normal form are one label, as are '1'
+    and '1.0'."""
+    key = label_key(label)
     return str(Decimal(key).normalize()) if _NUMBER.fullmatch(key) else key
 
 
 def _check_spellings(labels: pd.Series, where: str, col: str | int, at: Callable[[int], str]) -> None:
     spellings: dict[str, list[str]] = {}
     for label in sorted(labels.dropna().unique()):
+        hidden = invisible(label)
+        if hidden is not None:
+            raise DataError(f"data file '{where}', {at(int(np.argmax((labels == label).to_numpy())))}, column "
+                            f"{col!r}: label {label!r} holds an invisible character {hidden}; expected visible "
+                            "characters only (it would look like another label)")
         spellings.setdefault(_spelling(label), []).append(label)
     clash = next((group for group in spellings.values() if len(group) > 1), None)
     if clash is None:
         return
-    how = "case/whitespace" if len({s.strip().casefold() for s in clash}) == 1 else "number format"
+    if len({s.strip().casefold() for s in clash}) == 1:
+        how = "case/whitespace"
+    elif len({label_key(s) for s in clash}) == 1:
+        how = "Unicode normalisation (the same letters, encoded differently)"
+    else:
+        how = "number format"
     first = ", ".join(f"{s!r} at {at(int(np.argmax((labels == s).to_numpy())))}" for s in clash)
     raise DataError(f"data file '{where}', column {col!r}: labels {', '.join(map(repr, clash))} differ only in "
                     f"{how} ({first}): expected one spelling per label")

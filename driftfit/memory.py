@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -43,31 +44,140 @@ from driftfit.config import MemoryConfig, Params
 from driftfit.errors import DataError
 from driftfit.io import read_json, write_json
 
+log = logging.getLogger(__name__)
 POINTER = "memory.json"
 BATCH_SPLITS = ("train", "val", "test")
 
 
-# ---- reading ---------------------------------------------------------------------------------
+# ---- reading, verified -----------------------------------------------------------------------
+
+class MemoryStateError(DataError):
+    """The memory's pointer or a remembered batch is missing, unreadable or not what was recorded: nothing is
+    changed until it is restored or repaired."""
+
+
+def _repair_hint(root: Path) -> str:
+    return (f"restore it with 'dvc checkout {root}' (the memory is versioned with DVC), or rebuild the pointer from "
+            f"the batch folders with 'driftfit memory repair'; nothing was changed")
+
+
+def _batch_folders(root: Path) -> list[Path]:
+    batches = root / "batches"
+    return sorted(p for p in batches.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and (p / "batch.json").is_file()) if batches.is_dir() else []
+
 
 def state(root: str | Path) -> dict:
-    """memory.json, or the empty memory (version 0)."""
-    pointer = Path(root) / POINTER
+    """memory.json, checked: every batch it lists has its folder and split files. The empty memory (version 0)
+    when there is neither a pointer nor a remembered batch. A missing pointer beside remembered batches, or a
+    pointer that is not a memory record, is an error naming the repair: never an empty memory that the next
+    change would sweep the batches out of."""
+    root = Path(root)
+    pointer = root / POINTER
     if not pointer.is_file():
+        found = _batch_folders(root)
+        if found:
+            raise MemoryStateError(f"data memory {root}: {POINTER} is missing but {len(found)} remembered batch "
+                               f"folder(s) exist; " + _repair_hint(root))
         return {"version": 0, "batches": [], "history": []}
     try:
-        return read_json(pointer)
+        current = read_json(pointer)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"data memory {root}: {pointer} is not valid JSON ({err}); restore it with "
-                        f"'dvc checkout {pointer.parent}' (the memory is versioned with DVC)") from None
+        raise MemoryStateError(f"data memory {root}: {pointer} is not valid JSON ({err}); " + _repair_hint(root)) from None
+    problem = _pointer_problem(current)
+    if problem:
+        raise MemoryStateError(f"data memory {root}: {pointer} {problem}; " + _repair_hint(root))
+    for batch in current["batches"]:
+        where = root / "batches" / folder(current, batch)
+        missing = [f"{n}.parquet" for n in BATCH_SPLITS if not (where / f"{n}.parquet").is_file()]
+        if not where.is_dir() or missing:
+            what = "is missing" if not where.is_dir() else f"lacks {', '.join(missing)}"
+            raise MemoryStateError(f"data memory {root}: remembered batch {batch} ({where}) {what}; "
+                               + _repair_hint(root))
+    return current
+
+
+def _pointer_problem(current) -> str | None:
+    if not isinstance(current, dict):
+        return f"holds {type(current).__name__}, not a memory record (an object with version and batches)"
+    version, batches = current.get("version"), current.get("batches")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        return f"has version = {version!r}; expected a whole number >= 0"
+    if not isinstance(batches, list) or not all(isinstance(b, str) and b for b in batches):
+        return "has no 'batches' list of batch ids"
+    folders = current.get("folders", {})
+    if not isinstance(folders, dict) or not all(isinstance(v, str) and "/" not in v and v not in (".", "..")
+                                                 for v in folders.values()):
+        return "has a 'folders' entry that is not a mapping of batch ids to folder names"
+    if not isinstance(current.get("history", []), list):
+        return "has a 'history' that is not a list"
+    return None
 
 
 def folder(current: dict, batch: str) -> str:
     return current.get("folders", {}).get(batch, batch)
 
 
+_VERIFIED: dict[tuple, str] = {}  # (file, size, mtime) -> content digest: each file is hashed once per process
+
+
+def _read(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a damaged file; its message describes the file
+        raise MemoryStateError(f"data memory: {path} is not a readable Parquet file ({type(err).__name__}: "
+                           f"{str(err)[:160]}); " + _repair_hint(path.parents[2])) from None
+
+
+def _digest(path: Path, df: pd.DataFrame) -> str:
+    from driftfit.prepare import content_hash
+
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = content_hash(df)
+    return _VERIFIED[key]
+
+
 def batch_split(root: str | Path, batch: str, split: str, current: dict | None = None) -> pd.DataFrame:
+    """One split of a remembered batch, checked against the digests its batch.json records (or, for a batch
+    remembered before those were recorded and never resampled, against its id, a digest of all three splits).
+    A changed or damaged file is an error naming it and the repair, never read as if it were the batch."""
+    root = Path(root)
     current = state(root) if current is None else current
-    return pd.read_parquet(Path(root) / "batches" / folder(current, batch) / f"{split}.parquet")
+    where = root / "batches" / folder(current, batch)
+    df = _read(where / f"{split}.parquet")
+    record = _record(where)
+    recorded = (record.get("sha256") or {}).get(split)
+    if recorded is not None:
+        ok = _digest(where / f"{split}.parquet", df) == recorded
+    elif where.name == batch:
+        parts = {n: df if n == split else _read(where / f"{n}.parquet") for n in BATCH_SPLITS}
+        ok = batch_id({n: part for n, part in parts.items()}, {n: where / f"{n}.parquet" for n in BATCH_SPLITS}) == batch
+    else:
+        ok = True  # a resampled folder from before digests were recorded: nothing to check against
+    if not ok:
+        raise MemoryStateError(f"data memory {root}: {where / f'{split}.parquet'} does not match the digest recorded for "
+                           f"batch {batch} (its rows changed since it was remembered); " + _repair_hint(root))
+    return df
+
+
+def batch_record(root: str | Path, batch: str, current: dict | None = None) -> dict:
+    """The batch.json of a remembered batch (source, rows, labels, digests)."""
+    current = state(root) if current is None else current
+    return _record(Path(root) / "batches" / folder(current, batch))
+
+
+def _record(where: Path) -> dict:
+    try:
+        record = read_json(where / "batch.json")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MemoryStateError(f"data memory: {where / 'batch.json'} is unreadable ({type(err).__name__}); "
+                           + _repair_hint(where.parents[1])) from None
+    if not isinstance(record, dict):
+        raise MemoryStateError(f"data memory: {where / 'batch.json'} is not a batch record; "
+                           + _repair_hint(where.parents[1]))
+    return record
 
 
 def lineage(root: str | Path) -> dict:
@@ -80,13 +190,14 @@ def lineage(root: str | Path) -> dict:
 
 # ---- the batch -----------------------------------------------------------------------------------
 
-def batch_id(splits: dict[str, pd.DataFrame]) -> str:
+def batch_id(splits: dict[str, pd.DataFrame], files: dict[str, Path] | None = None) -> str:
     """The same rows in the same splits give the same id, whatever file (or dtype) they came from."""
     from driftfit.prepare import content_hash
 
     h = hashlib.sha256()
     for name in BATCH_SPLITS:
-        h.update(f"{name}:{content_hash(splits[name])}\n".encode())
+        digest = _digest(files[name], splits[name]) if files else content_hash(splits[name])
+        h.update(f"{name}:{digest}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -119,11 +230,15 @@ def _write_batch(root: Path, name: str, splits: dict[str, pd.DataFrame], record:
     batches.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=batches))
     try:
+        from driftfit.prepare import content_hash
+
+        digests = {}
         for split in BATCH_SPLITS:
             table = splits[split]  # texts; or images: their paths (copies in root/images) and file hashes
-            table[[c for c in ("text", "path", "label", "sha256") if c in table.columns]].to_parquet(
-                tmp / f"{split}.parquet", index=False)
-        write_json(tmp / "batch.json", record)
+            kept = table[[c for c in ("text", "path", "label", "sha256") if c in table.columns]]
+            kept.to_parquet(tmp / f"{split}.parquet", index=False)
+            digests[split] = content_hash(kept)
+        write_json(tmp / "batch.json", {**record, "sha256": digests})  # what reading it checks
         if (batches / name).exists():  # a folder a crash left before the pointer listed it
             shutil.rmtree(batches / name)
         os.rename(tmp, batches / name)
@@ -132,15 +247,21 @@ def _write_batch(root: Path, name: str, splits: dict[str, pd.DataFrame], record:
         raise
 
 
-def _sweep(root: Path, listed: list[str]) -> list[str]:
-    """Remove batch folders the pointer does not list (dropped, resampled, or left by a crash), then the
-    stored images no listed folder names."""
+def _sweep(root: Path, pointer: dict) -> list[str]:
+    """Remove the batch folders this memory made that its pointer no longer lists (dropped, resampled, or left
+    by a crash), then the stored images no listed folder names. A folder of a batch the memory's history never
+    added is not its own to remove: it stays (a person put it there, or restored it)."""
     batches = root / "batches"
+    listed = set(pointer["folders"].values())
+    ours = {h.get("added") for h in pointer.get("history", []) if isinstance(h, dict)} | set(pointer["batches"])
     gone = []
     for p in (batches.iterdir() if batches.is_dir() else []):
-        if p.name not in listed:
+        temp = p.name.startswith(".")  # a folder assembled under a temp name by a killed run
+        if p.name not in listed and (temp or p.name.split(".v")[0] in ours):
             shutil.rmtree(p, ignore_errors=True)
             gone.append(p.name)
+        elif p.name not in listed:
+            log.warning("data memory %s: %s is no batch this memory added; left as it is", root, p)
     store = root / IMAGES
     if store.is_dir():
         kept = {Path(p).name for name in listed for split in BATCH_SPLITS
@@ -210,12 +331,13 @@ def add_batch(root: str | Path, splits: dict[str, pd.DataFrame], source: dict, c
     if cfg.keep == "window" and len(kept) > cfg.window:
         dropped, kept = kept[:-cfg.window], kept[-cfg.window:]
     elif cfg.keep == "reservoir":  # a batch whose training sample shrank gets a new folder, id.vN
-        trains = {b: pd.read_parquet(root / "batches" / folders[b] / "train.parquet") for b in kept}
+        now_folders = {**current, "folders": folders}
+        trains = {b: batch_split(root, b, "train", now_folders) for b in kept}
         for b, sampled in _reservoir(trains, cfg.reservoir_per_class, cfg.seed).items():
             if len(sampled) != len(trains[b]):
                 old = root / "batches" / folders[b]
-                rec = read_json(old / "batch.json")
-                others = {n: pd.read_parquet(old / f"{n}.parquet") for n in ("val", "test")}
+                rec = _record(old)
+                others = {n: batch_split(root, b, n, now_folders) for n in ("val", "test")}
                 folders[b] = f"{b}.v{version}"
                 _write_batch(root, folders[b], {"train": sampled, **others},
                              {**rec, "rows": {**rec["rows"], "train": len(sampled)}})
@@ -223,8 +345,59 @@ def add_batch(root: str | Path, splits: dict[str, pd.DataFrame], source: dict, c
                "history": [*current.get("history", []),
                            {"version": version, "at": now, "added": batch, "dropped": dropped}]}
     write_json(root / POINTER, pointer, fsync=True)  # the switch: before it, the old memory; after, the new
-    _sweep(root, list(pointer["folders"].values()))
+    _sweep(root, pointer)
     return {"added": True, "batch": batch, "version": version, "batches": kept, "dropped": dropped}
+
+
+# ---- repair -----------------------------------------------------------------------------------------
+
+def repair(root: str | Path, cfg: MemoryConfig, recorded_versions: list[int] = ()) -> dict:
+    """Rebuild a missing or broken memory.json from the batch folders (as `registry repair` does for the
+    registry's pointer): every folder with a batch.json whose splits match their recorded digests, the newest
+    folder of each batch (id.vN, resampled, over id), oldest batch first. The version continues above every
+    version a champion recorded (`recorded_versions`), so no champion looks newer than the memory. A broken
+    pointer is kept beside it for a person to read; a sound one is left alone."""
+    root = Path(root)
+    try:
+        sound = state(root)
+    except MemoryStateError:
+        sound = None
+    else:
+        if (root / POINTER).is_file():
+            raise DataError(f"data memory {root}: {POINTER} is sound (version {sound['version']}, "
+                            f"{len(sound['batches'])} batches); nothing to repair")
+    newest: dict[str, Path] = {}
+    for where in _batch_folders(root):
+        batch, _, v = where.name.partition(".v")
+        if batch not in newest or int(v or 0) > int(newest[batch].name.partition(".v")[2] or 0):
+            newest[batch] = where
+    kept, skipped = [], []
+    for batch, where in newest.items():
+        try:
+            probe = {"version": 0, "batches": [batch], "folders": {batch: where.name}}
+            for split in BATCH_SPLITS:
+                batch_split(root, batch, split, probe)
+            kept.append((_record(where).get("added_at") or "", batch, where.name))
+        except MemoryStateError as err:
+            skipped.append(f"{where.name}: {err}")
+    if not kept:
+        raise DataError(f"data memory {root}: no batch folder with a sound batch.json and splits; nothing to rebuild "
+                        f"the pointer from" + (f" ({'; '.join(skipped)})" if skipped else ""))
+    kept.sort()
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    version = max([len(kept), *recorded_versions]) + 1
+    broken = root / POINTER
+    moved = None
+    if broken.exists():
+        moved = root / f"{POINTER}.broken-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+        os.replace(broken, moved)
+    pointer = {"version": version, "keep": cfg.keep, "batches": [b for _, b, _ in kept],
+               "folders": {b: f for _, b, f in kept},
+               "history": [*({"version": None, "at": at, "added": b, "dropped": []} for at, b, _ in kept),
+                           {"version": version, "at": now, "repaired": f"rebuilt from {len(kept)} batch folders"}]}
+    write_json(root / POINTER, pointer, fsync=True)
+    return {"version": version, "batches": pointer["batches"], "skipped": skipped,
+            "broken_pointer_kept_as": moved and moved.name}
 
 
 # ---- the thin edge -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from driftfit.errors import ConfigError
+from driftfit.errors import ConfigError, DriftfitError
 
 # The steps in pipeline order (dvc.yaml's stages; `driftfit run` runs them in this order).
 STEP_NAMES = ("default-data", "prepare", "validate", "remember", "augment", "measure-shift", "select-strategy",
@@ -79,8 +79,20 @@ def spec(name: str) -> ModalitySpec:
 
 
 def step_function(step: str, modality: str = "text") -> Callable:
-    """The `run(params)` of `step` for `modality` (imported only now: `driftfit prepare` never pays for torch)."""
-    return getattr(importlib.import_module(spec(modality).steps[step]), "run")
+    """The `run(params)` of `step` for `modality` (imported only now: `driftfit prepare` never pays for torch).
+    A file it may not read or write (a read-only registry or memory) is a one-line error naming the file."""
+    run = getattr(importlib.import_module(spec(modality).steps[step]), "run")
+
+    @functools.wraps(run)
+    def permitted(params, *args, **kwargs):
+        try:
+            return run(params, *args, **kwargs)
+        except PermissionError as err:
+            where = err.filename or "a file it needs"
+            raise DriftfitError(f"step '{step}': permission denied on '{where}' ({err.strerror}); give the user "
+                                "running driftfit access to it and run the step again (its outputs are written "
+                                "whole or not at all)") from None
+    return permitted
 
 
 def step(name: str, params) -> Callable:

@@ -84,7 +84,14 @@ def champion_data(params: Params, splits: dict[str, pd.DataFrame]) -> tuple | No
     if not recorded:
         return None
     this = memory.batch_id(splits)
-    batches = [b for b in memory.state(params.paths.memory)["batches"] if b != this]
+    current = memory.state(params.paths.memory)
+    if current["version"] < (recorded.get("version") or 0):  # emptied, or put back to an older state
+        raise DataError(f"data memory {params.paths.memory} is at version {current['version']} "
+                        f"({len(current['batches'])} batches), older than the version {recorded.get('version')} "
+                        f"({len(recorded.get('batches') or [])} batches) that the serving champion {info['version']} "
+                        f"was trained with: restore it with 'dvc checkout {params.portable(params.paths.memory)}' "
+                        "(or 'dvc pull'); nothing was changed")
+    batches = [b for b in current["batches"] if b != this]
     train = memory.remembered(params.paths.memory, batches, "train")
     test = memory.remembered(params.paths.memory, batches, "test")
     if train is None or test is None:

@@ -11,6 +11,9 @@ What it guarantees:
 - No version is lost. A version folder with a version.json is never deleted by driftfit. A registry
   whose pointer is missing or unreadable is an error (nothing is changed) until `driftfit registry
   repair` rebuilds the pointer from the versions' records.
+- Nothing damaged serves. Each version records `model_sha256`, a digest of its model files; loading the
+  champion (or any version), a rollback and a repair check it, and a mismatch is an error naming the
+  version and the repair (`dvc checkout`, or a rollback to a sound version).
 - An atomic switch. A version folder is assembled under a temp name and renamed in (one rename),
   and the pointer is replaced with os.replace (atomic on POSIX), so a reader sees the old champion or
   the new one, never half of either. A run killed between the two renames leaves a complete version
@@ -26,6 +29,7 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -37,6 +41,7 @@ from driftfit.config import Params
 from driftfit.errors import DriftfitError
 from driftfit.io import write_json
 
+log = logging.getLogger(__name__)
 POINTER = "champion.json"
 RECORD = "version.json"
 CARD = "MODEL_CARD.md"
@@ -81,6 +86,11 @@ def champion_info(registry: str | Path) -> dict | None:
     if not (root / info["version"] / RECORD).is_file():
         raise RegistryError(f"registry {root}: {pointer} points at {info['version']}, which has no "
                             f"{RECORD}; " + _repair_hint(root))
+    history = info.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(h, dict) and isinstance(h.get("version"), str)
+                                                for h in history):
+        raise RegistryError(f"registry {root}: {pointer} has a 'history' that is not a list of entries naming a "
+                            "version; " + _repair_hint(root))
     return info
 
 
@@ -89,10 +99,44 @@ def _span(names: list[str]) -> str:
 
 
 def champion_dir(registry: str | Path) -> Path | None:
-    """Folder of the current champion, or None when nothing was promoted yet."""
+    """Folder of the current champion, its files checked against their recorded digest (`verified`), or None
+    when nothing was promoted yet."""
     info = champion_info(registry)
-    path = Path(registry) / info["version"] if info else None
-    return path if path is not None and path.is_dir() else None
+    return version_dir(registry, info["version"]) if info else None
+
+
+def version_dir(registry: str | Path, version: str) -> Path:
+    """The folder of `version`, once its model files match the digest recorded when it was promoted: a
+    damaged or replaced file is an error naming the version and the repair, never a model that serves."""
+    version_record(registry, version)  # a missing or unreadable record stops here
+    return verified(registry, version)
+
+
+_VERIFIED: dict[tuple, str] = {}  # (folder, files with sizes and mtimes) -> digest: hashed once per process
+
+
+def _signature(folder: Path) -> tuple:
+    return (str(folder), *sorted((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                                 for p in folder.rglob("*") if p.is_file()))
+
+
+def verified(registry: str | Path, version: str) -> Path:
+    """Check `version`'s model files against the `model_sha256` its version.json recorded (see model_digest)."""
+    root = Path(registry)
+    folder = root / version
+    recorded = version_record(root, version).get("model_sha256")
+    if recorded is None:  # recorded by a driftfit older than the digests: nothing to check against
+        log.warning("registry %s: %s records no model_sha256; its files cannot be verified", root, version)
+        return folder
+    key = _signature(folder)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = model_digest(folder)
+    if _VERIFIED[key] != recorded:
+        raise RegistryError(f"registry {root}: {version}'s model files do not match the digest recorded when it was "
+                            f"promoted ({recorded[:12]}...): a file was changed, replaced or removed. Restore them "
+                            f"with 'dvc checkout {root}' (the registry is versioned with DVC), or serve another "
+                            "version with 'driftfit rollback --to vN'")
+    return folder
 
 
 def _number(name: str) -> int | None:
@@ -113,9 +157,14 @@ def version_record(registry: str | Path, version: str) -> dict:
         known = ", ".join(versions(registry)) or "none"
         raise DriftfitError(f"registry {registry}: no version '{version}' (versions: {known})")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RegistryError(f"registry {registry}: {path} is not valid JSON ({err})") from None
+        raise RegistryError(f"registry {registry}: {path} is not valid JSON ({err}); restore it with "
+                            f"'dvc checkout {registry}'") from None
+    if not isinstance(record, dict):
+        raise RegistryError(f"registry {registry}: {path} holds {type(record).__name__}, not a version record; "
+                            f"restore it with 'dvc checkout {registry}'")
+    return record
 
 
 def model_digest(folder: str | Path) -> str:
@@ -274,14 +323,23 @@ def rollback(params: Params, version: str | None = None) -> dict:
                                 f"{', '.join(sorted(ever_champion(info), key=_number))})")
         if target == current:
             raise DriftfitError(f"registry {root}: {target} is already the champion")
+        verified(root, target)  # a damaged version never becomes champion
         reason = f"rolled back from {current} to {target}"
         set_champion(root, target, action="rollback", reason=reason)
     return {"champion": target, "previous": current, "reason": reason}
 
 
+def _is_sound(root: Path, version: str) -> bool:
+    try:
+        verified(root, version)
+    except RegistryError:
+        return False
+    return True
+
+
 def repair(registry: str | Path, version: str | None = None) -> dict:
     """Rebuild a missing or broken pointer from the versions' records: `version` serves, or the newest
-    version with a record. The history is rebuilt from each record's promotion time and predecessor
+    version whose files match their recorded digest. The history is rebuilt from each record's promotion time and predecessor
     (rollbacks are not in the records and cannot be recovered). A sound pointer is left alone."""
     root = Path(registry)
     with lock(root):
@@ -296,10 +354,16 @@ def repair(registry: str | Path, version: str | None = None) -> dict:
         recorded = [v for v in versions(root) if (root / v / RECORD).is_file()]
         if not recorded:
             raise DriftfitError(f"registry {root}: no version has a {RECORD}; nothing to rebuild the pointer from")
-        target = version or recorded[-1]
-        if target not in recorded:
-            raise DriftfitError(f"registry {root}: no version '{target}' with a record (versions: "
+        if version is not None and version not in recorded:
+            raise DriftfitError(f"registry {root}: no version '{version}' with a record (versions: "
                                 f"{', '.join(recorded)})")
+        sound = [v for v in recorded if _is_sound(root, v)]
+        if version is not None:
+            verified(root, version)  # the version asked for must be whole
+        elif not sound:
+            raise DriftfitError(f"registry {root}: no version's files match their recorded digest (versions: "
+                                f"{', '.join(recorded)}); restore them with 'dvc checkout {root}'")
+        target = version or sound[-1]
         broken = root / POINTER
         kept = None
         if broken.exists():  # keep the broken file for a person to look at, never delete it

@@ -74,11 +74,30 @@ def metrics_rows(metrics: dict) -> list[dict]:
     return rows
 
 
+def comparisons_md(verdict: dict) -> list[str]:
+    """The gate's paired comparisons as a table: each difference (candidate minus the other model, macro-F1 points,
+    on the same test rows), its interval and how it reads; no lines when the gate judged point estimates."""
+    rows = verdict.get("comparisons") or []
+    if not rows:
+        return []
+    level = f"{verdict.get('confidence', 0.95):.0%}"
+    lines = [f"Candidate minus the other model on the same test rows, macro-F1 points, with the {level} interval of "
+             "a paired bootstrap over those rows: an interval that holds 0 is within noise.", "",
+             f"| compared on | against | rows | difference | {level} interval | reads as |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['on']} | {r['against']} | {r['rows']} | {r['difference']:+.1f} | {r['low']:+.1f} to "
+              f"{r['high']:+.1f} | {r['reads']} |" for r in rows]
+    return lines
+
+
 def promotion_md(verdict: dict) -> str:
+    """The promotion verdict (the Prefect artifact): the reason, every check, the comparisons with their bounds."""
     head = "Promoted" if verdict["promoted"] else "Not promoted"
     checks = "\n".join(f"- {'✅' if c['passed'] else '❌'} {c['text']}" for c in verdict.get("checks", []))
+    table = comparisons_md(verdict)
+    bounds = ("\n\n## How sure\n\n" + "\n".join(table)) if table else ""
+    notes = "".join(f"\n\nNote: {n}" for n in verdict.get("notes") or [])
     card = f"\n\nModel card: `{verdict['model_card']}`" if verdict.get("model_card") else ""
-    return (f"# {head}\n\n{verdict['reason']}\n\n{checks}\n\n"
+    return (f"# {head}\n\n{verdict['reason']}\n\n{checks}{bounds}{notes}\n\n"
             f"Champion now: {verdict.get('champion') or 'none'}{card}")
 
 

@@ -7,6 +7,7 @@ The work is Arrow and numpy over the string buffers, outside GX: GX has no expec
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,19 @@ def plain(value: Any) -> Any:
     if isinstance(value, str) and len(value) > SHOWN_CHARS:
         return value[:SHOWN_CHARS] + "..."
     return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def invisible(label: str) -> str | None:
+    """The first invisible character of a label (a control or format character: zero-width space, bidi
+    override, ...) as U+XXXX, or None. Two labels that differ only by one would look the same."""
+    bad = next((c for c in label if unicodedata.category(c) in ("Cc", "Cf")), None)
+    return None if bad is None else f"U+{ord(bad):04X} ({unicodedata.name(bad, 'unnamed')})"
+
+
+def label_key(label: str) -> str:
+    """What a label means to a reader: Unicode-normalised (NFKC: 'café' typed either way is one label),
+    stripped, case-folded."""
+    return unicodedata.normalize("NFKC", label).strip().casefold()
 
 
 def _kept_bytes(data: np.ndarray) -> np.ndarray:

@@ -667,6 +667,9 @@ def checkpoint_dir(params: Params) -> Path:
 def run(params: Params, progress: Progress | None = None) -> dict:
     """Read the decision, the shift report and the data, train (unless the strategy keeps the champion),
     write models/candidate/ atomically."""
+    from driftfit.candidate import binding
+
+    for_run = binding(params)  # the decision and data this candidate is for (evaluate and promote check it)
     decision = read_json(params.paths.decision)
     strategy = decision["strategy"]
     entry = spec(strategy)
@@ -690,6 +693,7 @@ def run(params: Params, progress: Progress | None = None) -> dict:
                                        champion_dir=champion_dir(params.paths.registry),
                                        feature_cache=params.paths.cache),
                    "trained": True}
+        train_log["for_run"] = for_run
         write_json(tmp / "train_log.json", train_log)
     if params.train.checkpoint_steps > 0:  # the candidate is in place: its checkpoints are never needed again
         shutil.rmtree(checkpoint_dir(params), ignore_errors=True)

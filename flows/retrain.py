@@ -16,25 +16,24 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from driftfit.config import Strategy, load_params
+from driftfit.config import Strategy
 from tasks import logs
 from flows.tune import tune
 from tasks.augment import augment
 from tasks.evaluate import evaluate
+from tasks.guard import flow_params
 from tasks.measure_shift import measure_shift
 from tasks.prepare import make_default_data, prepare
 from tasks.promote import promote
 from tasks.remember import remember
 from tasks.select_strategy import select_strategy
+from tasks.stage import hold_project
 from tasks.train import train
 from tasks.tune import record_search_off
 from tasks.validate import validate
 
 logs.install()  # our errors as one line in the run's logs, not under two tracebacks
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars in the run's output
-
-# Flow parameters that name data files: the UI can edit them, so they must lie in data.roots.
-DATA_KEYS = ("data.incoming.path", "data.incoming.test_path", "data.reference.path")
 
 
 @flow(name="retrain", log_prints=False)  # True would log dill's disassembly from `datasets`
@@ -53,14 +52,14 @@ def retrain(params_path: str = "params.yaml", incoming_path: str | None = None, 
         overrides["data.incoming.path"] = incoming_path
     if strategy:
         overrides["strategy.force"] = strategy
-    params = load_params(params_path, overrides)  # a bad value fails here, before any work
-    for key in DATA_KEYS:
-        if overrides.get(key):
-            source = params.data.reference if key.startswith("data.reference") else params.data.incoming
-            params.check_in_data_roots("incoming_path" if key == "data.incoming.path" and incoming_path else key,
-                                       getattr(source, key.rsplit(".", 1)[1]))
-    logger = get_run_logger()
+    # a bad value fails here, before any work; so does a parameter that would widen what the run may touch
+    params = flow_params(params_path, overrides, {"data.incoming.path": "incoming_path"} if incoming_path else None)
+    with hold_project(params, params_path, "the retrain flow"):  # no `driftfit` step or `dvc repro` meanwhile
+        return _retrain(params)
 
+
+def _retrain(params) -> dict:
+    logger = get_run_logger()
     if params.uses_default_data():
         make_default_data(params)
     prepare(params)

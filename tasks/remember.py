@@ -1,9 +1,9 @@
-from driftfit import memory
 from driftfit.config import Params
+from driftfit.modalities import step
 from tasks.stage import stage_task
 
 
 @stage_task("remember", name="remember")
 def remember(params: Params) -> dict:
     """Add the validated batch to the data memory (a batch already there is not added twice)."""
-    return memory.run(params)
+    return step("remember", params)(params)

@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -28,6 +28,7 @@ from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
 from driftfit.config import Params, load_params
+from driftfit.lock import Busy, project_lock
 
 log = logging.getLogger(__name__)
 logging.getLogger("dvc").setLevel(logging.WARNING)  # "Updating lock file" on every task: DVC's news, not the run's
@@ -46,19 +47,49 @@ _REPOS: dict[Path, Any] = {}  # one DVC Repo per project and process: opening on
 _REPOS_LOCK = threading.Lock()
 
 
-@contextmanager
-def _stage(root: Path, name: str) -> Iterator[Any]:
-    """The stage `name` as DVC reads it from dvc.yaml and dvc.lock now, with DVC's repo lock held."""
+def _repo(root: Path):
     from dvc.repo import Repo
 
+    if root not in _REPOS:
+        _REPOS[root] = Repo(str(root))
+    return _REPOS[root]
+
+
+@contextmanager
+def _stage(root: Path, name: str) -> Iterator[Any]:
+    """The stage `name` as DVC reads it from dvc.yaml and dvc.lock now, with DVC's repo lock held (already held
+    for the whole run when the flow took it: `hold_project`)."""
     with _REPOS_LOCK:
-        if root not in _REPOS:
-            _REPOS[root] = Repo(str(root))
-        repo = _REPOS[root]
+        repo = _repo(root)
         repo._reset()  # forget what it read before: dvc.yaml, dvc.lock and outputs may have changed since
-        with repo.lock:
+        with nullcontext() if repo.lock.is_locked else repo.lock:
             (stage,) = repo.stage.collect(f"{root / 'dvc.yaml'}:{name}")  # a bare name resolves from the cwd
             yield repo, stage
+
+
+@contextmanager
+def hold_project(params: Params, params_path: str, what: str) -> Iterator[None]:
+    """A flow run holds its project for its whole run: driftfit's project lock (driftfit.lock: no `driftfit`
+    step meanwhile) and, in a DVC project, DVC's own repo lock (no `dvc repro` between two of its tasks)."""
+    from dvc.lock import LockError
+
+    with project_lock(params.project, what):
+        root = _project(params_path)
+        if root is None:
+            yield
+            return
+        with _REPOS_LOCK:
+            repo = _repo(root)
+            try:
+                repo.lock.lock()
+            except LockError:
+                raise Busy(f"project {root} is busy: DVC's lock is held (a `dvc repro` or another DVC command is "
+                           "running in it); wait for it to finish") from None
+        try:
+            yield
+        finally:
+            with _REPOS_LOCK:
+                repo.lock.unlock()
 
 
 def _entry_key(name: str, stage) -> str:

@@ -11,6 +11,7 @@ minutes); a few run it as a real subprocess. The 1 MB text is generated into tmp
 
 from __future__ import annotations
 
+from contextlib import chdir
 import hashlib
 import json
 import logging
@@ -311,7 +312,7 @@ def test_the_flow_fails_the_same_way(project):
 
     before = snapshot(project)
     write_params(project, {**CHAMPION_RUN, "data.roots": ["data", str(BAD)]})  # flow parameters must lie in a root
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=120), chdir(project):
         state = retrain(params_path=str(project / "params.yaml"), incoming_path=str(BAD / "empty_text.csv"),
                         return_state=True)
     assert state.is_failed()

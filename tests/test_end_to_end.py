@@ -5,6 +5,7 @@
 - both doors give the same decision and the same metrics.
 """
 
+from contextlib import chdir
 import json
 import logging
 import os
@@ -43,7 +44,8 @@ def flow_run(prefect_api, tmp_path_factory):
 
     root = project_copy(tmp_path_factory.mktemp("flow"))
     write_params(root, E2E)
-    state = retrain(params_path=str(root / "params.yaml"), return_state=True)
+    with chdir(root):  # a flow runs in its project: its params file must lie there
+        state = retrain(params_path=str(root / "params.yaml"), return_state=True)
     return root, state
 
 
@@ -97,7 +99,8 @@ def test_flow_fails_cleanly_on_bad_input(prefect_api, tmp_path):
     for logger in loggers:
         logger.addHandler(keep)
     try:
-        state = retrain(params_path=str(root / "params.yaml"), incoming_path=str(bad), return_state=True)
+        with chdir(root):
+            state = retrain(params_path=str(root / "params.yaml"), incoming_path=str(bad), return_state=True)
     finally:
         for logger in loggers:
             logger.removeHandler(keep)
@@ -119,7 +122,8 @@ def test_flow_refuses_a_data_path_outside_the_data_roots(prefect_api, tmp_path):
     (root / "data").mkdir(exist_ok=True)
     (root / "data" / "batch.csv").symlink_to("/etc/passwd")
     for given in (root / "data" / "batch.csv", Path("/etc/passwd")):
-        state = retrain(params_path=str(root / "params.yaml"), incoming_path=str(given), return_state=True)
+        with chdir(root):
+            state = retrain(params_path=str(root / "params.yaml"), incoming_path=str(given), return_state=True)
         assert state.is_failed()
         assert "incoming_path = " in state.message and "outside the data roots" in state.message, state.message
         assert "root:" not in state.message  # nothing of the file is echoed
@@ -150,7 +154,8 @@ def test_dvc_repro_matches_the_flow_and_second_repro_does_nothing(flow_run, tmp_
     from flows.retrain import retrain
 
     week2 = "data/default/reference.csv"  # utterances the first batch does not hold
-    state = retrain(params_path=str(flow_root / "params.yaml"), incoming_path=week2, return_state=True)
+    with chdir(flow_root):
+        state = retrain(params_path=str(flow_root / "params.yaml"), incoming_path=week2, return_state=True)
     assert state.is_completed(), state.message
     write_params(root, {**E2E, "data.incoming.path": week2})
     third = dvc(root, "repro")
@@ -174,7 +179,8 @@ def test_dvc_repro_matches_the_flow_and_second_repro_does_nothing(flow_run, tmp_
                           names=["text", "label"], dtype=str).sample(n=60, random_state=0)
     for project in (root, flow_root):
         reviews.to_csv(project / "data" / "week3.csv", index=False)
-    state = retrain(params_path=str(flow_root / "params.yaml"), incoming_path="data/week3.csv", return_state=True)
+    with chdir(flow_root):
+        state = retrain(params_path=str(flow_root / "params.yaml"), incoming_path="data/week3.csv", return_state=True)
     assert state.is_completed(), state.message
     write_params(root, {**E2E, "data.incoming.path": "data/week3.csv"})
     fourth = dvc(root, "repro")

@@ -3,6 +3,7 @@ and a task that ran is recorded in dvc.lock. Under a real Prefect API: a re-run 
 every step; a changed param re-runs only the steps that use it; a missing output is rebuilt; `dvc status`
 after a flow run says everything is up to date."""
 
+from contextlib import chdir
 import os
 import re
 import subprocess
@@ -107,7 +108,7 @@ def test_rerun_with_unchanged_inputs_is_cached(tmp_path):
     params = str(write_params(root, FAST))
     # cached results in tmp_path, not in ~/.prefect
     with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "storage"}), \
-            prefect_test_harness(server_startup_timeout=120):
+            prefect_test_harness(server_startup_timeout=120), chdir(root):
         first = retrain(params_path=params, return_state=True)
         assert first.is_completed(), first.message
         assert set(task_states(first.state_details.flow_run_id).values()) == {"Completed"}

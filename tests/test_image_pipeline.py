@@ -8,6 +8,7 @@ local Hugging Face folder: a tiny real ViT made at test time (no image model fro
 
 from __future__ import annotations
 
+from contextlib import chdir
 import json
 import os
 import re
@@ -436,7 +437,7 @@ def test_the_image_example_through_dvc_repro_and_the_flow_gives_the_same_outputs
 
     flow_root = project_copy(tmp_path / "flow") / "examples" / "image"
     write_image_params(flow_root, overrides)
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=120), chdir(flow_root):
         state = retrain(params_path=str(flow_root / "params.yaml"), return_state=True)
         assert state.is_completed(), state.message
         keys = _artifacts(state.state_details.flow_run_id)

@@ -325,7 +325,8 @@ BAD_IMAGES = {  # file -> what its error must say (besides naming the file)
     "truncated.png": r"PNG image 32 x 32 does not decode \(image file is truncated; 51 bytes, likely truncated",
     "truncated.jpg": r"does not open as an image \(Truncated File Read; 402 bytes, likely truncated or corrupt",
     "empty.png": r"empty file \(0 bytes\): expected a complete image file",
-    "not_an_image.jpg": r"not an image \(57 bytes starting b'label,text.*named '\.jpg': expected a complete image",
+    "not_an_image.jpg": r"not an image \(57 bytes in a format PIL cannot identify\) although named '\.jpg': expected a "
+                        "complete image",
     "huge_header.png": r"too large to decode \(Image size \(900000000 pixels\).*expected at most 40,000,000 pixels "
                        r"\(max_pixels, a decompression-bomb guard\); not decoded",
 }

@@ -8,31 +8,32 @@ from pathlib import Path
 
 import pytest
 
-from driftfit import cli, promote, registry
+from driftfit import candidate, cli, promote, registry
 from driftfit.errors import DriftfitError
 from driftfit.io import read_json, write_json
 
 
 def stage_candidate(p, f1: float, champion_f1: float | None = None) -> None:
-    """The files promote reads, as train/evaluate would leave them (no model needed)."""
+    """The files promote reads, as train/evaluate would leave them (no model needed): the decision and the
+    prepared manifest, a candidate bound to them (driftfit.candidate) and metrics that scored it."""
+    write_json(p.paths.decision, {"strategy": "head", "reason": "a head is enough"})
+    write_json(Path(p.paths.prepared) / "manifest.json",
+               {"sources": {"incoming": {"path": "in.csv", "sha256": "ab" * 32}},
+                "splits": {"test": {"rows": 4, "sha256": "cd" * 32}}})
     cand = Path(p.paths.candidate)
     cand.mkdir(parents=True, exist_ok=True)
     (cand / "head.safetensors").write_bytes(os.urandom(64))
     write_json(cand / "train_log.json", {"strategy": "head", "trained": True, "labels": ["a", "b"], "steps": 3,
                                          "seconds": 1.0, "device": "cpu", "trainable_params": 10,
-                                         "total_params": 100})
+                                         "total_params": 100, "for_run": candidate.binding(p)})
     info = registry.champion_info(p.paths.registry)  # evaluate scores the champion serving now
     m = {"strategy": "head", "champion_version": info["version"] if info else None, "candidate": {"test": {"accuracy": f1, "macro_f1": f1},
                                            "reference_test": {"accuracy": 0.5, "macro_f1": 0.5}},
-         "baseline": {"test": {"accuracy": 0.1, "macro_f1": 0.1}}}
+         "baseline": {"test": {"accuracy": 0.1, "macro_f1": 0.1}}, "candidate_sha256": registry.model_digest(cand)}
     if champion_f1 is not None:
         m["champion"] = {"test": {"accuracy": champion_f1, "macro_f1": champion_f1},
                          "reference_test": {"accuracy": 0.5, "macro_f1": 0.5}}
     write_json(p.paths.metrics, m)
-    write_json(p.paths.decision, {"strategy": "head", "reason": "a head is enough"})
-    write_json(Path(p.paths.prepared) / "manifest.json",
-               {"sources": {"incoming": {"path": "in.csv", "sha256": "ab" * 32}},
-                "splits": {"test": {"rows": 4, "sha256": "cd" * 32}}})
 
 
 def promote_three(p) -> None:
@@ -99,7 +100,7 @@ def test_failed_promotion_leaves_the_champion(make_params, monkeypatch):
 
 KILL_DURING_SWITCH = """
 import os, signal, sys
-from driftfit import cli, promote, registry
+from driftfit import candidate, cli, promote, registry
 from driftfit.config import load_params
 
 def die(*args, **kwargs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import chdir
 import pytest
 
 from driftfit import search
@@ -123,7 +124,7 @@ def test_retrain_flow_tunes_then_trains_with_the_best(tmp_path):
                         "strategy.force": "ia3", "train.max_steps": 2, "promote.beat_baseline": False,
                         "search.space": {"train.head_learning_rate": {"type": "categorical",
                                                                        "choices": [0.005, 0.02]}}})
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=120), chdir(root):
         state = retrain(params_path=str(root / "params.yaml"), return_state=True)
         assert state.is_completed(), state.message
     best = read_json(root / "reports" / "search" / "best.json")

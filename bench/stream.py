@@ -19,8 +19,12 @@ batch t is used for training, the serving champion is scored on batch t's test s
 split of every batch accepted before it. Reported per policy (stream.json, stream.md, PNG plots):
 time-averaged accuracy and macro-F1 on the next batch; final accuracy over all past test splits;
 compute seconds (selector + training); retrains and promotions; promoted regressions (promotions after
-which macro-F1 on some past batch's test split fell by more than promote.max_forgetting points); bad
-batches rejected (and whether the champion and the memory were left as they were).
+which macro-F1 on some past batch's test split fell significantly more than promote.max_forgetting points:
+the gate's paired bootstrap on that batch's rows, each batch alone) and point drops (fell by more than the
+limit in the point estimate); gains blocked (rejected candidates significantly better on the new data that
+forgot nothing significantly beyond the limit); bad batches rejected (and whether the champion and the memory
+were left as they were). Every model's answer on every test row is saved, so these are re-scored from the
+saved results; `--set promote.test=point` runs the stream under another gate (into its own --out).
 
 Resumable: every finished (policy, batch) is saved at once under OUT/policies/<policy>.json; a re-run
 continues where it stopped, and `--only POLICY` (repeatable) splits a long run. The report is rebuilt
@@ -284,8 +288,36 @@ def score(model_dir: Path | None, tests: dict[str, pd.DataFrame], params: Params
         pred, true = [labels[i] for i in probs.argmax(1)], list(df["label"].astype(str))
         out[name] = {"accuracy": round(float(accuracy_score(true, pred)), 4),
                      "macro_f1": round(float(f1_score(true, pred, labels=sorted(set(true)), average="macro",
-                                                      zero_division=0)), 4)}
+                                                      zero_division=0)), 4),
+                     "answers": pred}
     return out
+
+
+def encode_answers(scores: dict[str, dict], known: list[str]) -> dict[str, dict]:
+    """score()'s result with each test set's answers as one character per row (bench.stats.encode)."""
+    from bench.stats import encode
+
+    return {name: {**s, "answers": encode(s["answers"], known)} if "answers" in s else s for name, s in scores.items()}
+
+
+def gate_rows(params: Params, names: dict[str, str], known: list[str]) -> dict[str, dict]:
+    """What the gate compared, per test set (the new batch's 'test', each past batch by its stream name): every
+    model's answers from evaluate's predictions.csv, encoded (names: memory batch id -> stream batch name)."""
+    from bench.stats import encode
+    from driftfit.gate import PREDICTIONS
+
+    rows = pd.read_csv(Path(params.paths.evaluation) / PREDICTIONS, dtype=str, keep_default_na=False)
+    out = {}
+    for (split, batch), g in rows.groupby(["split", "batch"], sort=False):
+        key = "test" if split == "test" else names.get(batch, batch or "reference")
+        out[key] = {m: encode(list(g[m]), known) for m in ("candidate", "champion", "baseline") if m in g}
+    return out
+
+
+def stream_labels(data_dir: Path, batches: list[dict]) -> list[str]:
+    """Every label in the stream's files (train and test of every batch): the alphabet answers are saved in."""
+    return sorted({str(v) for b in batches for part in ("train.csv", "test.csv")
+                   for v in pd.read_csv(data_dir / b["name"] / part, dtype={"label": str}, keep_default_na=False)["label"]})
 
 
 def known_labels(data_dir: Path, accepted: list[str]) -> list[str]:
@@ -304,17 +336,19 @@ def _fingerprint(params: Params) -> dict:
 
 
 def run_batch(policy: str, spec: StreamSpec, batch: dict, data_dir: Path, work: Path,
-              accepted: list[str]) -> dict:
-    """One batch through one policy's project; returns its record (saved by the caller)."""
+              accepted: list[str], remembered: dict[str, str], labels: list[str]) -> dict:
+    """One batch through one policy's project; returns its record (saved by the caller). remembered: memory batch
+    id -> stream batch name of the batches accepted so far; labels: the stream's labels (answers are encoded)."""
     from driftfit import augment, evaluate, memory, prepare, promote, registry, shift, strategy, train, validate
 
     params = workspace_params(spec, policy, work, data_dir / batch["name"])
     tests = {name: pd.read_csv(data_dir / name / "test.csv", dtype={"label": str}, keep_default_na=False)
              for name in [*accepted, batch["name"]]}
     champion = registry.champion_dir(params.paths.registry)
+    near = score(champion, tests, params, known_labels(data_dir, accepted))
     record: dict = {"batch": batch["name"], "champion_before": champion.name if champion else None,
                     "served": champion.name if champion else "pretrained, zero-shot",
-                    "near_future": score(champion, tests, params, known_labels(data_dir, accepted)), "seconds": {}}
+                    "near_future": encode_answers(near, labels), "seconds": {}}
 
     def timed(step: str, fn):
         t = time.perf_counter()
@@ -349,7 +383,8 @@ def run_batch(policy: str, spec: StreamSpec, batch: dict, data_dir: Path, work: 
         timed("evaluate", evaluate.run)
         verdict = timed("promote", promote.run)
         record.update(promoted=bool(verdict["promoted"]), verdict=verdict["reason"],
-                      champion_after=verdict["champion"])
+                      champion_after=verdict["champion"],
+                      gate=gate_rows(params, {**remembered, record["memory"]: batch["name"]}, labels))
     else:
         record.update(promoted=False, verdict=f"kept the champion: '{decision['strategy']}' trains nothing",
                       champion_after=record["champion_before"])
@@ -361,18 +396,25 @@ def run_policy(policy: str, spec: StreamSpec, batches: list[dict], data_dir: Pat
                out_dir: Path) -> dict:
     """Every batch in order through one policy, resuming after the last saved batch."""
     path = out_dir / "policies" / f"{policy}.json"
-    saved = read_json(path) if path.is_file() else {"policy": policy, "batches": []}
+    labels = stream_labels(data_dir, batches)
+    saved = read_json(path) if path.is_file() else {"policy": policy, "params": spec.params, "labels": labels,
+                                                    "batches": []}
     names = [b["name"] for b in batches]
     if [r["batch"] for r in saved["batches"]] != names[: len(saved["batches"])]:
         raise ConfigError(f"{path}: saved batches {[r['batch'] for r in saved['batches']]} are not the start of "
                           f"this stream {names}; remove it (and {work_root / policy}) to run this policy again")
+    if saved["batches"] and (saved.get("params", {}) != spec.params or saved.get("labels") != labels):
+        raise ConfigError(f"{path} was run with params {saved.get('params', {})} (and labels {saved.get('labels')}), "
+                          f"this run has {spec.params} ({labels}); remove it (and {work_root / policy}) to run "
+                          "this policy again, or run into another --out")
     work = work_root / policy
     if not saved["batches"] and work.exists():
         shutil.rmtree(work)  # a fresh run starts from an empty project
     for batch in batches[len(saved["batches"]):]:
         accepted = [r["batch"] for r in saved["batches"] if r.get("accepted")]
+        remembered = {r["memory"]: r["batch"] for r in saved["batches"] if r.get("accepted")}
         log.info("stream %s: batch %s", policy, batch["name"])
-        record = run_batch(policy, spec, batch, data_dir, work, accepted)
+        record = run_batch(policy, spec, batch, data_dir, work, accepted, remembered, labels)
         log.info("stream %s: %s -> %s", policy, batch["name"],
                  record.get("verdict") or f"rejected: {record.get('rejected')}")
         saved["batches"].append(record)
@@ -385,18 +427,72 @@ def run_policy(policy: str, spec: StreamSpec, batches: list[dict], data_dir: Pat
         tests = {n: pd.read_csv(data_dir / n / "test.csv", dtype={"label": str}, keep_default_na=False)
                  for n in accepted}
         champion = registry.champion_dir(params.paths.registry)
-        saved["final"] = {"champion": champion.name if champion else None, "scores": score(champion, tests, params)}
+        saved["final"] = {"champion": champion.name if champion else None,
+                          "scores": encode_answers(score(champion, tests, params), labels)}
         write_json(path, saved)
     return saved
 
 
 # ---- the report -------------------------------------------------------------------------------
 
-def summarise(saved: dict, max_forgetting: float) -> dict:
-    """Per policy: the near-future averages, final accuracy, compute, retrains, promotions, regressions."""
+def _answers(scores: dict) -> np.ndarray | None:
+    from bench.stats import decode
+
+    return decode(scores["answers"]) if "answers" in scores else None
+
+
+def losses_beyond(truth: dict[str, str], before: dict, after: dict, gate) -> dict[str, dict]:
+    """Per test set both were scored on: after minus before macro-F1 (points), its interval, and whether the loss
+    is significantly beyond promote.max_forgetting on that set alone (its own interval; no correction for judging
+    several: the stricter reading of "a significant loss on some past batch")."""
+    from bench.stats import decode
+    from driftfit import gate as stats
+
+    out = {}
+    for b in before:
+        new, old = _answers(after.get(b, {})), _answers(before[b])
+        if b not in truth or new is None or old is None:
+            continue
+        paired = stats.paired_bootstrap(decode(truth[b]), new, old, gate.resamples, gate.seed)
+        low, high = paired.interval(gate.confidence)
+        out[b] = {"difference": round(paired.difference, 2), "low": round(low, 2), "high": round(high, 2),
+                  "beyond": paired.p_not_below(-gate.max_forgetting) <= stats.alpha_of(gate.confidence)}
+    return out
+
+
+def blocked_gain(r: dict, truth: dict[str, str], gate) -> dict | None:
+    """A rejected candidate that was a real gain: significantly better than the champion on the new test split,
+    not significantly below the baseline (when the gate asks), and no past batch lost significantly more than
+    max_forgetting (each alone, as in losses_beyond). None when it was not, or nothing was recorded to tell."""
+    from bench.stats import decode
+    from driftfit import gate as stats
+
+    rows = r.get("gate") or {}
+    new = rows.get("test") or {}
+    if r.get("promoted") or "champion" not in new or r["batch"] not in truth:
+        return None
+    t = decode(truth[r["batch"]])
+    kw = {"confidence": gate.confidence, "resamples": gate.resamples, "seed": gate.seed}
+    gain = stats.judge_gain(t, decode(new["candidate"]), decode(new["champion"]), gate.min_improvement, **kw)
+    if gain["verdict"] != "gain":
+        return None
+    if gate.beat_baseline and "baseline" in new and stats.judge_gain(
+            t, decode(new["candidate"]), decode(new["baseline"]), 0.0, **kw)["verdict"] == "worse":
+        return None
+    past = {b: {"answers": v["champion"]} for b, v in rows.items() if b != "test" and "champion" in v}
+    cand = {b: {"answers": v["candidate"]} for b, v in rows.items() if b != "test" and "candidate" in v}
+    if any(d["beyond"] for d in losses_beyond(truth, past, cand, gate).values()):
+        return None
+    return {"batch": r["batch"], "gain": gain["difference"], "low": gain["low"], "high": gain["high"]}
+
+
+def summarise(saved: dict, gate, truth: dict[str, str]) -> dict:
+    """Per policy: the near-future averages, final accuracy, compute, retrains, promotions, promoted regressions
+    (significant, and by the point estimates), gains blocked. gate: the PromoteConfig whose max_forgetting,
+    min_improvement and bootstrap settings define a regression and a gain; truth: each batch's test labels."""
     rows = saved["batches"]
     nf = [r["near_future"][r["batch"]] for r in rows if r.get("accepted") and r["batch"] in r["near_future"]]
-    regressions = []
+    regressions, point_drops = [], []
     for i, r in enumerate(rows):
         if not r.get("promoted"):
             continue
@@ -405,8 +501,13 @@ def summarise(saved: dict, max_forgetting: float) -> dict:
         past = {b: s for b, s in r["near_future"].items() if b != r["batch"]}  # the old champion, before t
         drops = {b: round(100 * (s["macro_f1"] - after[b]["macro_f1"]), 2) for b, s in past.items() if b in after}
         worst = max(drops, key=drops.get) if drops else None
-        if worst is not None and drops[worst] > max_forgetting:
-            regressions.append({"batch": r["batch"], "past_batch": worst, "macro_f1_points_lost": drops[worst]})
+        if worst is not None and drops[worst] > gate.max_forgetting:
+            point_drops.append({"batch": r["batch"], "past_batch": worst, "macro_f1_points_lost": drops[worst]})
+        beyond = {b: d for b, d in losses_beyond(truth, past, after, gate).items() if d["beyond"]}
+        if beyond:
+            b = min(beyond, key=lambda k: beyond[k]["difference"])
+            regressions.append({"batch": r["batch"], "past_batch": b, **beyond[b]})
+    blocked = [g for r in rows if r.get("trained") and (g := blocked_gain(r, truth, gate))]
     final = saved.get("final", {}).get("scores", {})
     rejected = [r for r in rows if r.get("accepted") is False]
     return {
@@ -420,6 +521,8 @@ def summarise(saved: dict, max_forgetting: float) -> dict:
         "retrains": sum(bool(r.get("trained")) for r in rows),
         "promotions": sum(bool(r.get("promoted")) for r in rows),
         "promoted_regressions": regressions,
+        "point_drops_beyond_limit": point_drops,
+        "gains_blocked": blocked,
         "rejected": [r["batch"] for r in rejected],
         "rejected_untouched": all(r.get("untouched") for r in rejected),
         "strategies": [r.get("strategy") or ("rejected" if r.get("accepted") is False else None) for r in rows],
@@ -490,8 +593,16 @@ def plot(out_dir: Path, spec: StreamSpec, saved: dict[str, dict], summary: dict[
 def render_md(out: dict) -> str:
     lines = ["# Stream benchmark", "",
              "Command: " + ", ".join(f"`{c}`" for c in out["command"]) + "  ",
-             f"Machine: {'; '.join(out['machine'])}; budget {out['budget']}; gate max_forgetting "
-             f"{out['max_forgetting']} points.", ""]
+             f"Machine: {'; '.join(out['machine'])}; budget {out['budget']}; params beyond params.yaml: "
+             f"{out.get('params') or 'none'}; gate max_forgetting {out['max_forgetting']} points.", "",
+             "A **promoted regression** is a promotion after which the serving model lost significantly more than "
+             "promote.max_forgetting macro-F1 points on some past batch's test split: the paired bootstrap of the "
+             "gate (driftfit/gate.py) on that batch's rows, its own interval at promote.confidence entirely below "
+             "-max_forgetting (each batch alone, no correction). *Point drops* counts the promotions after which "
+             "some past batch's point estimate fell by more than max_forgetting (the definition before the paired "
+             "test). A **gain blocked** is a rejected candidate that was significantly better than the champion on "
+             "the new test split (interval above promote.min_improvement), not significantly below the baseline, and "
+             "lost significantly more than max_forgetting on no past batch (each alone).", ""]
     if out["not_run"]:
         lines += [f"Not finished yet: {', '.join(out['not_run'])}.", ""]
     t = out["targets"]
@@ -513,8 +624,8 @@ def render_md(out: dict) -> str:
         lines.append("")
     lines += ["## Policies", "",
               "| policy | accuracy, next batch | macro-F1, next batch | final accuracy, all past tests | "
-              "compute s | retrains | promotions | promoted regressions | rejected |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "compute s | retrains | promotions | promoted regressions | point drops | gains blocked | rejected |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def f(x):
         return "n/a" if x is None else f"{x:.3f}"
@@ -523,7 +634,16 @@ def render_md(out: dict) -> str:
         lines.append(f"| {p}{'' if s['complete'] else ' (unfinished)'} | {f(s['near_future_accuracy'])} | "
                      f"{f(s['near_future_macro_f1'])} | {f(s['final_accuracy'])} | {s['compute_seconds']:.0f} | "
                      f"{s['retrains']} | {s['promotions']} | {len(s['promoted_regressions'])} | "
+                     f"{len(s.get('point_drops_beyond_limit', []))} | {len(s.get('gains_blocked', []))} | "
                      f"{len(s['rejected'])} |")
+    found = [(p, kind, x) for p, s in out["policies"].items()
+             for kind in ("promoted_regressions", "gains_blocked") for x in s.get(kind, [])]
+    if found:
+        lines += ["", "| policy | promoted regression or gain blocked | week | past batch | difference (points) | "
+                      "interval |", "|---|---|---|---|---|---|"]
+        lines += [f"| {p} | {'regression' if kind == 'promoted_regressions' else 'gain blocked'} | {x['batch']} | "
+                  f"{x.get('past_batch', '(new data)')} | {x.get('difference', x.get('gain')):+.1f} | "
+                  f"{x['low']:+.1f} to {x['high']:+.1f} |" for p, kind, x in found]
     lines += ["", "![accuracy over time](stream_accuracy.png) ![accuracy against compute](stream_compute.png)", "",
               "## Batches", "", "| batch | rows (train/test) | mix | labels | note |", "|---|---|---|---|---|"]
     for b in out["batches"]:
@@ -560,14 +680,16 @@ def report(spec: StreamSpec, spec_path: str, out_dir: Path, batches: list[dict],
     """stream.json, stream.md and the plots from whatever is saved under out_dir/policies."""
     saved = {p: read_json(out_dir / "policies" / f"{p}.json") for p in spec.policies
              if (out_dir / "policies" / f"{p}.json").is_file()}
-    max_forgetting = float(spec.params.get("promote.max_forgetting", _base_forgetting()))
-    summary = {p: summarise(s, max_forgetting) for p, s in saved.items()}
-    corrupt = [b.name for b in spec.batches if b.corrupt]
+    gate = stream_gate(spec)
     previous = read_json(out_dir / "stream.json") if (out_dir / "stream.json").is_file() else {}
+    truth = test_labels(out_dir / "data", batches, saved) or previous.get("truth", {})
+    summary = {p: summarise(s, gate, truth) for p, s in saved.items()}
+    corrupt = [b.name for b in spec.batches if b.corrupt]
     commands = set(previous.get("command", [])) | ({command} if command else set())
     machines = set(previous.get("machine", [])) | {_machine()}
     out = {"spec": spec_path, "command": sorted(commands), "machine": sorted(machines),
-           "budget": spec.budget.model_dump(), "max_forgetting": max_forgetting, "batches": batches,
+           "budget": spec.budget.model_dump(), "params": spec.params, "max_forgetting": gate.max_forgetting,
+           "gate": gate.model_dump(), "batches": batches, "truth": truth,
            "not_run": [p for p in spec.policies if not summary.get(p, {}).get("complete")],
            "targets": targets(summary, corrupt), "policies": summary, "runs": saved}
     out["plots"] = plot(out_dir, spec, saved, summary) if saved else []
@@ -578,8 +700,24 @@ def report(spec: StreamSpec, spec_path: str, out_dir: Path, batches: list[dict],
                          for p, s in summary.items()}}
 
 
-def _base_forgetting() -> float:
-    return float(read_yaml_mapping(ROOT / "params.yaml", "params file")["promote"]["max_forgetting"])
+def stream_gate(spec: StreamSpec):
+    """The promote section every policy ran with (params.yaml under the spec's params): its max_forgetting,
+    min_improvement and bootstrap settings also define the report's regressions and blocked gains."""
+    raw = read_yaml_mapping(ROOT / "params.yaml", "params file")
+    for key, value in spec.params.items():
+        set_dotted(raw, key, value)
+    return parse_params(raw, str(ROOT / "params.yaml")).promote
+
+
+def test_labels(data_dir: Path, batches: list[dict], saved: dict[str, dict]) -> dict[str, str]:
+    """Each batch's test labels, encoded in the saved runs' alphabet (empty when the data folder is gone)."""
+    from bench.stats import encode
+
+    labels = next((s["labels"] for s in saved.values() if s.get("labels")), None)
+    if labels is None or not all((data_dir / b["name"] / "test.csv").is_file() for b in batches):
+        return {}
+    return {b["name"]: encode(list(pd.read_csv(data_dir / b["name"] / "test.csv", dtype={"label": str},
+                                               keep_default_na=False)["label"]), labels) for b in batches}
 
 
 def _machine() -> str:
@@ -590,8 +728,11 @@ def _machine() -> str:
 
 
 def run(spec_path: str | Path, out_dir: str | Path = "bench/results/stream", work: str | Path | None = None,
-        only: list[str] | None = None, command: str | None = None) -> dict:
+        only: list[str] | None = None, command: str | None = None, sets: dict | None = None) -> dict:
     spec = load_spec(spec_path)
+    if sets:  # --set: params for every policy beyond the spec's (another gate, say), into their own --out
+        spec = spec.model_copy(update={"params": {**spec.params, **sets}})
+        stream_gate(spec)  # a bad key or value fails here, before any batch runs
     out_dir = Path(out_dir).resolve()  # each policy's params file lives in its workspace: absolute data paths
     work_root = Path(work).resolve() if work else out_dir / "work"
     unknown = sorted(set(only or []) - set(spec.policies))
@@ -616,13 +757,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench/results/stream", help="folder for stream.json, stream.md, plots")
     ap.add_argument("--work", default=None, help="the policies' projects (registry, memory); default OUT/work")
     ap.add_argument("--only", action="append", default=None, metavar="POLICY", help="run only this policy")
+    ap.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                    help="a params.yaml override for every policy (dotted key, YAML value), e.g. promote.test=point")
     args = ap.parse_args(argv)
+    sets = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"bench stream: error: --set '{item}': expected KEY=VALUE", file=sys.stderr)
+            return 2
+        sets[key] = yaml.safe_load(value)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("driftfit", "transformers", "httpx", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         result = run(args.spec, args.out, args.work, args.only,
-                     command=" ".join(["python -m bench.stream", *(argv if argv is not None else sys.argv[1:])]))
+                     command=" ".join(["python -m bench.stream", *(argv if argv is not None else sys.argv[1:])]),
+                     sets=sets)
     except DriftfitError as err:
         print(f"bench stream: error: {err}", file=sys.stderr)
         return 2

@@ -48,6 +48,8 @@ run: setup
 	@echo "| champion + MODEL_CARD.md    | models/registry/ (driftfit registry list)     |"
 	@echo "| accepted batches (memory)   | data/memory/ (memory.json lists them)         |"
 	@echo "| rejected batches' reports   | reports/rejected/                             |"
+	@echo
+	@$(BIN)/driftfit summary   # the run in one line: chosen, new score, promoted or not, why
 
 # The image example is its own DVC project (examples/image: .dvc/, dvc.yaml, params.yaml with task.modality: image),
 # so the project's `dvc status` and `dvc repro` never see its stages.
@@ -62,6 +64,8 @@ run-image: setup
 	@echo "| per-class reports, confusion      | reports/evaluation/                        |"
 	@echo "| data-quality report               | reports/validation/data_docs/index.html    |"
 	@echo "| champion + MODEL_CARD.md          | models/registry/                           |"
+	@echo
+	@cd examples/image && $(abspath $(BIN))/driftfit summary
 
 flow: setup
 	$(BIN)/python -m flows.retrain

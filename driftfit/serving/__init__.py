@@ -11,4 +11,13 @@ run by onnxruntime alone), app (the HTTP endpoint), registry_view (what people r
 
 from driftfit.serving.champion import Champion, load
 
-__all__ = ["Champion", "load"]
+__all__ = ["Champion", "load", "usage"]
+
+
+def usage(version: str | None = None, registry: str = "models/registry") -> str:
+    """The three lines that score texts with a registry version, as the README and each model card show them."""
+    which = (f'load("{registry}", version="{version}")  # this version; load("{registry}") is the champion'
+             if version else f'load("{registry}")  # the champion; load("{registry}", version="v2") for another')
+    return "\n".join(["from driftfit.serving import load", "", f"clf = {which}",
+                      'print(clf.version, clf.predict(["where can I eat pizza?", "what is a neural network?"]))',
+                      "# prints e.g.: v3 [{'label': 'food', 'probability': 0.93}, {'label': 'computers', 'probability': 0.88}]"])

@@ -244,7 +244,7 @@ class Server:
             return
         self.champion, self.failed, self.problem = champion, None, None
         self.loaded_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        log.warning("serving %s%s", wanted, "" if initial else f" (was {current})")
+        log.info("serving %s%s", wanted, "" if initial else f" (was {current})")
 
 
 # ---- the app -------------------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""Registries of real trained champions for the serving tests (tests/test_serving_*.py).
+
+A text project: the shrunk default data (tests/conftest.py), prepared and augmented by the real steps; each version
+is a real `head` trained by driftfit.train on the packaged MiniLM. v1 goes through the real evaluate and promote
+steps; later versions are heads with another regularisation (so their probabilities differ), added and pointed at
+with the registry's own functions, as promote adds them. v1 serves at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from driftfit import augment, evaluate, prepare, promote, registry, train
+from driftfit.config import Params, load_params
+from driftfit.io import read_json, write_json
+from driftfit.prepare import read_split
+from tests.conftest import write_params
+
+# Two heads of the same features that disagree: strong and weak regularisation (scikit-learn's C).
+HEADS = ({"train.head_c_grid": [0.01]}, {"train.head_c_grid": [100.0]})
+BASE = {"promote.beat_baseline": False}  # the gate has its own tests; these need a champion whatever it scores
+
+
+def text_project(folder: Path, default_data: Path, heads: tuple[dict, ...] = HEADS,
+                 overrides: dict | None = None) -> Params:
+    """A project in `folder` whose registry holds one trained head per entry of `heads` (v1, v2, ...); v1 serves."""
+    shutil.copytree(default_data, folder / "data" / "default")
+    base = {**BASE, **(overrides or {})}
+    params = load_params(write_params(folder, base))
+    prepare.run(params)
+    augment.run(params)
+    write_json(params.paths.decision, {"strategy": "head", "reason": "the serving tests' champion"})
+    for i, head in enumerate(heads):
+        step_params = load_params(write_params(folder, {**base, **head}))
+        train.run(step_params)
+        if i == 0:  # the real gate and registry write v1
+            evaluate.run(step_params)
+            verdict = promote.run(step_params)
+            assert verdict["promoted"] and verdict["version"] == "v1", verdict
+        else:
+            add_version(step_params, f"v{i + 1}")
+    params = load_params(write_params(folder, base))
+    if registry.champion_info(params.paths.registry)["version"] != "v1":
+        registry.set_champion(params.paths.registry, "v1", action="rollback", reason="the tests start from v1")
+    return params
+
+
+def add_version(params: Params, version: str) -> Path:
+    """The candidate as `version`, recorded as promote records it (digest, params, its test macro-F1), and made
+    champion."""
+    import torch
+    from sklearn.metrics import f1_score
+
+    from driftfit.model import load_classifier, predict_proba
+
+    root = params.paths.registry
+    candidate = Path(params.paths.candidate)
+    model, tokenizer, labels = load_classifier(candidate)
+    test = read_split(params.paths.prepared, "test", required=True)
+    probs = predict_proba(model, tokenizer, list(test["text"]), params.model.max_seq_len, 32, torch.device("cpu"))
+    macro_f1 = float(f1_score(test["label"], np.array(labels)[probs.argmax(1)], average="macro"))
+    serving = registry.champion_info(root)
+    record = {"version": version, "promoted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "strategy": read_json(candidate / "train_log.json")["strategy"], "reason": "added by the serving tests",
+              "checks": [], "previous": serving and serving["version"], "model_sha256": registry.model_digest(candidate),
+              "params": params.portable_dump(), "metrics": {"candidate": {"test": {"macro_f1": macro_f1}}}}
+    folder = registry.add_version(root, version, candidate, record, f"# Model card: {version}\n")
+    registry.set_champion(root, version, action="promote", reason="added by the serving tests")
+    return folder
+
+
+def offline(params: Params, version: str, texts: list[str]) -> np.ndarray:
+    """The version's probabilities, computed in this process by the Python API (what the endpoint must match)."""
+    from driftfit.serving import load
+
+    return load(params.paths.registry, version, device="cpu").predict_proba(texts)
+
+
+def clear_margin(probs: np.ndarray, margin: float = 1e-3) -> np.ndarray:
+    """Rows whose top label leads the runner-up by more than `margin`: there the predicted label is not a float
+    accident, and two computations of the same model must agree on it."""
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    return (top2[:, 1] - top2[:, 0]) > margin
+
+
+def image_project(folder: Path, weights_cache: str) -> Params:
+    """A shrunk image project (tests/test_image_pipeline.py's shrink of examples/image) whose registry holds one
+    real head on EfficientNet-Lite0, promoted by the real steps: v1."""
+    from driftfit.modalities import step
+    from tests.test_image_pipeline import write_image_params
+
+    params = load_params(write_image_params(folder, {"image.weights_cache": weights_cache}))
+    for name in ("default-data", "prepare", "validate", "remember", "augment"):
+        step(name, params)(params)
+    write_json(params.paths.decision, {"strategy": "head", "reason": "the serving tests' champion"})
+    for name in ("train", "evaluate"):
+        step(name, params)(params)
+    verdict = step("promote", params)(params)
+    assert verdict["promoted"] and verdict["version"] == "v1", verdict
+    return params

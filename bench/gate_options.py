@@ -1,6 +1,8 @@
 """How should the promotion gate weigh the past batches? Each option judged on simulated memories whose truth is known.
 
-    python -m bench.gate_options [--trials 200] [--resamples 1000] [--out bench/results/stream-gate]
+    python -m bench.gate_options [--trials 80] [--resamples 1000] [--rows 80 --rows 240] [--out bench/results/stream-gate]
+
+Resumable: each finished cell is saved in OUT/options.json at once; a run with the same settings goes on from there.
 
 A simulated memory looks like the shipped stream's at its end: seven sentiment batches (2 labels), two news
 batches (4 labels) and one dialogue batch (4 labels), `test_rows` rows each. The champion is right on a row with
@@ -117,12 +119,16 @@ def labels_verdict(pooled: list[np.ndarray], limit: float, resamples: int, seed:
 
 
 def run(trials: int, resamples: int, rows: list[int], churns: list[float], limit: float, confidence: float,
-        seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    results = []
+        seed: int, saved: list[dict] | None = None, save=None) -> dict:
+    """Every (test rows, churn, scenario) cell; cells in `saved` (same settings) are kept, not run again; `save`
+    is called with the results after each cell (a stopped run resumes)."""
+    results = list(saved or [])
     for test_rows in rows:
         for churn in churns:
             for name, losses in SCENARIOS.items():
+                if any((r["test_rows"], r["churn"], r["scenario"]) == (test_rows, churn, name) for r in results):
+                    continue
+                rng = np.random.default_rng([seed, test_rows, int(1000 * churn), list(SCENARIOS).index(name)])
                 truth = true_losses(losses, churn, seed + 1)
                 regression = max(truth.values()) > limit
                 rejected = dict.fromkeys(OPTIONS, 0)
@@ -135,6 +141,12 @@ def run(trials: int, resamples: int, rows: list[int], churns: list[float], limit
                                 "worst_true_loss": round(max(truth.values()), 2), "regression": regression,
                                 "rejected_share": {o: round(v / trials, 3) for o, v in rejected.items()}})
                 print(json.dumps(results[-1]), flush=True)
+                if save:
+                    save(results)
+    return results
+
+
+def report(results: list[dict], trials: int, resamples: int, limit: float, confidence: float, seed: int) -> dict:
     return {"trials": trials, "resamples": resamples, "max_forgetting": limit, "confidence": confidence,
             "seed": seed, "memory": [{"batch": b, "labels": labels, "accuracy": acc} for b, labels, acc in MEMORY],
             "results": results, "summary": summarise(results)}
@@ -155,9 +167,10 @@ def summarise(results: list[dict]) -> dict:
     return out
 
 
-def render_md(out: dict, command: str, machine: str, seconds: float) -> str:
+def render_md(out: dict, commands: list[str], machine: str, seconds: float) -> str:
     lines = ["# How the gate weighs the past: options on simulated memories", "",
-             f"Command: `{command}`  ", f"Machine: {machine}; {seconds:.0f} s.", "",
+             "Command: " + ", ".join(f"`{c}`" for c in commands) + "  ",
+             f"Machine: {machine}; {seconds:.0f} s (nice 10, beside other work).", "",
              f"{out['trials']} simulated memories per cell, {out['resamples']} bootstrap resamples, max_forgetting "
              f"{out['max_forgetting']} points, confidence {out['confidence']}. The memory: "
              + ", ".join(f"{m['batch']} ({len(m['labels'])} labels, champion accuracy {m['accuracy']})"
@@ -182,25 +195,39 @@ def render_md(out: dict, command: str, machine: str, seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
     import platform
     import sys
 
     ap = argparse.ArgumentParser(prog="python -m bench.gate_options", description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=200, help="simulated memories per cell")
+    ap.add_argument("--trials", type=int, default=80, help="simulated memories per cell")
     ap.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per comparison")
     ap.add_argument("--rows", type=int, action="append", default=None, help="test rows per batch (repeatable)")
     ap.add_argument("--churn", type=float, action="append", default=None, help="share of rows that change answer")
     ap.add_argument("--out", default="bench/results/stream-gate", help="folder for options.json and options.md")
     args = ap.parse_args(argv)
-    start = time.perf_counter()
-    out = run(args.trials, args.resamples, args.rows or [80, 400], args.churn or [0.05, 0.1, 0.2], 5.0, 0.95, 0)
-    seconds = time.perf_counter() - start
+    limit, confidence, seed = 5.0, 0.95, 0
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "options.json").write_text(json.dumps(out, indent=1) + "\n")
+    path = folder / "options.json"
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    same = {k: previous.get(k) for k in ("trials", "resamples", "seed")} == {"trials": args.trials,
+                                                                            "resamples": args.resamples, "seed": seed}
     command = " ".join(["python -m bench.gate_options", *(argv if argv is not None else sys.argv[1:])])
-    machine = f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}"
-    (folder / "options.md").write_text(render_md(out, command, machine, seconds))
+    commands = sorted(set(previous.get("command", []) if same else []) | {command})
+    seconds = previous.get("seconds", 0.0) if same else 0.0
+    machine = f"{platform.node() or 'host'}: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    start = time.perf_counter()
+
+    def save(results: list[dict]) -> None:
+        out = report(results, args.trials, args.resamples, limit, confidence, seed)
+        out.update(command=commands, machine=machine, seconds=round(seconds + time.perf_counter() - start, 1))
+        path.write_text(json.dumps(out, indent=1) + "\n")
+        (folder / "options.md").write_text(render_md(out, commands, machine, out["seconds"]))
+
+    results = run(args.trials, args.resamples, args.rows or [80, 240], args.churn or [0.05, 0.1, 0.2], limit,
+                  confidence, seed, previous.get("results") if same else None, save)
+    save(results)
     return 0
 
 

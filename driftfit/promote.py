@@ -170,7 +170,7 @@ def _forgetting_check(r: dict, metrics: dict, gate: PromoteConfig) -> dict:
     else:
         counts = {s: sum(g["state"] == s for g in groups) for s in ("noise", "loss", "gain")}
         said = ", ".join(f"{n} {w}" for n, w in ((counts["noise"], "within noise"),
-                                                 (counts["loss"], f"a real loss within the limit"),
+                                                 (counts["loss"], "a real loss within the limit"),
                                                  (counts["gain"], "a real gain")) if n)
         worst_words = {"noise": "within noise", "gain": "a real gain",
                        "loss": f"a real loss, not significantly beyond the {m:.1f} limit"}[worst["state"]]

@@ -159,7 +159,8 @@ class Server:
     loaded_at: str | None = None
     problem: str | None = None            # why the pointer's version is not the one serving (a failed load)
     failed: str | None = None             # the version that failed to load (not retried until the pointer moves)
-    served: int = 0
+    served: int = 0                       # texts scored
+    passes: int = 0                       # forward passes (a pass scores every request it took)
     queue: asyncio.Queue | None = None
     tasks: list = field(default_factory=list)
     scorer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="score"))
@@ -211,6 +212,7 @@ class Server:
                 if not job.future.done():  # a client that went away cancelled its future
                     job.future.set_result((champion.version, rows_of(part, champion.labels, job.all_probs)))
             self.served += len(items)
+            self.passes += 1
 
     # ---- hot reload ----
 

@@ -327,41 +327,6 @@ class FlowConfig(_Section):
     allow_overrides: list[str] = []
 
 
-BACKENDS = ("torch", "onnx", "onnx_int8")  # how a champion runs when it is used (driftfit.serving)
-DEVICES = ("auto", "cpu", "cuda")
-
-
-class PredictConfig(_Section):
-    text_column: str = Field("text", min_length=1)
-    image_column: str = Field("path", min_length=1)
-    chunk_rows: int = Field(2048, gt=0)
-    batch_size: int = Field(64, gt=0)
-    all_probabilities: bool = False
-    backend: Literal[BACKENDS] = "torch"  # type: ignore[valid-type]
-    device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
-
-
-class ServeConfig(_Section):
-    host: str = Field("127.0.0.1", min_length=1)
-    port: int = Field(8000, ge=1, le=65535)
-    backend: Literal[BACKENDS] = "torch"  # type: ignore[valid-type]
-    device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
-    threads: int = Field(0, ge=0)
-    max_batch: int = Field(64, gt=0)
-    max_wait_ms: float = Field(5.0, ge=0, le=1000)
-    max_texts: int = Field(256, gt=0)
-    max_text_chars: int = Field(20000, gt=0)
-    max_body_bytes: int = Field(2_000_000, gt=0)
-    reload_poll_s: float = Field(1.0, gt=0, le=3600)
-
-
-class ExportConfig(_Section):
-    dir: str = Field("models/exports", min_length=1)
-    quantize: bool = True
-    opset: int = Field(20, ge=18, le=23)
-    tolerance: float = Field(1e-4, gt=0, le=0.1)
-
-
 class Params(_Section):
     task: TaskConfig = TaskConfig()
     paths: PathsConfig = PathsConfig()
@@ -382,9 +347,6 @@ class Params(_Section):
     serve: ServeConfig = ServeConfig()
     export: ExportConfig = ExportConfig()
     flow: FlowConfig = FlowConfig()
-    predict: PredictConfig = PredictConfig()
-    serve: ServeConfig = ServeConfig()
-    export: ExportConfig = ExportConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
     _root: Path | None = PrivateAttr(None)  # the project folder (params.yaml's), once resolve() anchored the paths
@@ -472,6 +434,7 @@ class Params(_Section):
         """Every place a step writes or replaces, by its key (absolute once resolved)."""
         written = {f"paths.{k}": v for k, v in self.paths.model_dump().items()}
         written["image.weights_cache"] = self.image.weights_cache
+        written["export.dir"] = self.absolute(self.export.dir)
         return {k: Path(os.path.abspath(v)) for k, v in written.items()}
 
     def _check_outputs(self) -> None:
@@ -495,6 +458,12 @@ class Params(_Section):
         def shown(path: Path) -> str:
             return self.portable(str(path)) or str(path)
 
+        for key, out in sorted(outputs.items()):
+            for what, path in keep.items():
+                inside_git = what.startswith(("the project's", "DVC's")) and out.is_relative_to(path)
+                if path.is_relative_to(out) or inside_git:
+                    raise ConfigError(f"{key} = '{shown(out)}' would replace {what} ('{shown(path)}'): an output "
+                                      f"must be a folder or file of its own inside the project{_default_of(key)}")
         names = sorted(outputs)
         for i, key in enumerate(names):
             out = outputs[key]
@@ -505,11 +474,6 @@ class Params(_Section):
                                                                     else "around")
                     raise ConfigError(f"{key} = '{shown(out)}' is {how} {other} = '{shown(there)}': every output "
                                       "needs its own place (a step replaces its output whole); use distinct paths")
-            for what, path in keep.items():
-                inside_git = what.startswith(("the project's", "DVC's")) and out.is_relative_to(path)
-                if path.is_relative_to(out) or inside_git:
-                    raise ConfigError(f"{key} = '{shown(out)}' would replace {what} ('{shown(path)}'): an output "
-                                      f"must be a folder or file of its own inside the project{_default_of(key)}")
             if key == "paths.default_data":
                 continue  # the embedded default data is written where the sources point, by design
             for what, path in reads.items():
@@ -556,7 +520,7 @@ def _short(value: Any, limit: int = 120) -> str:
 # What a run may touch: a flow run's `overrides` (anyone who may start a deployment run can set them) may not
 # change these, unless params.yaml's flow.allow_overrides names them. A key covers every key below it.
 PROTECTED = ("data.roots", "model.pretrained", "model.trust_remote_code", "paths", "image.weights_cache",
-             "validate.contract", "strategy.learned_rules", "search.dask_address", "flow")
+             "export.dir", "validate.contract", "strategy.learned_rules", "search.dask_address", "flow")
 SOURCE_PATHS = tuple(f"data.{role}.{key}" for role in ("incoming", "reference") for key in ("path", "test_path"))
 
 
@@ -592,7 +556,7 @@ def check_run_overrides(base: "Params", params: "Params", names: dict[str, str] 
 
 def _default_of(key: str) -> str:
     section, _, name = key.partition(".")
-    fields = {"paths": PathsConfig, "image": ImageConfig}[section].model_fields
+    fields = {"paths": PathsConfig, "image": ImageConfig, "export": ExportConfig}[section].model_fields
     return f" (default: {fields[name].default})" if name in fields else ""
 
 
@@ -659,13 +623,18 @@ def read_yaml_model(model: type[BaseModel], path: str | Path, what: str, documen
 
 
 def set_dotted(tree: dict, dotted: str, value: Any) -> None:
-    """tree['a']['b'] = value for 'a.b' (an override such as train.epochs=1), making sections as needed."""
+    """tree['a']['b'] = value for 'a.b' (an override such as train.epochs=1), making sections as needed. A
+    mapping given for a section merges into it key by key ({'data': {'roots': [...]}} changes data.roots only)."""
     node = tree
     parts = dotted.split(".")
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override '{dotted}': '{p}' is not a section")
+    if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+        for key, inner in value.items():
+            set_dotted(node[parts[-1]], str(key), inner)
+        return
     node[parts[-1]] = value
 
 

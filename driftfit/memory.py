@@ -311,6 +311,15 @@ def store_images(root: str | Path, splits: dict[str, pd.DataFrame], readable: Ca
     return out
 
 
+def _check_writable(root: Path) -> None:
+    """Create and remove a file where the pointer and the batch folders go: PermissionError now, not half-way."""
+    for folder in (root, root / "batches"):
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+
+
 def add_batch(root: str | Path, splits: dict[str, pd.DataFrame], source: dict, cfg: MemoryConfig) -> dict:
     """Add one validated batch (its train/val/test splits) and apply the keep policy. Returns what happened."""
     root = Path(root)
@@ -319,6 +328,7 @@ def add_batch(root: str | Path, splits: dict[str, pd.DataFrame], source: dict, c
     if batch in current["batches"]:
         return {"added": False, "batch": batch, "version": current["version"], "batches": current["batches"],
                 "reason": f"batch {batch} is already in the memory (same rows): not added twice"}
+    _check_writable(root)  # a read-only memory fails here, before a batch folder is written
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     record = {"batch": batch, "added_at": now, "source": source,
               "rows": {name: len(splits[name]) for name in BATCH_SPLITS},

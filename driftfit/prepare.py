@@ -80,6 +80,7 @@ def champion_data(params: Params, splits: dict[str, pd.DataFrame]) -> tuple | No
     info = registry.champion_info(params.paths.registry)
     if info is None:
         return None
+    registry.champion_dir(params.paths.registry)  # a damaged champion stops the week here, before it is remembered
     recorded = registry.version_record(params.paths.registry, info["version"]).get("memory")
     if not recorded:
         return None

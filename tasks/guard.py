@@ -1,8 +1,8 @@
 """What a flow run's parameters may do: anyone who may start a deployment run can set them in the UI.
 
 `flow_params` reads the params file a run names and applies the run's overrides, refusing what would widen what
-the run may touch: a params file outside the flow's working directory (the project) or inside its data roots (a
-data file is not a config), and overrides of protected keys (driftfit.config.PROTECTED: paths, data roots, the
+the run may touch: a params file outside the flow's working directory (the project) or inside the data roots
+(its own, or those of the project's params.yaml: a file that came with the data is not a config), and overrides of protected keys (driftfit.config.PROTECTED: paths, data roots, the
 pretrained model, remote code, ...) unless the file's flow.allow_overrides names them. Data files a run names
 must lie in the file's data.roots, links followed.
 """
@@ -25,9 +25,12 @@ def flow_params(params_path: str, overrides: dict[str, Any] | None = None,
         raise ConfigError(f"params_path = '{params_path}': outside the flow's working directory {here} (the "
                           "project); a run reads the params file of the project it runs in")
     base = load_params(path)
-    if any(real.is_relative_to(Path(root).resolve()) for root in base.data.roots):
-        raise ConfigError(f"params_path = '{params_path}': inside the data roots {base.data.roots}; a data file "
-                          "is not a params file")
+    roots = list(base.data.roots)
+    if (here / "params.yaml").is_file() and real != (here / "params.yaml").resolve():
+        roots += load_params(here / "params.yaml").data.roots  # the project's own data roots
+    if any(real.is_relative_to(Path(root).resolve()) for root in roots):
+        raise ConfigError(f"params_path = '{params_path}': inside the data roots ({', '.join(map(str, roots))}); "
+                          "a file that came with the data is not a params file")
     params = load_params(path, overrides) if overrides else base  # a bad value fails here, before any work
     check_run_overrides(base, params, names)
     return params

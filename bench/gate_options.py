@@ -161,9 +161,11 @@ def summarise(results: list[dict]) -> dict:
             mine = [r for r in results if r["test_rows"] == rows]
             clean = [r["rejected_share"][option] for r in mine if not r["regression"]]
             real = [r["rejected_share"][option] for r in mine if r["regression"]]
-            out.setdefault(option, {})[str(rows)] = {
-                "false_blocks_mean": round(float(np.mean(clean)), 3), "false_blocks_worst": max(clean),
-                "detection_mean": round(float(np.mean(real)), 3), "detection_worst": min(real)}
+            out.setdefault(option, {})[str(rows)] = {  # None: no such cell yet (a run still going)
+                "false_blocks_mean": round(float(np.mean(clean)), 3) if clean else None,
+                "false_blocks_worst": max(clean) if clean else None,
+                "detection_mean": round(float(np.mean(real)), 3) if real else None,
+                "detection_worst": min(real) if real else None}
     return out
 
 
@@ -180,10 +182,13 @@ def render_md(out: dict, commands: list[str], machine: str, seconds: float) -> s
              "the no-regression scenarios and churns; worst cell). Detection: share of real regressions rejected "
              "(mean; worst cell).", "",
              "| option | test rows | false blocks, mean | worst | detection, mean | worst |", "|---|---|---|---|---|---|"]
+    def f(x):
+        return "—" if x is None else f"{x:.3f}"
+
     for option, per in out["summary"].items():
         for rows, s in per.items():
-            lines.append(f"| {option} | {rows} | {s['false_blocks_mean']:.3f} | {s['false_blocks_worst']:.3f} | "
-                         f"{s['detection_mean']:.3f} | {s['detection_worst']:.3f} |")
+            lines.append(f"| {option} | {rows} | {f(s['false_blocks_mean'])} | {f(s['false_blocks_worst'])} | "
+                         f"{f(s['detection_mean'])} | {f(s['detection_worst'])} |")
     lines += ["", "## Every cell (share rejected)", "",
               "| test rows | churn | scenario | worst true loss | regression | " + " | ".join(OPTIONS) + " |",
               "|---|---|---|---|---|" + "---|" * len(OPTIONS)]

@@ -5,7 +5,8 @@
     clf.predict(["where can I eat pizza?"])       # [{"label": "food", "probability": 0.91}]
 
 A version is read only after its model files match the SHA-256 recorded when it was promoted
-(`model_sha256` in its version.json): a damaged or changed version is refused, never scored. It reads its
+(`model_sha256` in its version.json, checked by driftfit.registry): a damaged or changed version is refused,
+never scored. It reads its
 texts as it was trained (the max_seq_len in its version.json). Backends: `torch` (the saved safetensors,
 what evaluation scored), `onnx` and `onnx_int8` (its export, see driftfit.serving.export).
 """
@@ -82,15 +83,10 @@ def resolve(root: str | Path, version: str | None = None) -> tuple[str, dict]:
     return version, registry.version_record(root, version)  # an unknown version lists the known ones
 
 
-def verified_folder(root: str | Path, version: str, record: dict) -> Path:
-    """The version's folder, once its model files match the digest recorded at promotion."""
-    folder = Path(root) / version
-    recorded = record.get("model_sha256")
-    if recorded is not None and registry.model_digest(folder) != recorded:
-        raise DriftfitError(f"registry {root}: {version}'s model files do not match the SHA-256 recorded when it was "
-                            "promoted (model_sha256 in its version.json): it was changed or damaged, so it is not "
-                            "loaded; serve another version ('driftfit rollback --to vN') or restore it ('dvc checkout')")
-    return folder
+def verified_folder(root: str | Path, version: str) -> Path:
+    """The version's folder, once its model files match the digest recorded at promotion (registry.version_dir):
+    a damaged or changed version is an error naming the repair, never a model that scores."""
+    return registry.version_dir(root, version)
 
 
 def max_seq_len_of(record: dict) -> int:
@@ -119,7 +115,7 @@ def load(registry_dir: str | Path = "models/registry", version: str | None = Non
         raise DriftfitError(f"backend = '{backend}': expected one of {', '.join(BACKENDS)}")
     root = Path(registry_dir)
     version, record = resolve(root, version)
-    folder = verified_folder(root, version, record)
+    folder = verified_folder(root, version)
     if backend == "torch":
         champion = _torch_champion(folder, version, record, device, batch_size, trust_remote_code, threads)
     else:

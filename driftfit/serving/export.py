@@ -253,7 +253,7 @@ def run(params, version: str | None = None, out: str | Path | None = None) -> di
 
     root = Path(params.paths.registry)
     name, record = resolve(root, version)
-    folder = verified_folder(root, name, record)
+    folder = verified_folder(root, name)
     out = Path(out) if out else export_dir(params.absolute(params.export.dir), name)
     meta = export_with_params(params, folder, out, name, record.get("model_sha256") or registry.model_digest(folder),
                               max_seq_len_of(record))

@@ -6,10 +6,8 @@ the features are computed once and scikit-learn's L-BFGS solves the problem to c
 regularisation strength C in `train.head_c_grid`; the C with the best validation macro-F1 wins (ties:
 the smaller C, the stronger regularisation). Classes are weighted inversely to their row counts (scikit-learn's
 `class_weight="balanced"`), the loss that macro-F1 asks for: a week that brings new labels replays every
-remembered row, and 8 new rows per class beside 600 old ones would otherwise be drowned. Decision benchmark,
-sst2-to-agnews-8 (a sentiment champion's 1,200 rows replayed, 8 rows for each of 4 news topics): 0.74 test
-accuracy balanced against 0.37 unweighted; where the classes are balanced the weights are all about 1. When the
-head replays the memory, the validation rows are the new batch's plus a held-out fifth of the replayed rows, and
+remembered row, and 8 new rows per class beside 600 old ones would otherwise be drowned (docs/decisions.md has
+the figures); where the classes are balanced the weights are all about 1. When the head replays the memory, the validation rows are the new batch's plus a held-out fifth of the replayed rows, and
 the chosen C is then refit on every row (`replay_holdout`). Seconds, not epochs, and no learning rate to tune.
 
 When the validation split is too small to choose with (fewer than MIN_VAL_ROWS_PER_LABEL rows per

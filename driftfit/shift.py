@@ -46,11 +46,9 @@ from driftfit.modalities import runs_on
 log = logging.getLogger(__name__)
 
 MEDIAN_PAIRS_ROWS = 1000  # rows used to find the median distance (bandwidth); more is slower, no better
-# Texts per side the tokenizer fit reads (a seeded sample; a smaller side is read whole). Reading every row
-# held the tokenizer's output for every text at once: 4 min 56 s and 16.5 GB at 1.43M rows (issue 10), 267 s
-# and 7.3 GB at 1M + 1M rows here. At 5000 texts, 5 seeds on 100k texts land within 1.2% of the all-rows
-# tokens/word and within 0.003 of an all-rows [UNK] share of 0.052 (bench/results/scale.md); a share that
-# close to strategy.unk_rate_bad (0.05) may fall either side. More: tighter, ~0.12 ms a text more.
+# Texts per side the tokenizer fit reads (a seeded sample; a smaller side is read whole): reading every row holds
+# the tokenizer's output for every text at once (gigabytes at a million rows). 5000 texts estimate tokens/word
+# within about 1% and the [UNK] share within about 0.003 (bench/results/scale.md). More: tighter, slower.
 TOKENIZER_TEXTS = 5000
 
 

@@ -34,80 +34,30 @@ Rules are tried in order; the first that matches decides. Thresholds are `strate
   7  default           otherwise                                                 adapter (full); with a label
                                                                                  the champion lacks: lora (full)
 
-Why, rule by rule:
+Why, rule by rule (the figures each was set from, with their commands: docs/decisions.md):
   1. A person knows something the measures don't; the policy's own pick is kept as the runner-up.
   2. The champion already serves this data and nothing moved: retraining costs compute and risks regressions.
-     Unless the retrain would be a head (seconds on cached features) and a head on the memory plus the batch
-     scores above the champion on the incoming rows: then the skip saves nothing worth its staleness, and
-     the rule that would fire without a champion picks (runner-up skip).
-     "Serves" is relative: a sentiment champion at 0.80 that scores 0.80 on the new batch holds as well as
-     one at 0.95. The drop is tested one-sided against both samples' binomial noise (a z-test at
-     `significance`), so a small batch's noise alone neither forces nor blocks a retrain. A champion that
-     holds steady but is weak (a linear probe on this batch's frozen features clearly beats it, or one fit on
-     the memory plus this batch, as the head would be) is retrained: nothing moved, yet training would pay.
-     Stream benchmark: without the memory probe, a first head at 0.66 macro-F1 held through four weeks in
-     which always-head, retrained on the growing memory, rose past 0.8.
-  3. Features built on a vocabulary that doesn't cover the text are weak (Rust et al. 2021, "How Good is
-     Your Tokenizer?": sub-words per word predict downstream quality; an [UNK] carries no information):
-     every weight, embeddings included, must move; only with much data does starting from scratch pay.
-     With few rows per class, though, fine-tuning cannot win back what the tokenizer lost (an [UNK]
-     stays an [UNK]), and the head on cached features costs a fraction: stream benchmark, Chinese
-     dialogue topics (66% [UNK], 160 rows): head 0.450 test accuracy, full fine-tuning 0.433 at 4x the
-     time. So the head, full fine-tuning the runner-up.
-  4. Too few examples to move millions of weights without overfitting. The head is a convex problem
-     on frozen features, solved to convergence with its regularisation chosen on validation
-     (driftfit.head_fit): nothing to overfit but a linear layer, no learning rate, seconds of compute.
-     Decision benchmark, fitting half: AG News at 8 rows per class, head 0.757 against IA3 0.279 (IA3
-     does not converge in the shared budget); sst2-to-amazon-32, head 0.806, IA3 0.764, full 0.779.
-  4a. With a handful of rows per class, training is noisy; when the label names alone (the pretrained
-     model's own answer) beat a probe fit on those rows, and the head on the memory, by more than the noise
-     of the few validation rows, nothing is trained. A tie goes to the head: it costs seconds and it learns.
-  5. The frozen features already separate the classes, so a head on them suffices and keeps them
-     intact (Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features"); the probe that measured
-     this is the head's own validation score, so the choice comes with its expected accuracy.
-  5b. The same task in a new domain (the champion knows every label, the embeddings moved) with enough rows per
-     class for the encoder to learn the domain: a head cannot move the frozen features, adapters can. Decision
-     benchmark, fitting half, 3 seeds: sst2-to-amazon-128 (movie phrases to product reviews), the adapter 0.895
-     against the head's 0.851, not tied; chatter-to-news-128 (labels known, embeddings moved) the adapter 0.852
-     against the head's 0.858, tied (IA3 best, 0.862); at 32 rows per class the head led (sst2-to-amazon-32:
-     0.812 against the adapter's 0.775). Stream benchmark: with the threshold at 64 the rule fired on the
-     review weeks (about 85 rows per class) and next-batch accuracy fell from 0.572 to 0.499 over the season:
-     the adapted champion raised the bar of the forgetting gate, which then rejected the heads of the news and
-     dialogue weeks (bench/results/stream-variants). Hence 100 (strategy.moved_adapt_min_per_class): above the
-     stream's weekly batches, at or below the benchmark's 128. The adapters then train on every remembered row
-     beside the batch (strategy.replay_all_on_moved_domain), not on a replay sample: on a stream with larger
-     weeks (bench/streams/large-weeks.yaml, about 127 rows per class) the adapters of the 75%-reviews week,
-     trained beside a sample, forgot 19 points of a past week's movie phrases and were rejected by the gate
-     (-0.68 points of next-batch accuracy against always-head); beside every row they were promoted (+8.7
-     macro-F1 on the new week, -1.5 at worst on a past one). On sst2-to-amazon-128 every fine-tuned strategy
-     gained from it (the adapter 0.895 -> 0.900, LoRA 0.882 -> 0.898, IA3 0.865 -> 0.899). The head is the
-     runner-up.
-  5c. Up to 128 rows per class (strategy.head_max_per_class), fine-tuning the encoder buys little over a
-     converged head and costs 2-8x the compute. Decision benchmark, fitting half, 3 seeds: at 32 rows per
-     class the head was tied with the best in all three scenarios (sst2-to-amazon-32 0.812, the adapter 0.775
-     and not tied; agnews-32-no-champion 0.809; chatter-to-news-32 0.811); at 128 it trailed in all four (by
-     0.4 to 4.4 points) but was tied, and so the cheapest tied strategy, in three (sst2-to-amazon-128 0.851
-     against the adapter's 0.895, not tied). A threshold of 64 (adapters at 128 per class) was tried on
-     2026-12-04 and lost on the stream benchmark, a season of weekly batches: 0.489 next-batch accuracy
-     against 0.572 at 128 and 0.575 for always-head (bench/results/stream-variants). Its first week (85 rows
-     per class) trained adapters; later heads, on the pretrained features, then forgot more than
-     promote.max_forgetting of what the adapted champion knew, so the gate rejected the news and dialogue
-     weeks and the champion went stale. With the head on the champion's own encoder (train.head_on) it
-     scored 0.500: later heads still forgot too much. The adapter is the runner-up (second at 32 per class).
-  6. With ample in-domain data, full fine-tuning is the most accurate and overfitting is no longer the
-     risk (Howard & Ruder 2018; Devlin et al. 2019).
-  7. Medium data, above head_max_per_class rows per class and below full_min_examples rows: bottleneck
-     adapters on the frozen encoder (Houlsby et al. 2019), a small trained module per layer that keeps the
-     pretrained weights intact. Decision benchmark, fitting half, 3 seeds, the four scenarios at 128 and more
-     rows per class with no new label: the adapter tied with the best in all four (mean regret 0.64 points; best
-     on sst2-to-amazon-128, where the head was 4.4 behind); full fine-tuning 0.61 but tied in 3, at 1.5-1.7x
-     the adapter's seconds; LoRA 0.69 (tied in 3); IA3, the default before, 1.46 (tied in 2); the head 2.11
-     (tied in 2). Full fine-tuning is the runner-up. With labels the champion never saw, every remembered row
-     is replayed and the adapters proved unstable: on sst2-to-agnews-1k (4 new labels, 1,200 new rows beside
-     1,200 replayed) two of three seeds collapsed to 0.000, every news text called a sentiment (the third
-     scored 0.829); with the divergence retry (driftfit.train.diverged) they scored 0.850, still 1.5 points
-     behind LoRA, which was best there (0.865) and 0.71 behind on sst2-to-agnews-128 (tied); full
-     fine-tuning 0.33 and 0.49 behind at 1.3-1.5x LoRA's seconds: LoRA, full fine-tuning the runner-up.
+     "Serves" is relative to its own test score, and the drop is tested one-sided against both samples'
+     binomial noise, so a small batch's noise neither forces nor blocks a retrain. It yields when a head (seconds
+     on cached features) fit on the memory plus the batch, or a probe on this batch, clearly beats it.
+  3. Features built on a vocabulary that doesn't cover the text are weak (Rust et al. 2021): every weight must
+     move, and only with much data does starting from scratch pay. With few rows per class fine-tuning cannot
+     win back what the tokenizer lost, and a head on cached features costs a fraction.
+  4. Too few examples to move millions of weights without overfitting. The head is a convex problem on frozen
+     features, solved to convergence with its regularisation chosen on validation (driftfit.head_fit).
+  4a. When the label names alone beat a probe fit on the few rows, and the head on the memory, by more than
+     the noise of the few validation rows, nothing is trained. A tie goes to the head.
+  5. The frozen features already separate the classes: a head keeps them intact (Kumar et al. 2022).
+  5b. The same task in a new domain with enough rows per class for the encoder to learn it: a head cannot move
+     the frozen features, adapters can. They train on every remembered row (replay_all_on_moved_domain), so
+     learning the new domain does not forget the old one.
+  5c. Up to head_max_per_class rows per class, fine-tuning the encoder buys little over a converged head and
+     costs several times the compute; a lower threshold also trapped the stream benchmark (an adapted champion
+     made every later head forget too much for the gate).
+  6. With ample in-domain data full fine-tuning is the most accurate (Howard & Ruder 2018; Devlin et al. 2019).
+  7. Medium data: bottleneck adapters on the frozen encoder (Houlsby et al. 2019), a small module per layer that
+     keeps the pretrained weights. With labels the champion never saw every remembered row is replayed, where
+     the adapters proved unstable: LoRA there.
 
 With `strategy.learned_rules` (a JSON tree that `python -m bench.learn_rules` fits on the decision benchmark's
 fitting half, driftfit.learned_rules) the tree picks what to train in place of rules 3-7 (rule `learned`);
@@ -248,8 +198,7 @@ def names_beat_training(m: dict, cfg: StrategyConfig) -> str | None:
     """Why the label names beat what a head would learn (words), or None. A head costs seconds and learns from
     the rows, so the names must beat it beyond the noise of the few rows they were scored on: significantly
     above the linear probe on the same validation rows, and above the head on the memory plus the batch
-    (cross-validated over more rows) where there is one. Decision benchmark, fitting half (sst2-to-amazon-8):
-    names at 1.0 against a probe's 0.875 on 8 validation rows, yet 0.68 on the test set against the head's 0.81."""
+    (cross-validated over more rows) where there is one: a perfect score on 8 validation rows says little."""
     zero, n = m["zero_shot_accuracy"], m.get("zero_shot_val_rows") or m.get("probe_val_rows")
     if not n:
         return None

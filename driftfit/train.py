@@ -431,11 +431,8 @@ def diverged(fit: dict, n_labels: int, val_labels: pd.Series, weights: dict[str,
     each weighed by its class weight, as the loss weighs them; `weights` None: all 1). Such a run learnt nothing
     about the texts, after at least one pass over its rows (a run stopped sooner, as the tests' one or two
     steps, is not judged: it has not trained yet). A run that merely learnt little (a hard task) spreads its
-    answers or gets its loss under the labels' entropy, and does not count. Seen on the decision benchmark,
-    bottleneck adapters at 3e-3 with new labels beside every replayed old row: on sst2-to-agnews-1k 2 of 3
-    seeds called every text one old label (validation loss 2.45 and 3.01 against an entropy of 1.38); on
-    agnews-to-sst2-1k all 3 called every text one sentiment (0.93 against 0.69). Retried at a third of the
-    rate, the first scenario's seeds scored 0.861 and 0.860.
+    answers or gets its loss under the labels' entropy, and does not count. Bottleneck adapters with new labels
+    beside every replayed old row collapsed this way on the decision benchmark (docs/decisions.md).
     """
     if not np.isfinite(fit.get("train_loss", 0.0)):
         return f"its training loss is {fit['train_loss']}"
@@ -635,10 +632,8 @@ def champion_pretrained(champion_dir: Path, params: Params) -> str | None:
 def champion_body(champion_dir: Path, n_labels: int, trust_remote_code: bool = False):
     """(model, tokenizer, features identity): the serving champion's encoder (its bottleneck adapters or peft
     adapter with it) and tokenizer under a fresh head of `n_labels`, for the head strategy: what an adapted or
-    fine-tuned champion's encoder learnt stays, where a head on the pretrained encoder would drop it. On the
-    stream benchmark at head_max_per_class 64 (bench/results/stream-variants) it lifted next-batch accuracy
-    from 0.489 to 0.500, too little to rescue that setting. On a head champion's body (the pretrained
-    weights) it is the same head."""
+    fine-tuned champion's encoder learnt stays, where a head on the pretrained encoder would drop it. On a head
+    champion's body (the pretrained weights) it is the same head."""
     from driftfit.model import features_identity, load_classifier
 
     champion, tokenizer, _ = load_classifier(Path(champion_dir), trust_remote_code)

@@ -14,45 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from driftfit import strategies
+from driftfit.config import parse_override
 from driftfit.errors import DriftfitError
 from driftfit.lock import project_lock
-from driftfit.modalities import STEP_NAMES, step_function as modality_step
+from driftfit.pipeline import STEP_NAMES, STEPS, runner
 
-# The steps, in order; which module runs each, per task.modality, is driftfit.modalities' table. Imported only
-# when that step runs, so `driftfit prepare` never pays for torch and `driftfit --help` is instant.
-STEPS = STEP_NAMES
-
-
-def step_function(name: str, modality: str = "text") -> Callable:
-    return modality_step(name, modality)
-
-
-STEP_HELP = {
-    "default-data": "write the embedded default data to paths.default_data (text: chatterbot-corpus English; "
-                    "image: animal-mnist silhouettes)",
-    "prepare": "load reference + incoming data, split (stratified, seeded), record hashes",
-    "validate": "run the Great Expectations suite; stop on errors",
-    "remember": "add the validated batch to the data memory (once per batch; memory.keep decides what stays)",
-    "augment": "augment the training split (seeded; val/test untouched)",
-    "measure-shift": "tokenizer fit, embedding shift, label shift, frozen-feature probe",
-    "select-strategy": "choose how to adapt the model and say why (strategies: see --strategy)",
-    "tune": "hyperparameter search with Optuna (when search.enabled; otherwise records that it is off)",
-    "train": "train the candidate with the chosen strategy (and the tuned params, if any)",
-    "evaluate": "score candidate and champion on new and reference test splits",
-    "promote": "make the candidate champion if it passes the gate; write the model card",
-    "run": "all of the above, in order, in this process",
-}
-
-
-def _parse_override(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise DriftfitError(f"override '{text}': expected key=value, e.g. -S train.epochs=1")
-    key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
-
+# `driftfit <step>` for each step of the pipeline (driftfit.pipeline), and `run` for all of them in order.
+STEP_HELP = {**{s.name: s.help for s in STEPS}, "run": "all of the above, in order, in this process"}
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="driftfit", description=__doc__.splitlines()[0])
@@ -97,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     return parser
 
-
 def _memory(args) -> int:
-    from driftfit import memory, registry
+    from driftfit.state import memory
+    from driftfit.state import registry
     from driftfit.config import load_params
 
     params = load_params(args.params)
@@ -118,9 +87,8 @@ def _memory(args) -> int:
                           "labels": record.get("labels"), "source": (record.get("source") or {}).get("path")}))
     return 0
 
-
 def _registry(args) -> int:
-    from driftfit import registry
+    from driftfit.state import registry
 
     folder = args.registry
     if folder is None:
@@ -135,7 +103,6 @@ def _registry(args) -> int:
         print_registry(registry.list_versions(folder), args.json)
     return 0
 
-
 def _bench(args) -> int:
     """Benchmarks live outside the library, in the project's bench/ folder: run one from there."""
     import subprocess
@@ -146,7 +113,6 @@ def _bench(args) -> int:
         raise DriftfitError(f"{script} not found: run 'driftfit bench' from the project folder (benchmarks are "
                             "not part of the installed library)")
     return subprocess.run([sys.executable, "-m", f"bench.{args.which}", *args.rest]).returncode
-
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -171,19 +137,19 @@ def main(argv: list[str] | None = None) -> int:
             return _memory(args)
         if args.step == "rollback":
             from driftfit.config import load_params
-            from driftfit.registry import rollback
+            from driftfit.state.registry import rollback
 
             print(json.dumps(rollback(load_params(args.params), args.version), default=str))
             return 0
         from driftfit.config import load_params
 
-        overrides = dict(_parse_override(s) for s in args.set)
+        overrides = dict(parse_override(s) for s in args.set)
         if getattr(args, "strategy", None):
             overrides["strategy.force"] = args.strategy
         params = load_params(args.params, overrides)
         names = [args.step]
         if args.step == "run":  # every step; the default data only when params point at it
-            names = [n for n in STEPS if n != "default-data" or params.uses_default_data()]
+            names = [n for n in STEP_NAMES if n != "default-data" or params.uses_default_data()]
         with project_lock(params.project, f"driftfit {args.step}"):  # one run at a time in a project
             _run_steps(names, params)
     except DriftfitError as err:
@@ -191,18 +157,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     return 0
 
-
 def _run_steps(names: list[str], params) -> None:
     """Each step in turn, one line each on stdout."""
     for name in names:
         step_params, extra = params, {}
         if name == "train":  # the search's best train.* values, when the search is on
-            from driftfit.search import best_params
+            from driftfit.training.search import best_params
 
             step_params, extra = best_params(params), {"progress": _progress_line(name)}
-        result = step_function(name, params.task.modality)(step_params, **extra)
+        result = runner(name)(step_params, **extra)
         print(f"driftfit {name}: {_brief(result)}", flush=True)
-
 
 def _quiet_libraries() -> None:
     """No progress bars from the libraries (transformers' weight loading reads the hub's switch when it is
@@ -210,7 +174,6 @@ def _quiet_libraries() -> None:
     make `driftfit prepare` pay for torch."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-
 
 def _brief(result: Any) -> str:
     """The step's headline values on one line; the full result is in its output file."""
@@ -228,7 +191,6 @@ def _brief(result: Any) -> str:
         shown.append(f"{key}={value}")
     return " ".join(shown[:8]) or "done"
 
-
 def _progress_line(name: str) -> Callable | None:
     """On a terminal, one line that counts the steps in place; elsewhere (logs, CI) nothing until done."""
     if not sys.stderr.isatty():
@@ -241,7 +203,6 @@ def _progress_line(name: str) -> Callable | None:
         print(f"\rdriftfit {name}: step {step}/{total}{loss}{retry}   ", end=end, file=sys.stderr, flush=True)
 
     return show
-
 
 if __name__ == "__main__":
     sys.exit(main())

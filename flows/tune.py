@@ -15,23 +15,25 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from driftfit import search
+from driftfit.training import search
 from driftfit.config import Params, load_params
 from driftfit.io import read_json
 
 
 @task(name="trial", task_run_name="trial {number}", cache_policy=NO_CACHE)
-def trial_task(number: int, handle: dict, values: dict, train, val, strategy: str, params: Params) -> dict:
+def trial_task(number: int, handle: dict, values: dict, train, val, strategy: str, params: Params,
+               shift: dict | None = None) -> dict:
     """One real training run with the trial's values (pruned trials end early, not as failures).
 
     Everything it receives is plain data (the trial is a handle to the study's journal), so it can
     run in another process or on a Dask worker.
     """
-    return search.run_trial(handle, values, train, val, strategy, params)
+    return search.run_trial(handle, values, train, val, strategy, params, shift)
 
 
-def _run_batch(batch, train, val, strategy, params):
-    futures = [trial_task.submit(h["number"], h, values, train, val, strategy, params) for _, values, h in batch]
+def _run_batch(batch, train, val, strategy, params, shift):
+    futures = [trial_task.submit(h["number"], h, values, train, val, strategy, params, shift)
+               for _, values, h in batch]
     return [f.result() for f in futures]
 
 

@@ -4,7 +4,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from driftfit.config import Params
 from driftfit.io import read_json
-from driftfit.modalities import step
+from driftfit.pipeline import runner
 from driftfit.report import cost_md, metrics_rows, test_images_md
 from tasks.stage import stage_task
 
@@ -12,7 +12,7 @@ from tasks.stage import stage_task
 @stage_task("evaluate", name="evaluate")
 def evaluate(params: Params) -> dict:
     """Score candidate, champion and pretrained baseline on the new and reference test splits."""
-    metrics = step("evaluate", params)(params)
+    metrics = runner("evaluate")(params)
     create_table_artifact(key="metrics", table=metrics_rows(metrics),
                           description="Test metrics (macro-F1, accuracy, calibration error)")
     latency = read_json(f"{params.paths.evaluation}/latency.json")

@@ -1,7 +1,7 @@
 from prefect.artifacts import create_markdown_artifact
 
 from driftfit.config import Params
-from driftfit.modalities import step
+from driftfit.pipeline import runner
 from driftfit.report import shift_md
 from tasks.stage import stage_task
 
@@ -9,7 +9,7 @@ from tasks.stage import stage_task
 @stage_task("measure_shift", name="measure shift")
 def measure_shift(params: Params) -> dict:
     """Tokenizer fit, embedding shift, label shift, frozen-feature probe."""
-    report = step("measure-shift", params)(params)
+    report = runner("measure-shift")(params)
     create_markdown_artifact(key="shift-report", markdown=shift_md(report), description="Domain shift")
     return report
 

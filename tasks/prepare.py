@@ -5,7 +5,7 @@ from prefect.artifacts import create_markdown_artifact
 from driftfit.config import Params
 from driftfit.errors import DriftfitError, ValidationFailed
 from driftfit.io import read_json
-from driftfit.modalities import step
+from driftfit.pipeline import runner
 from driftfit.report import validation_md
 from tasks.stage import stage_task
 
@@ -24,7 +24,7 @@ def transient(task, task_run, state) -> bool:
 @stage_task("default_data", name="default data", retries=1, retry_delay_seconds=2, retry_condition_fn=transient)
 def make_default_data(params: Params) -> dict:
     """Write the embedded default data (text: chatterbot-corpus English; image: animal silhouettes)."""
-    return step("default-data", params)(params)
+    return runner("default-data")(params)
 
 
 
@@ -33,7 +33,7 @@ def make_default_data(params: Params) -> dict:
 def prepare(params: Params) -> dict:
     """Load reference + incoming data, check them against the contract, split them, record content hashes."""
     try:
-        return step("prepare", params)(params)
+        return runner("prepare")(params)
     except ValidationFailed as err:  # the contract failed before any split was written: show the report
         summary = getattr(err, "summary_path", None)  # a new folder under paths.rejected
         if summary and Path(summary).is_file():

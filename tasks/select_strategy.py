@@ -1,7 +1,7 @@
 from prefect.artifacts import create_markdown_artifact
 
 from driftfit.config import Params
-from driftfit.modalities import step
+from driftfit.pipeline import runner
 from driftfit.report import decision_md
 from tasks.stage import stage_task
 
@@ -9,7 +9,7 @@ from tasks.stage import stage_task
 @stage_task("select_strategy", name="select strategy")
 def select_strategy(params: Params) -> dict:
     """Choose how to adapt the model, and record why."""
-    decision = step("select-strategy", params)(params)
+    decision = runner("select-strategy")(params)
     create_markdown_artifact(key="decision", markdown=decision_md(decision), description="Strategy decision")
     return decision
 

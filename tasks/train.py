@@ -2,9 +2,9 @@ import time
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from driftfit import search
+from driftfit.training import search
 from driftfit.config import Params
-from driftfit.modalities import step
+from driftfit.pipeline import runner
 from tasks.stage import stage_task
 
 UPDATE_EVERY_S = 1.0  # each update is an API call: at most one a second, plus the last step
@@ -27,7 +27,7 @@ def train(params: Params) -> dict:
             update_progress_artifact(artifact, 100.0 * step / total_steps,
                                      description=f"Training: step {step} of {total_steps}{loss}{retry}")
 
-    train_log = step("train", params)(search.best_params(params), progress=progress)  # tuned train.* values, if any
+    train_log = runner("train")(search.best_params(params), progress=progress)  # tuned train.* values, if any
     update_progress_artifact(artifact, 100.0, description=f"Trained: {train_log['strategy']}, "
                                                           f"{train_log.get('steps', 0)} steps")
     return train_log

@@ -6,7 +6,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from driftfit.config import Params
 from driftfit.errors import ValidationFailed
 from driftfit.io import read_json
-from driftfit.modalities import step
+from driftfit.pipeline import runner
 from driftfit.report import validation_md, validation_rows
 from tasks.stage import stage_task
 
@@ -24,7 +24,7 @@ def _publish(summary: dict) -> None:
 def validate(params: Params) -> dict:
     """Run the Great Expectations suite; a failing suite fails the flow with the report attached."""
     try:
-        summary = step("validate", params)(params)
+        summary = runner("validate")(params)
     except ValidationFailed as err:  # the report went to paths.rejected; paths.validation is as it was
         if getattr(err, "summary_path", None):
             _publish(read_json(err.summary_path))

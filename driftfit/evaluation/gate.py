@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from driftfit.config import PAST  # promote.past: how the past batches are weighed
+
 RESAMPLE_CHUNK = 250  # resamples drawn at once: bounds memory (chunk x rows counts) on a large memory
 PREDICTIONS = "predictions.csv"  # evaluate writes it in the evaluation folder: per test row, the label and each
                                  # model's answer (columns split, batch, label, candidate, champion, baseline)
@@ -147,7 +149,6 @@ def rows_to_detect(limit: float, alpha: float) -> int | None:
 
 # ---- the past, grouped -------------------------------------------------------------------------
 
-PAST = ("batches", "batches_and_labels", "memory")  # promote.past: how the past batches are weighed
 
 
 def past_groups(batches: dict[str, np.ndarray], how: str) -> dict[str, list[str]]:

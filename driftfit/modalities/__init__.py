@@ -1,125 +1,101 @@
-"""What each modality (`task.modality`) runs: one entry per modality, everything about it in that entry.
+"""Modalities as plug-ins: what a classifier reads (texts, images), behind one interface the steps call.
 
-The doors ask this table which function does a step: the CLI (what the DVC stages call) and the Prefect
-tasks both call `step(name, params)`, so a step is dispatched in one place, never by matching the modality
-in each step. Text runs the modules that always ran it, unchanged; images run the `image_*` modules, which
-reuse what does not depend on the input (stratified splits, GX, the selector's rules, the gate, the
-registry, the data memory). The strategies a modality supports are in driftfit.strategies (`modalities`).
+Each modality is one package here (`text/`, `image/`) whose `__init__.py` ends with one `register_modality(...)`
+call, as peft's tuners do: the steps (driftfit/steps/) hold each step's modality-free skeleton (read inputs,
+call the modality, write outputs whole, return the record) and never name a modality. A modality supplies the
+parts that depend on the input: reading a source into rows, checking them, augmenting, embedding and measuring
+shift, building and training each strategy's model, scoring rows with a saved model. `task.modality` picks one.
+
+A third modality is a third package (or any module that calls `register_modality`); its functions may import
+whatever they need lazily (`lazy`), so `driftfit prepare` never pays for torch.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
+import pkgutil
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
 
-from driftfit.errors import ConfigError, DriftfitError
+from driftfit.errors import ConfigError
 
-# The steps in pipeline order (dvc.yaml's stages; `driftfit run` runs them in this order).
-STEP_NAMES = ("default-data", "prepare", "validate", "remember", "augment", "measure-shift", "select-strategy",
-              "tune", "train", "evaluate", "promote")
 
-TEXT_STEPS = {
-    "default-data": "driftfit.default_data",
-    "prepare": "driftfit.prepare",
-    "validate": "driftfit.validate",
-    "remember": "driftfit.memory",
-    "augment": "driftfit.augment",
-    "measure-shift": "driftfit.shift",
-    "select-strategy": "driftfit.strategy",
-    "tune": "driftfit.search",
-    "train": "driftfit.train",
-    "evaluate": "driftfit.evaluate",
-    "promote": "driftfit.promote",
-}
+class Scorer(Protocol):
+    """A saved (or pretrained) model ready to score a modality's rows."""
+    labels: list[str]
+    folder: Path | None          # where it lies (None: nothing on disk, the untrained baseline)
+    parameters: int
+
+    def predict_proba(self, rows) -> Any:  # an (n rows, n labels) numpy array, columns in `labels` order
+        ...
+
+    def latency(self, rows, examples: int) -> dict:  # ms per row, p50/p95, at batch 1 and 32
+        ...
 
 
 @dataclass(frozen=True)
-class ModalitySpec:
+class Modality:
+    """Everything the steps need to know about one kind of input. Functions take the run's Params."""
     name: str
-    summary: str                      # one line: what it reads, with which model
-    steps: dict[str, str]             # step -> the module whose run(params) does it
-    shift_measures: tuple[str, ...]   # the sections of its shift report (README, tests)
-    default_data: str = ""            # what `driftfit default-data` writes for it
-    notes: tuple[str, ...] = field(default=())  # what it does not do (yet), in words
+    summary: str                                   # one line: what it reads, with which model
+    default_data: str                              # what `driftfit default-data` writes for it
+    shift_measures: tuple[str, ...]                # the sections of its shift report
+    strategies: Mapping[str, Any]                  # strategy name -> how this modality builds it (what it runs)
+    stores_files: bool                             # its rows name files (path, sha256) the memory keeps copies of
+    check_params: Callable                         # (params, source) -> None, or a ConfigError naming the key
+    write_default_data: Callable                   # (params, folder) -> what was written
+    check_sources: Callable                        # (params) -> None: before any data is read (e.g. the contract)
+    load: Callable                                 # (params, source, path=None) -> rows: label + content (+ line)
+    source_digest: Callable                        # (path) -> the source's digest for the record
+    stored: Callable                               # (params, rows) -> rows as splits keep them (portable)
+    restored: Callable                             # (params, rows) -> rows as steps read them
+    validate: Callable                             # (params, splits, docs_dir, sources) -> GX summary
+    augment: Callable                              # (params, train, folder) -> (augmented rows, record)
+    measure: Callable                              # (params, reference, reference_test, train, val, champion) -> report
+    train: Callable                                # (params, train, val, strategy, folder, **context) -> log
+    classifier: Callable                           # (params, folder) -> Scorer
+    baseline: Callable                             # (params, labels) -> Scorer: the untrained pretrained model
+    describe_input: Callable                       # (params, train_log) -> (input size, its limitation), words
+    evaluation_extras: Callable | None = None      # (params, folder, splits, answers) -> extra evaluation files
+    notes: tuple[str, ...] = field(default=())     # what it does not do (yet), in words
 
 
-_ALL = [
-    ModalitySpec(
-        "text", "labelled texts (CSV/TSV/JSON Lines/Parquet, hf:<id>); a sentence encoder (all-MiniLM-L6-v2)",
-        TEXT_STEPS,
-        ("tokenizer", "embedding", "label_shift", "probe", "zero_shot", "data_size", "champion"),
-        "chatterbot-corpus English dialogue by category"),
-    ModalitySpec(
-        "image", "labelled images (a folder per class, or a CSV/Parquet manifest path,label); EfficientNet-Lite0 or a "
-        "local Hugging Face image model",
-        {**TEXT_STEPS,
-         "default-data": "driftfit.image_data",
-         "prepare": "driftfit.image_prepare",
-         "validate": "driftfit.image_validate",
-         "augment": "driftfit.image_augment",
-         "measure-shift": "driftfit.image_shift",
-         "select-strategy": "driftfit.image_strategy",
-         "train": "driftfit.image_train",
-         "evaluate": "driftfit.image_evaluate"},
-        ("embedding", "label_shift", "probe", "data_size", "champion"),
-        "animal-mnist silhouettes (10 animals), a new label set far from ImageNet's photographs",
-        ("no tokenizer fit and no zero-shot (no label-name embeddings)", "strategy.mode rules only",
-         "no hyperparameter search")),
-]
-MODALITIES: dict[str, ModalitySpec] = {m.name: m for m in _ALL}
+_REGISTERED: dict[str, Modality] = {}
 
 
-def spec(name: str) -> ModalitySpec:
+def register_modality(modality: Modality) -> Modality:
+    """Make `modality` available as task.modality: <its name> (a package's __init__ ends with this call)."""
+    _REGISTERED[modality.name] = modality
+    return modality
+
+
+def available() -> tuple[str, ...]:
+    """Every modality that can be named: the packages here, and any registered by other code."""
+    here = [m.name for m in pkgutil.iter_modules(__path__) if m.ispkg]
+    return tuple(dict.fromkeys([*here, *_REGISTERED]))
+
+
+def get(name: str) -> Modality:
+    """The modality called `name` (its package imported now), or a ConfigError listing the known ones."""
+    if name not in _REGISTERED and name in available():
+        importlib.import_module(f"{__name__}.{name}")
     try:
-        return MODALITIES[name]
+        return _REGISTERED[name]
     except KeyError:
-        raise ConfigError(f"task.modality = '{name}': expected one of {', '.join(MODALITIES)}") from None
+        raise ConfigError(f"task.modality = '{name}': expected one of {', '.join(available())}") from None
 
 
-def step_function(step: str, modality: str = "text") -> Callable:
-    """The `run(params)` of `step` for `modality` (imported only now: `driftfit prepare` never pays for torch).
-    A file it may not read or write (a read-only registry or memory) is a one-line error naming the file."""
-    run = getattr(importlib.import_module(spec(modality).steps[step]), "run")
+def lazy(module: str, function: str) -> Callable:
+    """`module.function`, imported on the first call: a modality registers its parts without importing torch."""
+    resolved: list[Callable] = []
 
-    @functools.wraps(run)
-    def permitted(params, *args, **kwargs):
-        try:
-            return run(params, *args, **kwargs)
-        except PermissionError as err:
-            where = err.filename or "a file it needs"
-            raise DriftfitError(f"step '{step}': permission denied on '{where}' ({err.strerror}); give the user "
-                                "running driftfit access to it and run the step again (its outputs are written "
-                                "whole or not at all)") from None
-    return permitted
+    def call(*args, **kwargs):
+        if not resolved:
+            resolved.append(getattr(importlib.import_module(module), function))
+        return resolved[0](*args, **kwargs)
 
-
-def step(name: str, params) -> Callable:
-    """The function that runs step `name` for these params' modality."""
-    return step_function(name, params.task.modality)
-
-
-def step_part(name: str, function: str, params) -> Callable:
-    """Another function of the module that runs step `name` for these params' modality (e.g. evaluate's
-    score_folder, which promote uses to re-score the serving champion)."""
-    return getattr(importlib.import_module(spec(params.task.modality).steps[name]), function)
-
-
-def runs_on(modality: str, step_name: str) -> Callable:
-    """Mark a step module's `run(params)` as one modality's: called directly with another modality's params
-    (a script, a notebook), it stops before reading or writing anything and names the function that runs
-    that step for those params. The CLI and the flow dispatch through `step` and never trip it."""
-    def wrap(run: Callable) -> Callable:
-        @functools.wraps(run)
-        def checked(params, *args, **kwargs):
-            given = params.task.modality
-            if given != modality:
-                right = spec(given).steps[step_name]
-                raise ConfigError(f"{run.__module__}.run runs the '{step_name}' step for task.modality '{modality}', "
-                                  f"but these params have task.modality '{given}': call {right}.run, or "
-                                  f"driftfit.modalities.step('{step_name}', params)(params), as `driftfit "
-                                  f"{step_name}` and the Prefect flow do")
-            return run(params, *args, **kwargs)
-        return checked
-    return wrap
+    call.__name__ = call.__qualname__ = function
+    call.__doc__ = f"{module}.{function}, imported when first called"
+    call.target = (module, function)  # where it lives, for driftfit.pipeline.code_deps
+    return call

@@ -75,14 +75,11 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 
-from driftfit import learned_rules
-from driftfit.config import Params, StrategyConfig
+from driftfit.policy import learned as learned_rules
+from driftfit.config import StrategyConfig
 from driftfit.errors import DataError
-from driftfit.io import read_json, write_json
-from driftfit.modalities import runs_on
-from driftfit.strategies import spec
+from driftfit.strategies import for_modality, spec
 
 log = logging.getLogger(__name__)
 
@@ -378,90 +375,17 @@ def within_noise(scores: dict[str, float], n_val: int, significance: float) -> l
     return sorted(tied, key=lambda n: n != leader)
 
 
-def probe(candidates: list[str], train_df, val_df, params: Params, first_steps: int) -> dict:
-    """Train every candidate briefly and score it on validation; stop as soon as the leader is ahead of the
-    others by more than the validation noise (within_noise); otherwise keep the better half, double the
-    steps, repeat (successive halving, Jamieson & Talwalkar 2016). When the last round leaves several
-    candidates within noise of each other, the one that trained fastest wins: as good, cheaper.
-    Returns the winner, every round's scores and seconds, and the wall time spent."""
-    import tempfile
-    import time
-
-    import numpy as np
-
-    from driftfit.model import load_classifier, pick_device, predict_proba
-    from driftfit.train import train_model
-
-    start = time.perf_counter()
-    alive, steps, rounds = list(dict.fromkeys(candidates)), first_steps, []
-    while True:
-        scores, seconds = {}, {}
-        for name in alive:
-            cfg = params.model_copy(update={"train": params.train.model_copy(update={"max_steps": steps})})
-            t = time.perf_counter()
-            with tempfile.TemporaryDirectory(prefix=f"driftfit-probe-{name}-") as tmp:
-                train_model(train_df, val_df, name, cfg, tmp)
-                seconds[name] = round(time.perf_counter() - t, 2)
-                model, tokenizer, labels = load_classifier(tmp, params.model.trust_remote_code)
-                probs = predict_proba(model, tokenizer, list(val_df["text"]), params.model.max_seq_len,
-                                      params.evaluate.batch_size, pick_device(params.train.device))
-            predicted = np.array(labels)[probs.argmax(1)]
-            scores[name] = float((predicted == val_df["label"].to_numpy()).mean())
-        tied = within_noise(scores, len(val_df), params.strategy.significance)
-        rounds.append({"steps": steps, "val_accuracy": scores, "train_seconds": seconds, "within_noise": tied})
-        log.info("probe round with %d steps: %s (within noise of the leader: %s)", steps, scores, tied)
-        if len(tied) == 1:
-            winner, why = tied[0], "ahead of the others by more than the validation noise"
-            break
-        if len(alive) <= 2:
-            winner = min(tied, key=lambda n: seconds[n])
-            why = f"within validation noise of {', '.join(t for t in tied if t != winner)}, and trained fastest"
-            break
-        # Keep the better half (ties: the cheaper strategy, which comes first in the candidate order).
-        ranked = sorted(alive, key=lambda n: -scores[n])
-        alive, steps = ranked[: max(2, len(alive) // 2)], steps * 2
-    return {"winner": winner, "why": why, "rounds": rounds, "seconds": round(time.perf_counter() - start, 2)}
-
-
-def with_probe(decision: dict, train_df, val_df, params: Params) -> dict:
-    """Let short trial runs pick among the rule's choice, its runner-up and strategy.probe_candidates."""
-    cfg = params.strategy
-    candidates = [c for c in (decision["strategy"], decision["runner_up"], *cfg.probe_candidates)
-                  if c is not None and spec(c).makes_model]
-    if not spec(decision["strategy"]).makes_model or decision["forced"]:
-        return decision  # nothing to train, or a person decided
-    result = probe(candidates, train_df, val_df, params, cfg.probe_max_steps)
-    rules_pick = decision["strategy"]
-    final = result["winner"]
-    last = result["rounds"][-1]["val_accuracy"]
-    runner_up = rules_pick if final != rules_pick else decision["runner_up"]
-    reason = (f"Probe (successive halving over {', '.join(dict.fromkeys(candidates))}, {result['seconds']:.0f} s): "
-              f"'{final}' reached {last[final]:.3f} validation accuracy in the last round, {result['why']}. "
-              f"The rules alone chose '{rules_pick}' (rule {decision['rule']}): {decision['reason']}")
-    return {**decision, "strategy": final, "runner_up": runner_up, "rule": f"probe ({decision['rule']})",
-            "reason": reason, "rules_choice": rules_pick, "probe": result}
-
-
-# ---- thin edge: file in, file out -----------------------------------------------------------
-
-@runs_on("text", "select-strategy")
-def run(params: Params) -> dict:
-    """Read the shift report and the registry, decide (probing if asked), write params.paths.decision."""
-    from driftfit.registry import champion_dir
-
-    path = Path(params.paths.shift)
-    if not path.is_file():
-        raise DataError(f"shift report '{path}' not found (run the shift step first)")
-    champion_exists = champion_dir(params.paths.registry) is not None
-    report = read_json(path)
-    rules = (learned_rules.load(params.absolute(params.strategy.learned_rules))
-             if params.strategy.learned_rules is not None else None)
-    decision = select_strategy(report, params.strategy, champion_exists, rules)
-    if params.strategy.mode == "probe":
-        from driftfit.train import load_training_inputs, settle_scratch_tokenizer
-
-        train, val = load_training_inputs(params)
-        decision = with_probe(decision, train, val, settle_scratch_tokenizer(params, report))
-    write_json(params.paths.decision, decision)
-    log.info("strategy %s (rule %s): %s", decision["strategy"], decision["rule"], decision["reason"])
+def in_modality(decision: dict, modality: str) -> dict:
+    """The decision with its strategies in the forms `modality` runs: a pick it does not run becomes its stand-in
+    (driftfit.strategies.for_modality: IA3 -> LoRA for images), and the reason says so. Unchanged for texts."""
+    chosen, runner_up = decision["strategy"], decision["runner_up"]
+    mapped = for_modality(chosen, modality)
+    decision = {**decision, "runner_up": for_modality(runner_up, modality) if runner_up else runner_up}
+    if decision["runner_up"] == mapped and runner_up != chosen:  # both picks map to one: the rules' next
+        decision["runner_up"] = next((for_modality(s, modality) for s in ("full", "head")
+                                      if for_modality(s, modality) != mapped), None)
+    if mapped != chosen:
+        decision.update(strategy=mapped, rules_choice=chosen)
+        decision["reason"] += (f" '{chosen}' has no {modality} form; its stand-in '{mapped}' ({spec(mapped).summary}) "
+                               "trains instead.")
     return decision

@@ -43,7 +43,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from driftfit import registry
+from driftfit.state import registry
 from driftfit.errors import DriftfitError
 from driftfit.serving.champion import rows_of
 

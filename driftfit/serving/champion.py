@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from driftfit import registry
+from driftfit.state import registry
 from driftfit.errors import DriftfitError
 
 log = logging.getLogger(__name__)
@@ -129,13 +129,13 @@ def _torch_champion(folder: Path, version: str, record: dict, device: str, batch
                     trust_remote_code: bool, threads: int) -> Champion:
     import torch
 
-    from driftfit.model import pick_device
+    from driftfit.modalities.text.model import pick_device
 
     if threads:
         torch.set_num_threads(threads)
     where = pick_device(device)
     if is_image(folder):
-        from driftfit.image_model import load_image_classifier, predict_proba, to_pixels
+        from driftfit.modalities.image.model import load_image_classifier, predict_proba, to_pixels
 
         model, labels, size = load_image_classifier(folder, trust_remote_code)
         model = model.to(where)
@@ -145,7 +145,7 @@ def _torch_champion(folder: Path, version: str, record: dict, device: str, batch
 
         return Champion(version, labels, "image", "torch", proba, record)
 
-    from driftfit.model import load_classifier, predict_proba as text_proba
+    from driftfit.modalities.text.model import load_classifier, predict_proba as text_proba
 
     model, tokenizer, labels = load_classifier(folder, trust_remote_code)
     model = model.to(where)
@@ -181,7 +181,7 @@ def _image(item: Any):
     """A path is opened safely (driftfit.image_data.open_image: size guard, errors naming the file); PIL images
     and arrays pass through."""
     if isinstance(item, (str, Path)):
-        from driftfit.image_data import open_image
+        from driftfit.modalities.image.data import open_image
 
         return open_image(item)
     return item

@@ -49,10 +49,9 @@ def add_commands(sub) -> None:
 
 def run(args) -> int:
     """Run one of COMMANDS (a DriftfitError goes up to driftfit.cli, which prints it as one line)."""
-    from driftfit.cli import _parse_override
-    from driftfit.config import load_params
+    from driftfit.config import load_params, parse_override
 
-    params = load_params(args.params, dict(_parse_override(s) for s in args.set))
+    params = load_params(args.params, dict(parse_override(s) for s in args.set))
     if args.step == "summary":
         from driftfit.serving.registry_view import last_run
 

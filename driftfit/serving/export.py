@@ -66,7 +66,7 @@ def _quiet():
 def _text_graph(model_dir: Path, trust_remote_code: bool):
     import torch
 
-    from driftfit.model import load_classifier
+    from driftfit.modalities.text.model import load_classifier
 
     model, tokenizer, labels = load_classifier(model_dir, trust_remote_code)
 
@@ -85,7 +85,7 @@ def _text_graph(model_dir: Path, trust_remote_code: bool):
 def _image_graph(model_dir: Path, trust_remote_code: bool):
     import torch
 
-    from driftfit.image_model import load_image_classifier
+    from driftfit.modalities.image.model import load_image_classifier
 
     model, labels, size = load_image_classifier(model_dir, trust_remote_code)
 
@@ -216,7 +216,7 @@ def export_model(model_dir: str | Path, out_dir: str | Path, *, max_seq_len: int
 def _torch_text_proba(model, tokenizer, texts: list[str], max_seq_len: int) -> np.ndarray:
     import torch
 
-    from driftfit.model import predict_proba
+    from driftfit.modalities.text.model import predict_proba
 
     return predict_proba(model, tokenizer, texts, max_seq_len, 64, torch.device("cpu"))
 
@@ -224,7 +224,7 @@ def _torch_text_proba(model, tokenizer, texts: list[str], max_seq_len: int) -> n
 def _torch_image_proba(model, images: list[np.ndarray], size: int) -> np.ndarray:
     import torch
 
-    from driftfit.image_model import predict_proba, to_pixels
+    from driftfit.modalities.image.model import predict_proba, to_pixels
 
     return predict_proba(model.cpu(), torch.stack([to_pixels(im, size) for im in images]))
 
@@ -248,7 +248,7 @@ def export_with_params(params, model_dir: str | Path, out_dir: str | Path, versi
 
 def run(params, version: str | None = None, out: str | Path | None = None) -> dict:
     """`driftfit export`: a registry version (default: the champion), verified, into export.dir/<version>/."""
-    from driftfit import registry
+    from driftfit.state import registry
     from driftfit.serving.champion import max_seq_len_of, resolve, verified_folder
 
     root = Path(params.paths.registry)

@@ -40,7 +40,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from driftfit.config import MemoryConfig, Params
+from driftfit.config import MemoryConfig
+from driftfit.data.hashing import content_columns, content_hash, file_hash
 from driftfit.errors import DataError
 from driftfit.io import read_json, write_json
 
@@ -130,8 +131,6 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def _digest(path: Path, df: pd.DataFrame) -> str:
-    from driftfit.prepare import content_hash
-
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _VERIFIED:
@@ -192,8 +191,6 @@ def lineage(root: str | Path) -> dict:
 
 def batch_id(splits: dict[str, pd.DataFrame], files: dict[str, Path] | None = None) -> str:
     """The same rows in the same splits give the same id, whatever file (or dtype) they came from."""
-    from driftfit.prepare import content_hash
-
     h = hashlib.sha256()
     for name in BATCH_SPLITS:
         digest = _digest(files[name], splits[name]) if files else content_hash(splits[name])
@@ -213,7 +210,9 @@ def _reservoir(frames: dict[str, pd.DataFrame], per_class: int, seed: int) -> di
     (a uniform sample that does not depend on the order batches arrived in)."""
     keyed = []
     for batch, df in frames.items():
-        key = pd.util.hash_pandas_object(df["text" if "text" in df else "sha256"], index=False, hash_key=f"{seed:016d}"[:16]).to_numpy()
+        columns = content_columns(df)
+        content = df[columns[0]] if len(columns) == 1 else df[columns].astype(str).agg("\t".join, axis=1)
+        key = pd.util.hash_pandas_object(content, index=False, hash_key=f"{seed:016d}"[:16]).to_numpy()
         keyed.append(pd.DataFrame({"batch": batch, "row": np.arange(len(df)), "label": df["label"].to_numpy(),
                                    "key": key}))
     table = pd.concat(keyed, ignore_index=True)
@@ -230,12 +229,10 @@ def _write_batch(root: Path, name: str, splits: dict[str, pd.DataFrame], record:
     batches.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=batches))
     try:
-        from driftfit.prepare import content_hash
-
         digests = {}
         for split in BATCH_SPLITS:
             table = splits[split]  # texts; or images: their paths (copies in root/images) and file hashes
-            kept = table[[c for c in ("text", "path", "label", "sha256") if c in table.columns]]
+            kept = table[[c for c in table.columns if c not in ("line", "batch")]]
             kept.to_parquet(tmp / f"{split}.parquet", index=False)
             digests[split] = content_hash(kept)
         write_json(tmp / "batch.json", {**record, "sha256": digests})  # what reading it checks
@@ -272,19 +269,17 @@ def _sweep(root: Path, pointer: dict) -> list[str]:
     return sorted(gone)
 
 
-# ---- images: kept in the memory, by content ---------------------------------------------------------
+# ---- files (images): kept in the memory, by content -------------------------------------------------
 
-IMAGES = "images"
+IMAGES = "images"  # where a modality whose rows are files (path, sha256) has them copied
 
 
-def store_images(root: str | Path, splits: dict[str, pd.DataFrame], readable: Callable[[str], str],
+def store_files(root: str | Path, splits: dict[str, pd.DataFrame], readable: Callable[[str], str],
                  recorded: Callable[[str], str]) -> dict[str, pd.DataFrame]:
-    """Copy every image the splits list into root/images/<ab>/<sha256><suffix> (once per content) and return
+    """Copy every file (image) the splits list into root/images/<ab>/<sha256><suffix> (once per content) and return
     the splits pointing at the copies. readable(path) is where a split's path can be read now; recorded(path)
     is how the records keep a stored copy's path (project-relative). An image whose bytes no longer match the
     hash prepare recorded (it changed since) stops here, naming the file, before the memory changes."""
-    from driftfit.prepare import file_hash
-
     store = Path(root) / IMAGES
     out = {}
     for split, table in splits.items():
@@ -408,17 +403,3 @@ def repair(root: str | Path, cfg: MemoryConfig, recorded_versions: list[int] = (
     write_json(root / POINTER, pointer, fsync=True)
     return {"version": version, "batches": pointer["batches"], "skipped": skipped,
             "broken_pointer_kept_as": moved and moved.name}
-
-
-# ---- the thin edge -------------------------------------------------------------------------------
-
-def run(params: Params) -> dict:
-    """Add the prepared (and validated) batch to paths.memory."""
-    from driftfit.prepare import read_split
-
-    splits = {name: read_split(params.paths.prepared, name, required=True) for name in BATCH_SPLITS}
-    manifest = read_json(Path(params.paths.prepared) / "manifest.json")
-    incoming = manifest.get("sources", {}).get("incoming", {})
-    if "path" in splits["train"].columns:  # images: the memory keeps its own copies
-        splits = store_images(params.absolute(params.paths.memory), splits, params.absolute, params.portable)
-    return add_batch(params.paths.memory, splits, incoming, params.memory)

@@ -1,7 +1,7 @@
 """Promote the candidate to champion only if it passes the gate; write the verdict and a model card.
 
 The gate, in macro-F1 points (params `promote.*`). Candidate and champion are compared on the same test rows
-(evaluate's predictions.csv), each difference with its paired-bootstrap interval (driftfit/gate.py), so that the
+(evaluate's predictions.csv), each difference with its paired-bootstrap interval (evaluation/gate.py), so that the
 noise of a few rows neither promotes nor blocks:
   - new data: the gain on the new test split must be significant, its interval's lower end above
     `min_improvement`; or the two tie (neither significantly better) and the candidate costs less to serve
@@ -17,7 +17,7 @@ The verdict names every check with its numbers and bounds, in words, and which d
 gain above min_improvement, the worst past batch within max_forgetting, a margin over the baseline.
 
 Promotion is atomic: the new version folder (model, card, version.json) is assembled under a temp
-name and renamed in, then the champion pointer is replaced in one rename (see registry.py). A run
+name and renamed in, then the champion pointer is replaced in one rename (see state/registry.py). A run
 killed at any point leaves the old champion in place; its leftovers are removed by the next run.
 """
 
@@ -29,26 +29,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from driftfit import candidate as run_candidate, memory, registry
-from driftfit import gate as gate_stats
+from driftfit import modalities
 from driftfit.config import Params, PromoteConfig
 from driftfit.errors import DataError
+from driftfit.evaluation import gate as gate_stats
+from driftfit.evaluation.scoring import forgetting_per_batch, read_test_splits, score_on_tests
 from driftfit.io import read_json, write_json
 from driftfit.report import comparisons_md
+from driftfit.state import candidate as run_candidate
+from driftfit.state import memory, registry
 from driftfit.strategies import spec
 
 
 def _macro_f1_points(metrics: dict, model: str, split: str) -> float | None:
     value = (metrics.get(model) or {}).get(split, {}).get("macro_f1")
     return None if value is None else 100.0 * value
-
-
-def forgetting_per_batch(metrics: dict) -> dict[str, float]:
-    """Champion minus candidate macro-F1 points on each past batch both were scored on (metrics.json's
-    `reference_batches`); the gate judges the worst, evaluate records them all."""
-    cand = (metrics.get("reference_batches") or {}).get("candidate") or {}
-    champ = (metrics.get("reference_batches") or {}).get("champion") or {}
-    return {b: 100.0 * (champ[b]["macro_f1"] - cand[b]["macro_f1"]) for b in cand if b in champ}
 
 
 def decide(metrics: dict, trained: bool, gate: PromoteConfig, predictions: pd.DataFrame | None = None) -> dict:
@@ -249,23 +244,6 @@ def _table(metrics: dict) -> list[str]:
     return rows
 
 
-def _input_size(params: Params, train_log: dict) -> str:
-    """What the model reads, in the card's words: tokens per text, or pixels per image side (as trained: a
-    Hugging Face image model's own size)."""
-    if params.task.modality == "image":
-        size = train_log.get("image_size", params.image.size)
-        return f"image size {size} x {size}"
-    return f"max_seq_len {params.model.max_seq_len}"
-
-
-def _input_limit(params: Params, train_log: dict) -> str:
-    if params.task.modality == "image":
-        size = train_log.get("image_size", params.image.size)
-        return (f"Images are resized whole to {size} x {size} pixels (RGB); fine detail "
-                "below that resolution is lost")
-    return "Texts longer than max_seq_len tokens are truncated"
-
-
 def _noise_limit(verdict: dict, gate: PromoteConfig) -> str:
     """The card's limitation on noise: how many test rows the gate judged on, and what they cannot show."""
     if verdict.get("judged_on") != "bootstrap":
@@ -283,6 +261,7 @@ def _noise_limit(verdict: dict, gate: PromoteConfig) -> str:
 def model_card(version: str, train_log: dict, decision: dict, verdict: dict, metrics: dict, manifest: dict,
                latency: dict | None, params: Params) -> str:
     """The version's model card (markdown): data, decision and why, params, metrics, cost, limitations."""
+    input_size, input_limit = modalities.get(params.task.modality).describe_input(params, train_log)
     data_rows = [f"| {name} | {s['rows']} | `{s['sha256'][:16]}` |" for name, s in manifest["splits"].items()]
     source_rows = [f"| {role} | `{s['path']}` | `{(s.get('sha256') or '—')[:16]}` |"
                    for role, s in manifest.get("sources", {}).items()]
@@ -332,7 +311,7 @@ def model_card(version: str, train_log: dict, decision: dict, verdict: dict, met
         f"train: epochs {train.epochs}, max_steps {train.max_steps}, batch {train.batch_size}, "
         f"lr {train.learning_rate}, head lr {train.head_learning_rate}, weight decay {train.weight_decay}, "
         f"scheduler {train.lr_scheduler}, warm-up {train.warmup_ratio}, replay {train.replay_fraction}, "
-        f"seed {train.seed}; {_input_size(params, train_log)}. "
+        f"seed {train.seed}; {input_size}. "
         f"Gate: min_improvement {gate.min_improvement}, max_forgetting {gate.max_forgetting}, "
         f"beat_baseline {gate.beat_baseline}, test {gate.test}"
         + (f" (confidence {gate.confidence}, past {gate.past}, {gate.resamples} resamples, seed {gate.seed})"
@@ -340,7 +319,7 @@ def model_card(version: str, train_log: dict, decision: dict, verdict: dict, met
         "",
         "## Limitations",
         _noise_limit(verdict, gate),
-        f"- {_input_limit(params, train_log)}; labels outside the list above are never predicted.",
+        f"- {input_limit}; labels outside the list above are never predicted.",
         "- Latency was measured once, on the machine that ran the evaluation; other hardware differs.",
         "- The model inherits the biases of the pretrained encoder and of the training data.",
         "",
@@ -352,9 +331,7 @@ def _rescore(params: Params, metrics: dict, predictions: pd.DataFrame | None,
     """metrics.json scored another champion than the one serving now (a rollback, or another run promoted
     meanwhile): score the serving one on the same test splits, so the gate never judges a stale champion. Its
     answers replace the champion's in the per-row predictions; the stale champion's cost is dropped."""
-    from driftfit.modalities import step_part
-
-    score_folder = step_part("evaluate", "score_folder", params)  # the text or image scorer
+    modality = modalities.get(params.task.modality)
     scored = metrics.get("champion_version")
     fresh = {k: v for k, v in metrics.items() if k != "champion"}
     fresh["champion_version"] = serving
@@ -364,7 +341,8 @@ def _rescore(params: Params, metrics: dict, predictions: pd.DataFrame | None,
     if serving is not None:
         batches: dict = {}
         answers: dict = {}
-        fresh["champion"] = score_folder(params, registry.version_dir(params.paths.registry, serving), batches, answers)
+        champion = modality.classifier(params, registry.version_dir(params.paths.registry, serving))
+        fresh["champion"] = score_on_tests(params, champion, read_test_splits(params, modality), batches, answers)
         fresh["reference_batches"]["champion"] = batches
         if rows is not None:
             rows["champion"] = ""

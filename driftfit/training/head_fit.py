@@ -14,8 +14,8 @@ When the validation split is too small to choose with (fewer than MIN_VAL_ROWS_P
 label), C falls back to DEFAULT_C. Cross-validation on the training rows would not be honest here:
 they hold augmented copies of the same texts, which would land on both sides of a fold.
 
-The fitted weights are written into the classifier's `nn.Linear` head, so the saved model is the
-same as any other strategy's and loads with `driftfit.model.load_classifier`.
+Each modality computes the features and writes the fitted weights into its classifier's `nn.Linear` head
+(modalities/text/head.py, modalities/image/recipe.py), so the saved model is the same as any other strategy's.
 """
 
 from __future__ import annotations
@@ -26,10 +26,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-import torch
-
-from driftfit.config import Params
-from driftfit.model import TextClassifier, head_inputs
 
 DEFAULT_C = 1.0               # scikit-learn's default strength, used when validation cannot choose
 MIN_VAL_ROWS_PER_LABEL = 2    # fewer validation rows per label than this: too few to choose C with
@@ -39,7 +35,7 @@ REPLAY_HOLDOUT = 0.2          # share of the replayed memory rows that also choo
 
 # ---- the fit on arrays ----------------------------------------------------------------------
 
-def _fit_one(features: np.ndarray, y: np.ndarray, c: float):
+def fit_one(features: np.ndarray, y: np.ndarray, c: float):
     """One L-BFGS logistic regression; (model, iterations, converged)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -86,7 +82,7 @@ def fit_logistic(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
     tried, best = [], None
     for i, c in enumerate(grid, 1):
         start = time.perf_counter()
-        clf, iterations, converged = _fit_one(x_train, y_train, c)
+        clf, iterations, converged = fit_one(x_train, y_train, c)
         row = {"C": c, **(_scores(clf, x_val, y_val, n_labels) if len(y_val) else {}),
                "iterations": iterations, "converged": converged, "seconds": round(time.perf_counter() - start, 3)}
         tried.append(row)
@@ -128,46 +124,3 @@ def replay_holdout(train_df: pd.DataFrame, seed: int) -> np.ndarray:
         if k and len(rows) - k >= 1:
             held[rng.choice(rows, size=k, replace=False)] = True
     return held
-
-
-def fit_head(model: TextClassifier, tokenizer, train_df: pd.DataFrame, val_df: pd.DataFrame,
-             label_ids: dict[str, int], params: Params, device: torch.device,
-             progress: Callable[[int, int, dict], None] | None = None,
-             features: Callable[[list[str]], np.ndarray] | None = None) -> tuple[TextClassifier, dict]:
-    """Fit `model.head` to convergence on the frozen encoder's features; (model, what the train log needs).
-    features: texts -> what the head sees (`head_inputs` of this frozen encoder), e.g. from a feature cache:
-    the replayed rows come back every week."""
-    from sklearn.metrics import log_loss
-
-    start = time.perf_counter()
-    n_labels, max_len, batch = len(label_ids), params.model.max_seq_len, params.evaluate.batch_size
-    features = features or (lambda texts: head_inputs(model, tokenizer, texts, max_len, batch, device))
-    x_train, x_val = features(list(train_df["text"])), features(list(val_df["text"]))
-    feature_seconds = time.perf_counter() - start
-    y_train = np.array([label_ids[l] for l in train_df["label"]])
-    y_val = np.array([label_ids.get(l, -1) for l in val_df["label"]], dtype=int)
-    if n_labels == 1:  # one label: nothing to separate; a zero head predicts it with certainty
-        weight, bias = np.zeros((1, x_train.shape[1])), np.zeros(1)
-        record, train_loss = {"method": "one label: nothing to fit", "converged": True, "iterations": 0}, 0.0
-    else:
-        held = replay_holdout(train_df, params.train.seed)
-        if held.any():  # C is chosen on the new batch's validation rows and held-out replayed rows, then refit on all
-            clf, record = fit_logistic(x_train[~held], y_train[~held], np.concatenate([x_val, x_train[held]]),
-                                       np.concatenate([y_val, y_train[held]]), n_labels, params.train.head_c_grid,
-                                       progress)
-            clf, iterations, converged = _fit_one(np.asarray(x_train, np.float64), y_train, record["chosen_c"])
-            record.update(chosen_by=record["chosen_by"] + f", with {int(held.sum())} held-out replayed rows; "
-                          "then refit on every training row", iterations=iterations, converged=converged)
-        else:
-            clf, record = fit_logistic(x_train, y_train, x_val, y_val, n_labels, params.train.head_c_grid, progress)
-        weight, bias = head_weights(clf, n_labels)
-        train_loss = float(log_loss(y_train, clf.predict_proba(x_train), labels=list(range(n_labels))))
-    with torch.no_grad():
-        model.head.weight.copy_(torch.as_tensor(weight, dtype=model.head.weight.dtype))
-        model.head.bias.copy_(torch.as_tensor(bias, dtype=model.head.bias.dtype))
-    seconds = time.perf_counter() - start
-    record.update(feature_seconds=round(feature_seconds, 2), fit_seconds=round(seconds - feature_seconds, 2))
-    if params.train.l1 > 0:
-        record["l1"] = f"not applied: the head's penalty is L2 (C); train.l1 = {params.train.l1} is for Trainer strategies"
-    return model, {"steps": record["iterations"], "train_loss": round(train_loss, 4), "seconds": round(seconds, 2),
-                   "resumed_from": None, "head_fit": record}

@@ -9,7 +9,8 @@ the same step.
 The search is driven with Optuna's ask/tell interface so a caller can run trials anywhere: `run`
 runs them one after another (the DVC stage); the Prefect flow asks for `search.parallel` trials at
 once and runs each as a Prefect task on a task runner (flows/tune.py: threads, or Dask workers; within
-one process the training itself is serialised, see _ONE_TRAINER). The
+one process the training itself is serialised, see _ONE_TRAINER). Each trial trains through the modality's
+recipe (the config lets only text search). The
 values are drawn in the driving process; a trial elsewhere gets them plus a picklable handle and
 reports its intermediate losses through the study's journal file (so workers must share that
 filesystem: one machine, or a shared volume).
@@ -29,10 +30,12 @@ from typing import Any
 
 import pandas as pd
 
+from driftfit import modalities
 from driftfit.config import Params, SearchConfig
 from driftfit.errors import DataError
 from driftfit.io import atomic_dir, read_json, write_json
 from driftfit.strategies import spec
+from driftfit.training.replay import training_inputs
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +143,11 @@ class Pruned(Exception):
 
 
 def run_trial(trial, values: dict[str, Any], train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str,
-              params: Params) -> dict:
-    """Train with the trial's values; returns {number, params, value, state, seconds}. A pruned trial ends
-    early and is reported, not raised. `trial` is an Optuna trial, or a `handle` (from another process)."""
-    from driftfit.train import train_model
-
+              params: Params, shift: dict | None = None) -> dict:
+    """Train with the trial's values, through the modality's recipe; returns {number, params, value, state,
+    seconds}. A pruned trial ends early and is reported, not raised. `trial` is an Optuna trial, or a `handle`
+    (from another process). `shift`: the shift report, which a recipe may read (scratch's tokenizer)."""
+    modality = modalities.get(params.task.modality)
     cfg = params.search
     if isinstance(trial, dict):
         trial = _trial_from(trial, cfg)
@@ -162,7 +165,7 @@ def run_trial(trial, values: dict[str, Any], train_df: pd.DataFrame, val_df: pd.
     state, value = "complete", None
     with tempfile.TemporaryDirectory(prefix=f"driftfit-trial-{trial.number}-") as tmp, _ONE_TRAINER:
         try:
-            log_ = train_model(train_df, val_df, strategy, trial_params, Path(tmp), progress=report)
+            log_ = modality.train(trial_params, train_df, val_df, strategy, Path(tmp), progress=report, shift=shift)
             value = log_.get("val_accuracy")
         except Pruned:
             state = "pruned"
@@ -183,20 +186,17 @@ def tell(study, trial, result: dict) -> None:
 
 # ---- inputs and outputs ---------------------------------------------------------------------
 
-def load_inputs(params: Params) -> tuple[pd.DataFrame, pd.DataFrame, str, Params]:
-    """(training rows, validation split, the decided strategy, params with the scratch tokenizer settled)."""
-    from driftfit.train import load_training_inputs, settle_scratch_tokenizer
-
+def load_inputs(params: Params) -> tuple[pd.DataFrame, pd.DataFrame, str, dict | None]:
+    """(training rows, validation split, the decided strategy, the shift report if there is one)."""
     decision_path = Path(params.paths.decision)
     if not decision_path.is_file():
         raise DataError(f"decision record '{decision_path}' not found (run select-strategy first)")
     strategy = read_json(decision_path)["strategy"]
     shift = Path(params.paths.shift)
-    params = settle_scratch_tokenizer(params, read_json(shift) if shift.is_file() else None)
-    train, val = load_training_inputs(params, strategy)
+    train, val = training_inputs(params, modalities.get(params.task.modality), strategy)
     if len(val) == 0:
         raise DataError(f"'{params.paths.prepared}/val.parquet' is empty: trials are scored on it")
-    return train, val, strategy, params
+    return train, val, strategy, read_json(shift) if shift.is_file() else None
 
 
 def summary(results: list[dict], strategy: str, cfg: SearchConfig, seconds: float) -> dict:
@@ -242,7 +242,7 @@ def best_params(params: Params) -> Params:
 # ---- the loop: ask a batch, run it (anywhere), tell the results --------------------------------
 
 def optimise(params: Params, run_batch=None) -> dict:
-    """Search and write paths.search. `run_batch(trials, train, val, strategy, params) -> results` runs a
+    """Search and write paths.search. `run_batch(trials, train, val, strategy, params, shift) -> results` runs a
     batch of asked trials; by default one after another here, the flow runs them as parallel tasks.
     Disabled (search.enabled false) or for 'skip', it records that and trains nothing."""
     cfg = params.search
@@ -251,7 +251,7 @@ def optimise(params: Params, run_batch=None) -> dict:
     if not cfg.enabled:
         write_outputs(params, {"enabled": False, "strategy": None, **empty}, [])
         return {"enabled": False, "best_params": {}}
-    train, val, strategy, trial_base = load_inputs(params)
+    train, val, strategy, shift = load_inputs(params)
     if not spec(strategy).trains:
         result = {"enabled": True, "strategy": strategy, **empty}
         write_outputs(params, result, [])
@@ -271,7 +271,7 @@ def optimise(params: Params, run_batch=None) -> dict:
             for _ in range(min(cfg.parallel, budget - len(results))):
                 trial, values = ask(study, cfg)
                 batch.append((trial, values, handle(study, trial, journal)))
-            for (trial, _, _), result in zip(batch, run_batch(batch, train, val, strategy, trial_base)):
+            for (trial, _, _), result in zip(batch, run_batch(batch, train, val, strategy, params, shift)):
                 tell(study, trial, result)
                 results.append(result)
                 log.info("trial %d: %s %s", result["number"], result["state"], result["value"])
@@ -293,12 +293,6 @@ def _warm_imports() -> None:
     from transformers import (DataCollatorWithPadding, Trainer, TrainerCallback,  # noqa: F401
                               TrainingArguments, set_seed)
 
-    import driftfit.train  # noqa: F401
-
-
-def run(params: Params) -> dict:
-    """The DVC stage: trials one after another."""
-    return optimise(params)
 
 
 def _grid_points(cfg: SearchConfig) -> list:

@@ -20,8 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from driftfit.errors import ConfigError
-from driftfit.image_model import IMAGE_SIZE, MEAN, STD, normalize
-from driftfit.modalities import runs_on
+from driftfit.modalities.image.model import IMAGE_SIZE, MEAN, STD, normalize
 
 
 class TrainAugment:
@@ -79,51 +78,38 @@ def image_transforms(size: int = IMAGE_SIZE, seed: int = 0,
     return train, eval_transform(size, mean, std)
 
 
-# ---- the step: augmented copies of the training split, written as PNGs -------------------------
+# ---- the modality's augment: copies of the training images, written as PNGs --------------------------
 
-@runs_on("image", "augment")
-def run(params) -> dict:
-    """Augment the prepared train split into paths.augmented/ whole: train.parquet (the original images, then
-    `augment.copies` augmented copies of each, as PNGs in images/ at image.size) and summary.json. Val and
-    test are never touched. Seeded (augment.seed): the same inputs give the same pixels."""
+def augment(params, train, folder: Path):
+    """The training images (absolute paths), then `augment.copies` augmented copies of each as PNGs in
+    folder/images/ at image.size, named by their final place under paths.augmented; and how many each method
+    changed. Seeded (augment.seed): the same inputs give the same pixels."""
     import numpy as np
     import pandas as pd
     from PIL import Image
 
-    from driftfit.image_data import load_pixels
-    from driftfit.image_prepare import read_image_split
-    from driftfit.io import atomic_dir, write_json
+    from driftfit.modalities.image.data import load_pixels
 
     cfg, image = params.augment, params.image
-    train = read_image_split(params, "train", required=True)
     originals = train.assign(augmented=False, methods="")
     rows = []
     methods = "+".join(m for m, on in (("crop", True), ("flip", image.flip > 0), ("jitter", image.jitter > 0),
                                        ("randaugment", image.randaugment_n > 0)) if on)
-    with atomic_dir(params.paths.augmented) as tmp:
-        if cfg.enabled and cfg.copies > 0:
-            (tmp / "images").mkdir()
-            transform, _ = image_transforms(image.size, cfg.seed, image.flip, (image.crop_min_scale, 1.0),
-                                            image.jitter, image.randaugment_n, image.randaugment_m)
-            mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
-            for copy in range(cfg.copies):
-                for start in range(0, len(train), 64):
-                    part = train.iloc[start:start + 64]
-                    pixels = load_pixels(list(part["path"]), image.size, image.max_pixels)
-                    out = ((transform(pixels) * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
-                    for i, (label, array) in enumerate(zip(part["label"], out.permute(0, 2, 3, 1).numpy())):
-                        name = f"images/{start + i:06d}-{copy}.png"
-                        Image.fromarray(np.ascontiguousarray(array)).save(tmp / name)
-                        rows.append({"path": name, "label": label, "augmented": True, "methods": methods})
-        added = pd.DataFrame(rows, columns=["path", "label", "augmented", "methods"])
-        # Paths as the project records them: originals where they are, copies under paths.augmented/images/.
-        originals = originals.assign(path=[params.portable(p) for p in originals["path"]])
-        added["path"] = [params.portable(str(Path(params.paths.augmented) / p)) for p in added["path"]]
-        augmented = pd.concat([originals[["path", "label", "augmented", "methods"]], added], ignore_index=True)
-        augmented.to_parquet(tmp / "train.parquet", index=False)
-        summary = {"original_rows": len(train), "augmented_rows": len(added), "total_rows": len(augmented),
-                   "methods": {m: len(added) for m in methods.split("+")} if len(added) else {},
-                   "labels_before": {str(k): int(v) for k, v in train["label"].value_counts().sort_index().items()},
-                   "labels_after": {str(k): int(v) for k, v in augmented["label"].value_counts().sort_index().items()}}
-        write_json(tmp / "summary.json", summary)
-    return summary
+    if cfg.enabled and cfg.copies > 0:
+        (folder / "images").mkdir()
+        transform, _ = image_transforms(image.size, cfg.seed, image.flip, (image.crop_min_scale, 1.0),
+                                        image.jitter, image.randaugment_n, image.randaugment_m)
+        mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+        for copy in range(cfg.copies):
+            for start in range(0, len(train), 64):
+                part = train.iloc[start:start + 64]
+                pixels = load_pixels(list(part["path"]), image.size, image.max_pixels)
+                out = ((transform(pixels) * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
+                for i, (label, array) in enumerate(zip(part["label"], out.permute(0, 2, 3, 1).numpy())):
+                    name = f"images/{start + i:06d}-{copy}.png"
+                    Image.fromarray(np.ascontiguousarray(array)).save(folder / name)
+                    rows.append({"path": str(Path(params.paths.augmented) / name), "label": label,
+                                 "augmented": True, "methods": methods})
+    added = pd.DataFrame(rows, columns=["path", "label", "augmented", "methods"])
+    augmented = pd.concat([originals[["path", "label", "augmented", "methods"]], added], ignore_index=True)
+    return augmented, ({m: len(added) for m in methods.split("+")} if len(added) else {})

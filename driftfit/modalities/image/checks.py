@@ -21,19 +21,15 @@ import pandas as pd
 from pydantic import Field
 
 from driftfit.config import StrictModel
-from driftfit.contract import Contract, DuplicateRules, LabelRules, Severity
+from driftfit.data.contract import Contract, DuplicateRules, LabelRules, Severity
 from driftfit.errors import DataError, ValidationFailed
-from driftfit.gx_suite import (DOCS_SITE, as_check, gx_context, label_expectations, label_table, rule,
+from driftfit.data.gx_suite import (DOCS_SITE, as_check, gx_context, label_expectations, label_table, rule,
                                run_suite)
-from driftfit.image_data import MAX_PIXELS, open_image
-from driftfit.modalities import runs_on
-from driftfit.validate import LEAKAGE_PAIRS, MAX_ERRORS_IN_MESSAGE
+from driftfit.modalities.image.data import MAX_PIXELS, open_image
+from driftfit.modalities.image.phash import hash_words as _hash_words, matches as _matches, perceptual_hash
+from driftfit.data.validation import LEAKAGE_PAIRS, MAX_ERRORS_IN_MESSAGE
 
 EXAMPLES = 5  # offending files named per finding
-HASH_SIDE = 16  # difference hash of a 17 x 16 thumbnail: 256 bits. At 8 (64 bits) 968 of animal-mnist's 10,000
-                # silhouettes matched an earlier one, 261 of another animal; at 16, 290: its 284 pixel-identical
-                # repeats and 6 more, none of another animal
-
 
 class ImageRules(StrictModel):
     """What every image split must satisfy (the image counterpart of driftfit.contract.Contract)."""
@@ -52,16 +48,6 @@ class ImageRules(StrictModel):
 
 
 # ---- the profile ----------------------------------------------------------------------------------
-
-def perceptual_hash(image) -> str:
-    """Difference hash: a grey (HASH_SIDE + 1) x HASH_SIDE thumbnail, one bit per horizontal neighbour pair (is
-    the right one brighter?), as hex (64 digits)."""
-    from PIL import Image
-
-    small = np.asarray(image.convert("L").resize((HASH_SIDE + 1, HASH_SIDE), Image.Resampling.BILINEAR),
-                       dtype=np.int16)
-    return np.packbits(small[:, 1:] > small[:, :-1]).tobytes().hex()
-
 
 def profile_image(path: str | Path, max_pixels: int) -> dict[str, Any]:
     """One image's profile row (without split, row and label); `error` says why it did not decode."""
@@ -148,23 +134,6 @@ def _message(check: dict, profile: pd.DataFrame) -> str:
 
 
 # ---- duplicates and leakage by hash -------------------------------------------------------------
-
-def _hash_words(hashes) -> np.ndarray:
-    """Hex hashes as an N x 4 array of 64-bit words."""
-    words = HASH_SIDE * HASH_SIDE // 64
-    return np.frombuffer(b"".join(bytes.fromhex(h) for h in hashes), dtype=">u8").astype(np.uint64).reshape(-1, words)
-
-
-def _matches(a: np.ndarray, b: np.ndarray, max_distance: int) -> np.ndarray:
-    """For each hash in b, the first index in a within max_distance bits (-1: none). Block-wise, O(len(a) x len(b))."""
-    found = np.full(len(b), -1, dtype=np.int64)
-    for start in range(0, len(b), 64):
-        block = b[start:start + 64]
-        distance = np.bitwise_count(block[:, None, :] ^ a[None, :, :]).sum(axis=-1)
-        near = distance <= max_distance
-        found[start:start + len(block)] = np.where(near.any(axis=1), near.argmax(axis=1), -1)
-    return found
-
 
 def find_image_duplicates(profile: pd.DataFrame, max_distance: int = 0) -> dict:
     """Images of one split's profile that repeat an earlier one (same perceptual hash within max_distance)."""
@@ -280,7 +249,7 @@ def raise_if_failed(summary: dict) -> None:
 
 def rules_for(params) -> ImageRules:
     """The image rules in force: the image.* limits, and the contract's label, duplicate and leakage rules."""
-    from driftfit.contract import contract_for
+    from driftfit.data.contract import contract_for
 
     contract, _ = contract_for(params.validate_)
     return ImageRules(max_pixels=params.image.max_pixels, min_side=params.image.min_side,
@@ -288,52 +257,6 @@ def rules_for(params) -> ImageRules:
                       duplicates=contract.duplicates, leakage=contract.leakage)
 
 
-def _report(splits: dict[str, pd.DataFrame], params, files: list[str], profile: pd.DataFrame | None = None) -> dict:
-    """Validate with Data Docs and write the report whole: to paths.validation when it passed, else to a new
-    folder under paths.rejected (paths.validation, a DVC output, is left as it was); then ValidationFailed
-    naming the files and the report. The text step's rules for where reports go (driftfit.validate)."""
-    import shutil
-    import tempfile
-
-    from driftfit.io import atomic_dir, write_json
-    from driftfit.validate import _rejected_folder
-
-    with tempfile.TemporaryDirectory(prefix="driftfit-validation-") as staging:
-        summary = validate_images(splits, rules_for(params), profile, Path(staging) / "data_docs")
-        target = Path(params.paths.validation) if summary["success"] else _rejected_folder(params, files)
-        summary["data_docs"] = str(target / "data_docs" / "index.html")
-        with atomic_dir(target) as tmp:
-            shutil.copytree(staging, tmp, dirs_exist_ok=True)
-            write_json(tmp / "summary.json", summary)
-    if not summary["success"]:
-        errors = summary["errors"]
-        more = f"; and {len(errors) - MAX_ERRORS_IN_MESSAGE} more" if len(errors) > MAX_ERRORS_IN_MESSAGE else ""
-        err = ValidationFailed(f"image validation failed: {'; '.join(errors[:MAX_ERRORS_IN_MESSAGE])}{more} "
-                               f"(details: {target / 'summary.json'})")
-        err.summary_path = str(target / "summary.json")
-        raise err
-    return summary
-
-
-def check_before_writing(splits: dict[str, pd.DataFrame], params, files: list[str]) -> None:
-    """For `prepare`: stop on image errors before any split is written (the report goes to paths.rejected)."""
-    import logging
-
-    rules = rules_for(params)
-    profile = profile_images(splits, rules.max_pixels)
-    summary = validate_images(splits, rules, profile)
-    if not summary["success"]:
-        _report(splits, params, files, profile)  # raises ValidationFailed with the same errors
-    for warning in summary["warnings"]:
-        logging.getLogger(__name__).warning("image validation warning: %s", warning)
-
-
-@runs_on("image", "validate")
-def run(params) -> dict:
-    """Validate the prepared image splits; write paths.validation/ (summary.json + data_docs/) whole."""
-    from driftfit.image_prepare import read_image_split
-
-    splits = {name: df for name in ("train", "val", "test", "reference_train", "reference_test")
-              if (df := read_image_split(params, name, required=name in ("train", "val", "test"))) is not None}
-    files = [str(Path(params.paths.prepared) / f"{name}.parquet") for name in splits]
-    return _report(splits, params, files)
+def validate(params, splits: dict[str, pd.DataFrame], docs_dir: Path | None, sources: dict | None = None) -> dict:
+    """The modality's validate: the image rules (rules_for) checked on every split (tables path,label)."""
+    return validate_images(splits, rules_for(params), None, docs_dir)

@@ -22,7 +22,6 @@ from PIL import Image, UnidentifiedImageError
 
 from driftfit.errors import DataError
 from driftfit.io import atomic_dir
-from driftfit.modalities import runs_on
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 40_000_000   # decompression-bomb guard: a 12-MP photo is 12M; more costs memory, not accuracy
@@ -234,10 +233,10 @@ def distinct_images(images: np.ndarray, max_distance: int | None = None) -> np.n
     keep = np.sort(first)
     if max_distance is None:
         return keep
-    from driftfit.image_validate import _hash_words, _matches, perceptual_hash
+    from driftfit.modalities.image.phash import hash_words, matches, perceptual_hash
 
-    hashes = _hash_words([perceptual_hash(Image.fromarray(images[i])) for i in keep])
-    return keep[_matches(hashes, hashes, max_distance) == np.arange(len(keep))]
+    hashes = hash_words([perceptual_hash(Image.fromarray(images[i])) for i in keep])
+    return keep[matches(hashes, hashes, max_distance) == np.arange(len(keep))]
 
 
 def stratified_sample(labels: np.ndarray, per_class: int, seed: int, among: np.ndarray | None = None) -> np.ndarray:
@@ -283,7 +282,7 @@ def load_pixels(paths: Sequence[str], size: int, max_pixels: int = MAX_PIXELS):
     a file that does not decode."""
     import torch
 
-    from driftfit.image_model import to_pixels
+    from driftfit.modalities.image.model import to_pixels
 
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     for i, path in enumerate(paths):
@@ -292,13 +291,12 @@ def load_pixels(paths: Sequence[str], size: int, max_pixels: int = MAX_PIXELS):
     return out
 
 
-# ---- the step: the embedded image example --------------------------------------------------------
+# ---- the modality's default data: the embedded image example ---------------------------------------
 
-@runs_on("image", "default-data")
-def run(params) -> dict:
-    """`driftfit default-data` for task.modality image: `image.example_per_class` silhouettes of each of the 10
-    animal-mnist animals as PNGs in paths.default_data/animals/<animal>/ (seeded by split.seed)."""
-    table = write_animal_silhouettes(Path(params.paths.default_data) / "animals", params.image.example_per_class,
-                                     params.split.seed, params.image.max_distance)  # no near-copies: no leakage
+def write_default_data(params, folder: Path) -> dict:
+    """`image.example_per_class` silhouettes of each of the 10 animal-mnist animals as PNGs in folder/animals/
+    <animal>/ (seeded by split.seed; no near-copies, so no leakage between splits)."""
+    table = write_animal_silhouettes(Path(folder) / "animals", params.image.example_per_class, params.split.seed,
+                                     params.image.max_distance)
     return {"images": len(table), "classes": int(table["label"].nunique()),
             "folder": params.portable(str(Path(params.paths.default_data) / "animals"))}

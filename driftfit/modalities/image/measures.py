@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from driftfit.config import Params
-from driftfit.io import read_json, write_json
-from driftfit.modalities import runs_on
-from driftfit.shift import (data_size, domain_classifier, label_counts, label_shift, linear_probe, logme, mmd_test,
-                            probe_with_memory, _sample)
+from driftfit.measures.shift import (data_size, domain_classifier, label_counts, label_shift, linear_probe, logme,
+                                     mmd_test, probe_with_memory, sample as _sample)
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ TEXT_ONLY = "text only: images have no tokenizer"
 
 def _features(model, table: pd.DataFrame, params: Params) -> np.ndarray:
     """Pretrained features of the images in `table` (fed as the model expects), float64 N x d."""
-    from driftfit.image_data import load_pixels
-    from driftfit.image_model import features, normalize_for
+    from driftfit.modalities.image.data import load_pixels
+    from driftfit.modalities.image.model import features, normalize_for
 
     pixels = load_pixels(list(table["path"]), model.image_size, params.image.max_pixels)
     return features(model, normalize_for(model, pixels), params.shift.batch_size).numpy().astype(np.float64)
@@ -45,8 +45,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _accuracy(champion, table: pd.DataFrame | None, params: Params) -> float | None:
-    from driftfit.image_data import load_pixels
-    from driftfit.image_model import predict_proba
+    from driftfit.modalities.image.data import load_pixels
+    from driftfit.modalities.image.model import predict_proba
 
     model, labels, size = champion
     if table is None or not len(table):
@@ -59,7 +59,7 @@ def _accuracy(champion, table: pd.DataFrame | None, params: Params) -> float | N
 def measure_image_shift(reference: pd.DataFrame | None, train: pd.DataFrame, val: pd.DataFrame, params: Params,
                         champion=None, champion_test: pd.DataFrame | None = None) -> dict:
     """Every measure as a JSON-able dict, in the text report's shape; reference=None skips the comparisons."""
-    from driftfit.image_model import pretrained_classifier
+    from driftfit.modalities.image.model import pretrained_classifier
 
     cfg = params.shift
     start = time.perf_counter()
@@ -122,28 +122,10 @@ def measure_image_shift(reference: pd.DataFrame | None, train: pd.DataFrame, val
     return report
 
 
-@runs_on("image", "measure-shift")
-def run(params: Params) -> dict:
-    """Read the prepared image splits (and the champion, if any), measure shift, write paths.shift."""
-    from pathlib import Path
+def measure(params: Params, reference: pd.DataFrame | None, reference_test: pd.DataFrame | None,
+            train: pd.DataFrame, val: pd.DataFrame, champion_dir: Path | None) -> dict:
+    """The image shift report for the prepared splits (absolute paths) and the serving champion, if any."""
+    from driftfit.modalities.image.model import load_image_classifier
 
-    from driftfit.image_model import load_image_classifier
-    from driftfit.image_prepare import read_image_split
-    from driftfit.registry import champion_dir
-
-    train, val = read_image_split(params, "train", True), read_image_split(params, "val", True)
-    reference, reference_test = read_image_split(params, "reference_train"), read_image_split(params, "reference_test")
-    manifest = Path(params.paths.prepared) / "manifest.json"
-    learnt = (read_json(manifest).get("reference") or {}).get("champion_batches") if manifest.is_file() else None
-    if learnt:  # as for texts: the memory's batches the champion learnt from
-        reference, reference_test = (df[df["batch"].isin(learnt)].reset_index(drop=True)
-                                     if df is not None and "batch" in df else df
-                                     for df in (reference, reference_test))
-    champ = champion_dir(params.paths.registry)
-    champion = load_image_classifier(champ, params.model.trust_remote_code) if champ is not None else None
-    report = measure_image_shift(reference, train, val, params, champion, reference_test)
-    if champ is not None:
-        report["champion"]["dir"] = str(champ)
-    write_json(params.paths.shift, report)
-    log.info("image shift report written to %s (%.1f s)", params.paths.shift, report["seconds"])
-    return report
+    champion = load_image_classifier(champion_dir, params.model.trust_remote_code) if champion_dir is not None else None
+    return measure_image_shift(reference, train, val, params, champion, reference_test)

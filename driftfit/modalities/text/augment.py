@@ -18,10 +18,6 @@ import numpy as np
 import pandas as pd
 
 from driftfit.config import AugmentConfig, ModelConfig, Params
-from driftfit.errors import DataError
-from driftfit.io import atomic_dir, write_json
-from driftfit.modalities import runs_on
-from driftfit.prepare import read_split
 
 METHODS = ("synonym", "word_insert", "word_dropout", "word_swap", "char_noise")  # the order they apply in
 NEIGHBOURS = 5  # a substitute is drawn from this many nearest words (variety vs faithfulness)
@@ -100,7 +96,7 @@ _NEIGHBOUR_CACHE: dict[str, Neighbours] = {}  # model source -> lookup, once per
 
 def embedding_neighbours(model: ModelConfig, k: int = NEIGHBOURS) -> Neighbours:
     """word -> its k nearest whole-word vocabulary entries by cosine of the input embeddings."""
-    from driftfit.model import load_encoder, load_tokenizer, resolve_pretrained
+    from driftfit.modalities.text.model import load_encoder, load_tokenizer, resolve_pretrained
 
     source = resolve_pretrained(model.pretrained)
     if source in _NEIGHBOUR_CACHE:
@@ -182,21 +178,9 @@ def method_counts(augmented: pd.DataFrame) -> dict[str, int]:
     return {m: int(added.str.split("+").map(lambda ms: m in ms).sum()) for m in (*METHODS, "balance")}
 
 
-@runs_on("text", "augment")
-def run(params: Params) -> dict:
-    """Augment paths.prepared/train.parquet into paths.augmented/ (train.parquet + summary.json), whole."""
+def augment(params: Params, train: pd.DataFrame, folder: Path) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The modality's augment: the training rows and their augmented copies, and how many each method changed."""
     cfg = params.augment
-    train = read_split(params.paths.prepared, "train")
-    if train is None:
-        raise DataError(f"{Path(params.paths.prepared) / 'train.parquet'} is missing: expected the prepared "
-                        "training split (run 'driftfit prepare' first)")
     neighbours = embedding_neighbours(params.model) if cfg.enabled and cfg.synonym > 0 else None
     augmented = augment_frame(train, cfg, neighbours)
-    summary = {"original_rows": len(train), "augmented_rows": int(augmented["augmented"].sum()),
-               "total_rows": len(augmented), "methods": method_counts(augmented),
-               "labels_before": {str(k): int(v) for k, v in train["label"].value_counts().sort_index().items()},
-               "labels_after": {str(k): int(v) for k, v in augmented["label"].value_counts().sort_index().items()}}
-    with atomic_dir(params.paths.augmented) as tmp:
-        augmented.to_parquet(tmp / "train.parquet", index=False)
-        write_json(tmp / "summary.json", summary)
-    return summary
+    return augmented, method_counts(augmented)

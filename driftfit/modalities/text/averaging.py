@@ -19,7 +19,7 @@ def average_with_champion(model, labels: list[str], champion_dir: Path | None, c
                           trust_remote_code: bool = False) -> dict:
     """Interpolate `model` (in place) towards the champion: w = (1 - share) * candidate + share * champion.
     Returns the log: what was averaged, or why not."""
-    from driftfit.model import load_classifier
+    from driftfit.modalities.text.model import load_classifier
 
     if champion_dir is None:
         return {"averaged": False, "why": "no champion yet: the candidate is plain full fine-tuning"}

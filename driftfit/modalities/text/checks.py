@@ -1,20 +1,17 @@
-"""Validate the splits against the data contract: a Great Expectations suite, plus duplicates and leakage.
+"""Check text splits against the data contract: a Great Expectations suite, plus duplicates and leakage.
 
 The contract (`validate.contract`, a YAML file; or the `validate.*` keys when it is null; see
-driftfit.contract) says what every split must satisfy. Its rules run as GX suites (driftfit.gx_suite);
-duplicates and leakage, which GX cannot express, run on normalised texts (driftfit.texts): near-duplicates
-inside a split, and texts shared between train, val and test. An `error` stops the run, a `warning` is
-reported (and logged) and the run goes on. The result is one JSON-able summary and the GX Data Docs: in
-paths.validation (a DVC output) when the data passed, in a new folder under paths.rejected when it failed.
+driftfit.data.contract) says what every split must satisfy. Its rules run as GX suites (driftfit.data.gx_suite);
+duplicates and leakage, which GX cannot express, run on normalised texts (modalities/text/texts.py):
+near-duplicates inside a split, and texts shared between train, val and test. An `error` stops the run, a
+`warning` is reported (and logged) and the run goes on. The result is one JSON-able summary and the GX Data
+Docs; driftfit.data.validation decides where they go.
 Row numbers in messages are 0-based positions in the split; during `prepare` they also name the file line.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,23 +19,14 @@ from typing import Any
 import pandas as pd
 
 from driftfit.config import Params
-from driftfit.contract import REFERENCE_SPLITS, REQUIRED_SPLITS, Contract, DuplicateRules, contract_for
-from driftfit.errors import ValidationFailed
-from driftfit.gx_suite import (DOCS_SITE, TEXT_COLUMNS, as_check, gx_context, label_expectations, label_table,
-                               row_expectations, row_profile, run_suite)
-from driftfit.io import atomic_dir, write_json
-from driftfit.modalities import runs_on
-from driftfit.prepare import read_split
-from driftfit.texts import find_duplicates, find_leakage, plain, text_ids
+from driftfit.data.contract import REFERENCE_SPLITS, REQUIRED_SPLITS, Contract, DuplicateRules, contract_for
+from driftfit.data.gx_suite import DOCS_SITE, as_check, gx_context, label_expectations, label_table, run_suite
+from driftfit.modalities.text.gx_rows import TEXT_COLUMNS, row_expectations, row_profile
+from driftfit.data.validation import LEAKAGE_PAIRS
+from driftfit.modalities.text.texts import find_duplicates, find_leakage, plain, text_ids
 
 log = logging.getLogger(__name__)
 
-# Pairs checked for leakage: (the split a text may come from, the split it must not reappear in).
-# reference_train is replayed into training, so its texts must stay out of val and test as train's do
-# (a reference file that overlaps the new batch, or is the same file, would otherwise pass unseen).
-LEAKAGE_PAIRS = (("train", "val"), ("train", "test"), ("val", "test"), ("reference_train", "val"),
-                 ("reference_train", "test"), ("train", "reference_test"), ("reference_train", "reference_test"))
-MAX_ERRORS_IN_MESSAGE = 10  # the rest are in summary.json
 
 
 # ---- which labels are allowed where ---------------------------------------------------------
@@ -203,81 +191,17 @@ def validate_splits(splits: dict[str, pd.DataFrame], reference_labels: list[str]
     return summary
 
 
-# ---- the thin edge ----------------------------------------------------------------------------
-
-def read_splits(prepared: str | Path) -> dict[str, pd.DataFrame]:
-    """train/val/test (required) and reference_train/reference_test (when present) from `prepared`."""
-    splits = {name: read_split(prepared, name, required=name in REQUIRED_SPLITS)
-              for name in REQUIRED_SPLITS + REFERENCE_SPLITS}
-    return {name: df for name, df in splits.items() if df is not None}
-
+# ---- the modality's validate ---------------------------------------------------------------------
 
 def _reference_labels(splits: dict[str, pd.DataFrame]) -> list[str] | None:
     reference = [splits[n] for n in REFERENCE_SPLITS if n in splits]
     return sorted(set().union(*map(_labels, reference))) if reference else None
 
 
-def _rejected_folder(params: Params, files: list[str]) -> Path:
-    """A new folder under paths.rejected for one rejected batch: UTC time + a short hash of its source files."""
-    digest = hashlib.sha256()
-    for name in sorted(set(files)):
-        path = Path(name)
-        if path.is_file():
-            with path.open("rb") as f:
-                digest.update(hashlib.file_digest(f, "sha256").digest())
-        else:  # hf:<dataset id>
-            digest.update(name.encode())
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return Path(params.paths.rejected) / f"{stamp}-{digest.hexdigest()[:8]}"
-
-
-def _report(splits: dict[str, pd.DataFrame], params: Params, files: list[str],
-            sources: dict[str, str] | None = None) -> dict:
-    """Validate, with Data Docs, and write the report (summary.json + data_docs/) whole.
-
-    Passed: to paths.validation/. Failed: to a new folder under paths.rejected/ (see _rejected_folder), and
-    paths.validation/ is left as it was: it is the DVC `validate` stage's output, and a rejected batch that
-    rewrote it would make the next `dvc repro` re-run every later stage, training included, on unchanged data.
-    Then ValidationFailed, naming the report (also as its `summary_path` attribute). Warnings are logged.
-    """
+def validate(params: Params, splits: dict[str, pd.DataFrame], docs_dir: Path | None,
+             sources: dict[str, str] | None = None) -> dict:
+    """The contract (validate.contract, or the validate.* keys) checked on every split (see validate_splits)."""
     contract, contract_from = contract_for(params.validate_)
-    with tempfile.TemporaryDirectory(prefix="driftfit-validation-") as staging:  # where it goes depends on the result
-        summary = validate_splits(splits, _reference_labels(splits), contract, Path(staging) / "data_docs", sources)
-        target = Path(params.paths.validation) if summary["success"] else _rejected_folder(params, files)
-        summary["contract_from"] = contract_from
-        summary["data_docs"] = str(target / "data_docs" / "index.html")
-        with atomic_dir(target) as tmp:
-            shutil.copytree(staging, tmp, dirs_exist_ok=True)
-            write_json(tmp / "summary.json", summary)
-    for warning in summary["warnings"]:
-        log.warning("data validation warning: %s", warning)
-    if not summary["success"]:
-        errors = summary["errors"]
-        shown = "; ".join(errors[:MAX_ERRORS_IN_MESSAGE])
-        more = f"; and {len(errors) - MAX_ERRORS_IN_MESSAGE} more" if len(errors) > MAX_ERRORS_IN_MESSAGE else ""
-        err = ValidationFailed(f"data validation failed: {shown}{more} (details: {target / 'summary.json'})")
-        err.summary_path = str(target / "summary.json")  # for callers that show the report (Prefect artifacts)
-        raise err
+    summary = validate_splits(splits, _reference_labels(splits), contract, docs_dir, sources)
+    summary["contract_from"] = contract_from
     return summary
-
-
-def check_before_writing(splits: dict[str, pd.DataFrame], params: Params, sources: dict[str, str]) -> None:
-    """For `prepare`: stop on contract errors before any split is written, naming file lines.
-
-    On errors the report (summary.json + Data Docs) goes to a new folder under paths.rejected/ (see _report).
-    """
-    contract, _ = contract_for(params.validate_)
-    summary = validate_splits(splits, _reference_labels(splits), contract, None, sources)
-    if not summary["success"]:
-        _report(splits, params, list(sources.values()), sources)  # raises ValidationFailed with the same errors
-    for warning in summary["warnings"]:  # here they name file lines; the validate step sees only the split rows
-        log.warning("data validation warning: %s", warning)
-
-
-@runs_on("text", "validate")
-def run(params: Params) -> dict:
-    """Validate paths.prepared; write paths.validation/ (summary.json + data_docs/) whole. On errors the
-    report goes to paths.rejected/ instead, and paths.validation/ is left as it was (see _report)."""
-    splits = read_splits(params.paths.prepared)
-    files = [str(Path(params.paths.prepared) / f"{name}.parquet") for name in splits]
-    return _report(splits, params, files)

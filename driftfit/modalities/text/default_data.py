@@ -14,7 +14,6 @@ import pandas as pd
 from driftfit.config import DefaultDataConfig, Params
 from driftfit.errors import DataError
 from driftfit.io import atomic_dir
-from driftfit.modalities import runs_on
 
 
 def chatterbot_conversations(language: str) -> dict[str, tuple[str, list[list[str]]]]:
@@ -41,7 +40,7 @@ def make_default_data(cfg: DefaultDataConfig, seed: int = 0) -> tuple[pd.DataFra
     saw, the other the new batch. Categories in `cfg.incoming_only` appear only in the new batch,
     so the default run sees a real label-set change as well as new utterances.
     """
-    from driftfit.texts import normalise
+    from driftfit.modalities.text.texts import normalise
 
     rng = np.random.default_rng(seed)
     convs_by_label = {stem: convs for stem, (_, convs) in chatterbot_conversations("english").items()}
@@ -81,14 +80,20 @@ def make_default_data(cfg: DefaultDataConfig, seed: int = 0) -> tuple[pd.DataFra
     return pd.DataFrame(ref_rows, columns=cols), pd.DataFrame(inc_rows, columns=cols)
 
 
-def write_default_data(cfg: DefaultDataConfig, out_dir: str | Path) -> dict[str, int]:
+def write_csvs(cfg: DefaultDataConfig, folder: Path) -> dict[str, int]:
+    """reference.csv and incoming.csv in `folder` (the caller makes the write whole)."""
     reference, incoming = make_default_data(cfg)
-    with atomic_dir(out_dir) as tmp:
-        reference.to_csv(tmp / "reference.csv", index=False)
-        incoming.to_csv(tmp / "incoming.csv", index=False)
+    reference.to_csv(folder / "reference.csv", index=False)
+    incoming.to_csv(folder / "incoming.csv", index=False)
     return {"reference": len(reference), "incoming": len(incoming)}
 
 
-@runs_on("text", "default-data")
-def run(params: Params) -> dict[str, int]:
-    return write_default_data(params.data.default, params.paths.default_data)
+def write_default_data(cfg: DefaultDataConfig, out_dir: str | Path) -> dict[str, int]:
+    """The embedded default data in `out_dir`, written whole (tests and benchmarks build it so)."""
+    with atomic_dir(out_dir) as tmp:
+        return write_csvs(cfg, tmp)
+
+
+def write_to(params: Params, folder: Path) -> dict[str, int]:
+    """The modality's default data, into the folder the default-data step is writing."""
+    return write_csvs(params.data.default, folder)

@@ -21,7 +21,8 @@ import pandas as pd
 
 from driftfit.config import SourceConfig
 from driftfit.errors import DataError
-from driftfit.texts import invisible, is_string_dtype, label_key, plain
+from driftfit.data.labels import invisible, label_key
+from driftfit.modalities.text.texts import is_string_dtype, plain
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
 MISSING_LABELS = {"", "nan", "none", "null", "na", "n/a", "<na>"}  # label spellings of "no label" (casefolded)
@@ -341,3 +342,8 @@ def load_table(src: SourceConfig, path: str | None = None, seed: int = 0, lines:
     if src.sample is not None and src.sample < len(out):
         out = out.sample(n=src.sample, random_state=seed).sort_index()
     return out.reset_index(drop=True)
+
+
+def load(params, source: SourceConfig, path: str | None = None) -> pd.DataFrame:
+    """The modality's load: a source as text/label rows, with each row's `line` in the file (for messages)."""
+    return load_table(source, path=path, seed=params.split.seed, lines=True)

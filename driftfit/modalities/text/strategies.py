@@ -1,84 +1,95 @@
-"""The classifier each training strategy starts from, and its optimizer.
-
-What is frozen, what peft adds and whether the weights start fresh (He/Xavier) come from the strategy's
-entry in driftfit.strategies; then AdamW with one learning rate per kind of parameter: the head and
-freshly made modules learn fast, the pretrained encoder slowly, lower layers slower still with
-`layer_lr_decay`. driftfit.train runs the loop on what this builds.
+"""What each strategy makes trainable in the text classifier: BUILD maps each strategy the text modality runs to
+`prepare` (freeze parts, add modules) and the peft config it wraps around the encoder, if any. Whether the weights
+start fresh and which learning rate the encoder uses come from the strategy's entry in driftfit.strategies;
+modalities/text/build.py builds the model and its optimizer from both. Light: nothing heavy is imported here.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from dataclasses import dataclass
+from typing import Any, Callable
 
-from driftfit.config import Params, TrainConfig
-from driftfit.model import TextClassifier, load_encoder, quiet_peft
-from driftfit.strategies import LAYER, spec
+from driftfit.strategies import LAYER
 
 
-def _reinit(module: nn.Module, scheme: str) -> None:
-    """Fresh weights: He (Kaiming) or Xavier for linear layers, N(0, 0.02) embeddings, unit LayerNorm."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            if scheme == "he":
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            else:
-                nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, std=0.02)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+@dataclass(frozen=True)
+class TextBuild:
+    prepare: Callable[[Any, Any], None] | None = None   # prepare(model, train_cfg): freeze / add modules
+    peft: Callable[[Any, Any], Any] | None = None       # peft(train_cfg, encoder) -> a peft config
 
 
-def build_model(strategy: str, params: Params, num_labels: int, vocab: dict | None = None) -> TextClassifier:
-    """The classifier with the right parts trainable, as the strategy's table entry says.
-    `vocab` (fresh weights only): vocab_size, pad_token_id of a newly trained tokenizer."""
-    entry = spec(strategy)
-    cfg = params.train
-    encoder = load_encoder(params.model, from_scratch=entry.fresh_weights,
-                           config_overrides=vocab if entry.fresh_weights else None)
-    if entry.fresh_weights:
-        _reinit(encoder, cfg.scratch_init)
-    if entry.peft is not None:  # peft freezes the encoder and adds its own trainable parts
-        from peft import get_peft_model
+# ---- what each strategy makes trainable ------------------------------------------------------
 
-        with quiet_peft():
-            encoder = get_peft_model(encoder, entry.peft(cfg, encoder))
-    model = TextClassifier(encoder, num_labels)
-    if entry.prepare is not None:
-        entry.prepare(model, cfg)
-    return model
+def freeze_encoder(model, cfg) -> None:
+    for p in model.encoder.parameters():
+        p.requires_grad = False
 
 
-def _depth(name: str, n_layers: int) -> int:
-    """How far below the top layer a parameter sits: 0 top layer (and above), n_layers embeddings."""
-    if "embeddings" in name:
-        return n_layers
-    layer = LAYER.search(name)
-    return n_layers - 1 - int(layer.group(1)) if layer else 0
+def freeze_lower_layers(model, cfg) -> None:
+    """The embeddings and the lowest `partial_frozen_layers` layers stay as they are."""
+    for name, p in model.encoder.named_parameters():
+        layer = LAYER.search(name)
+        if "embeddings" in name or (layer and int(layer.group(1)) < cfg.partial_frozen_layers):
+            p.requires_grad = False
 
 
-def make_optimizer(model: TextClassifier, strategy: str, cfg: TrainConfig, device: torch.device):
-    """AdamW with the head (and new modules) on a larger learning rate; no decay on biases and norms.
+def add_adapters(model, cfg) -> None:
+    from driftfit.modalities.text.adapters import add_adapters as add
 
-    For full/partial with layer_lr_decay < 1, lower layers learn slower: lr * decay ** depth, where
-    depth counts layers down from the top and the embeddings are the lowest.
-    """
-    entry = spec(strategy)
-    body_lr = getattr(cfg, entry.learning_rate)
-    decays = entry.layer_decay and cfg.layer_lr_decay < 1
-    n_layers = model.encoder.config.num_hidden_layers
-    groups: dict[tuple[float, float], list] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        lr = cfg.head_learning_rate if name.startswith("head.") else body_lr
-        if decays and name.startswith("encoder."):
-            lr *= cfg.layer_lr_decay ** _depth(name, n_layers)
-        decay = 0.0 if p.ndim < 2 else cfg.weight_decay
-        groups.setdefault((lr, decay), []).append(p)
-    param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
-    return torch.optim.AdamW(param_groups, fused=device.type == "cuda")
+    freeze_encoder(model, cfg)
+    add(model, cfg.adapter_size)
+
+
+# ---- the peft configs ------------------------------------------------------------------------
+
+def _lora_targets(encoder) -> list[str] | str:
+    names = {n.rsplit(".", 1)[-1] for n, _ in encoder.named_modules()}
+    for pair in (["query", "value"], ["q_proj", "v_proj"], ["q_lin", "v_lin"]):
+        if set(pair) <= names:
+            return pair
+    return "all-linear"
+
+
+def lora(cfg, encoder):
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                      lora_dropout=cfg.lora_dropout, target_modules=_lora_targets(encoder))
+
+
+def ia3(cfg, encoder):  # keys, values and the FFN output, as peft knows them per architecture
+    from peft import IA3Config, TaskType
+
+    return IA3Config(task_type=TaskType.FEATURE_EXTRACTION)
+
+
+def prefix(cfg, encoder):
+    from peft import PrefixTuningConfig, TaskType
+
+    return PrefixTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=cfg.virtual_tokens)
+
+
+def prompt(cfg, encoder):  # start from real word embeddings: random N(0, 1) vectors swamp the text
+    from peft import PromptTuningConfig, PromptTuningInit, TaskType
+
+    return PromptTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=cfg.virtual_tokens,
+                              prompt_tuning_init=PromptTuningInit.SAMPLE_VOCAB)
+
+
+def ptuning(cfg, encoder):
+    from peft import PromptEncoderConfig, TaskType
+
+    return PromptEncoderConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=cfg.virtual_tokens,
+                               encoder_hidden_size=encoder.config.hidden_size)
+
+
+
+# ---- the table: what the text modality runs ------------------------------------------------------
+
+BUILD: dict[str, TextBuild] = {
+    "skip": TextBuild(), "zero_shot": TextBuild(),
+    "head": TextBuild(prepare=freeze_encoder), "partial": TextBuild(prepare=freeze_lower_layers),
+    "lora": TextBuild(peft=lora), "ia3": TextBuild(peft=ia3), "prefix": TextBuild(peft=prefix),
+    "prompt": TextBuild(peft=prompt), "ptuning": TextBuild(peft=ptuning), "adapter": TextBuild(prepare=add_adapters),
+    "full": TextBuild(), "ensemble": TextBuild(), "scratch": TextBuild(),
+}

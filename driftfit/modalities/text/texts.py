@@ -6,47 +6,11 @@ The work is Arrow and numpy over the string buffers, outside GX: GX has no expec
 
 from __future__ import annotations
 
-import math
-import unicodedata
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-EXAMPLES = 5          # offending rows kept per check (detail vs summary size)
-SHOWN_CHARS = 60      # texts are cut to this many characters in messages and the summary
-
-
-def is_string_dtype(values: pd.Series) -> bool:
-    """A pandas/Arrow string column: every non-null value is a str, without looking at each."""
-    return isinstance(values.dtype, pd.StringDtype) or str(values.dtype).startswith(("string", "large_string"))
-
-
-def plain(value: Any) -> Any:
-    """A JSON-able, short version of a cell value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if hasattr(value, "item"):  # numpy scalars
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and len(value) > SHOWN_CHARS:
-        return value[:SHOWN_CHARS] + "..."
-    return value if isinstance(value, (bool, int, float, str)) else str(value)
-
-
-def invisible(label: str) -> str | None:
-    """The first invisible character of a label (a control or format character: zero-width space, bidi
-    override, ...) as U+XXXX, or None. Two labels that differ only by one would look the same."""
-    bad = next((c for c in label if unicodedata.category(c) in ("Cc", "Cf")), None)
-    return None if bad is None else f"U+{ord(bad):04X} ({unicodedata.name(bad, 'unnamed')})"
-
-
-def label_key(label: str) -> str:
-    """What a label means to a reader: Unicode-normalised (NFKC: 'café' typed either way is one label),
-    stripped, case-folded."""
-    return unicodedata.normalize("NFKC", label).strip().casefold()
-
+from driftfit.data.values import EXAMPLES, is_string_dtype, plain  # noqa: F401 - also imported from here
 
 def _kept_bytes(data: np.ndarray) -> np.ndarray:
     """Bytes that count for near-duplicates: a-z, 0-9 and every non-ASCII byte (letters of other scripts).

@@ -13,7 +13,7 @@ import re
 import torch
 
 from driftfit.config import Params
-from driftfit.model import TextClassifier, embed_texts, load_encoder, load_tokenizer
+from driftfit.modalities.text.model import TextClassifier, embed_texts, load_encoder, load_tokenizer
 
 
 def label_text(label: str) -> str:

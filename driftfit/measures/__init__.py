@@ -1,0 +1,1 @@
+"""Shift statistics shared by every modality."""

@@ -119,12 +119,14 @@ def for_modality(name: str, modality: str) -> str:
     """The strategy itself where the modality runs it, else its stand-in (the selector's rules name text
     strategies; an image run gets the one of the same kind)."""
     runs = modalities.get(modality).strategies
-    if name in runs:
-        return name
-    stand_in = spec(name).stand_in
-    if stand_in is None or stand_in not in runs:
-        raise ConfigError(f"strategy '{name}' has no form for task.modality '{modality}' and no stand-in")
-    return stand_in
+    current, seen = name, []
+    while current not in runs:  # IA3 -> LoRA -> ... until the modality runs one
+        seen.append(current)
+        current = spec(current).stand_in
+        if current is None or current in seen:
+            raise ConfigError(f"strategy '{name}' has no form for task.modality '{modality}' and no stand-in it runs "
+                              f"(tried {', '.join(seen)})")
+    return current
 
 
 def help_text() -> str:

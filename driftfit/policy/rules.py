@@ -78,7 +78,7 @@ import math
 
 from driftfit.policy import learned as learned_rules
 from driftfit.config import StrategyConfig
-from driftfit.errors import DataError
+from driftfit.errors import ConfigError, DataError
 from driftfit.strategies import for_modality, spec
 
 log = logging.getLogger(__name__)
@@ -113,11 +113,12 @@ def _short_number(x) -> str:
 def _measures(report: dict, champion_exists: bool) -> dict:
     """The numbers the policy reads, flattened; None where the report has no such measure."""
     try:
-        tok, size = report["tokenizer"]["incoming"], report["data_size"]
+        size = report["data_size"]
         rows, min_per_class = size["rows"], size["min_per_class"]
     except (KeyError, TypeError) as err:
-        raise DataError(f"shift report lacks {err} (expected 'tokenizer.incoming' and 'data_size' "
-                        "as written by driftfit.shift)") from None
+        raise DataError(f"shift report lacks {err} (expected 'data_size' with 'rows' and 'min_per_class', as every "
+                        "modality's measure writes it)") from None
+    tok = (report.get("tokenizer") or {}).get("incoming") or {}  # texts only: other inputs have no tokenizer
     emb = report.get("embedding") or {}
     labels = report.get("label_shift") or {}
     champ = report.get("champion") or {}
@@ -380,7 +381,10 @@ def in_modality(decision: dict, modality: str) -> dict:
     (driftfit.strategies.for_modality: IA3 -> LoRA for images), and the reason says so. Unchanged for texts."""
     chosen, runner_up = decision["strategy"], decision["runner_up"]
     mapped = for_modality(chosen, modality)
-    decision = {**decision, "runner_up": for_modality(runner_up, modality) if runner_up else runner_up}
+    try:
+        decision = {**decision, "runner_up": for_modality(runner_up, modality) if runner_up else runner_up}
+    except ConfigError:  # a runner-up the modality cannot run is no runner-up
+        decision = {**decision, "runner_up": None}
     if decision["runner_up"] == mapped and runner_up != chosen:  # both picks map to one: the rules' next
         decision["runner_up"] = next((for_modality(s, modality) for s in ("full", "head")
                                       if for_modality(s, modality) != mapped), None)

@@ -65,7 +65,7 @@ def head_weights(clf, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
     coef, intercept = clf.coef_.astype(np.float64), clf.intercept_.astype(np.float64)
     if n_labels == 2 and coef.shape[0] == 1:
         coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
-    return coef, intercept
+    return np.ascontiguousarray(coef), np.ascontiguousarray(intercept)  # scikit-learn may keep coef_ column-major
 
 
 def fit_logistic(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, n_labels: int,

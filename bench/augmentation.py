@@ -29,11 +29,11 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
-from driftfit.augment import augment_frame, embedding_neighbours
+from driftfit.modalities.text.augment import augment_frame, embedding_neighbours
 from driftfit.config import AugmentConfig, ModelConfig, SourceConfig
-from driftfit.loaders import load_table
+from driftfit.modalities.text.loaders import load_table
 from driftfit.io import write_json, write_text
-from driftfit.model import embed_texts, load_encoder, load_tokenizer
+from driftfit.modalities.text.model import embed_texts, load_encoder, load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 AMAZON = ROOT.parent / "shared" / "data" / "sentiment_domains" / "amazon.tsv"

@@ -210,7 +210,7 @@ def text_position(texts: pd.Series) -> np.ndarray:
 
 def load_source(src: BenchSource, seed: int) -> pd.DataFrame:
     """The source's rows (text, label): stripped, empty and repeated texts dropped, sliced, mapped, sampled."""
-    from driftfit.loaders import load_table
+    from driftfit.modalities.text.loaders import load_table
 
     if src.path.startswith("chatterbot:"):
         df = chatterbot_source(src.path.split(":", 1)[1], by_language=src.label == "language")
@@ -239,7 +239,7 @@ def cap_per_class(df: pd.DataFrame, total: int | None, per_class: int | None, se
                 for i in rng.permutation(idx)[:per_class]]
         df = df.iloc[sorted(keep)]
     if total is not None and len(df) > total:
-        from driftfit.prepare import stratified_split
+        from driftfit.data.splits import stratified_split
 
         keep = total / len(df)
         df = stratified_split(df, {"keep": keep}, seed)["keep"]
@@ -248,7 +248,7 @@ def cap_per_class(df: pd.DataFrame, total: int | None, per_class: int | None, se
 
 def scenario_data(sc: Scenario, budget: Budget, seed: int) -> dict[str, pd.DataFrame | None]:
     """train, val, test and reference frames; `seed` draws the splits and samples (not the training seeds)."""
-    from driftfit.prepare import stratified_split
+    from driftfit.data.splits import stratified_split
 
     incoming = load_source(sc.train, seed)
     if sc.test is not None:
@@ -277,9 +277,9 @@ def _predict(model_dir: Path, test: pd.DataFrame, params: Params, cache: Path | 
     """The model's label for each test row. cache: a feature cache (driftfit.feature_cache) for what the
     model's head reads, keyed by everything but the head (model.features_identity): the champion and the
     head's seeds share one frozen encoder, so its test features are computed once per scenario."""
-    from driftfit.feature_cache import cached
-    from driftfit.model import features_identity, head_inputs, load_classifier, pick_device, predict_proba
-    from driftfit.shift import champion_predict
+    from driftfit.state.feature_cache import cached
+    from driftfit.modalities.text.model import features_identity, head_inputs, load_classifier, pick_device, predict_proba
+    from driftfit.modalities.text.measures import champion_predict
 
     model, tokenizer, labels = load_classifier(model_dir, params.model.trust_remote_code)
     texts, max_len, batch = list(test["text"]), params.model.max_seq_len, params.evaluate.batch_size
@@ -329,10 +329,12 @@ def measure_and_select(data: dict, base: Params, work: Path) -> tuple[Path | Non
     shift report, the rules' decision (probed when base.strategy.mode is probe) and scratch's tokenizer settled.
     Returns (champion folder or None, shift report, decision, the settled params, seconds of measuring and
     deciding)."""
-    from driftfit.model import load_classifier, load_encoder, load_tokenizer
-    from driftfit.shift import measure_shift
-    from driftfit.strategy import select_strategy, with_probe
-    from driftfit.train import settle_scratch_tokenizer
+    from driftfit.modalities.text.model import load_classifier, load_encoder, load_tokenizer
+    from driftfit.modalities.text.measures import measure_shift
+    from driftfit.policy.probe import with_probe
+    from driftfit.policy.rules import select_strategy
+    from driftfit import modalities
+    from driftfit.modalities.text.recipe import settle_scratch_tokenizer
 
     train, val, reference = data["train"], data["val"], data["reference"]
     champion_dir = _champion(reference, val, base, work)
@@ -343,7 +345,7 @@ def measure_and_select(data: dict, base: Params, work: Path) -> tuple[Path | Non
     decision = select_strategy(report, base.strategy, champion is not None)
     base = settle_scratch_tokenizer(base, report)  # scratch's tokenizer from this scenario's own shift report
     if base.strategy.mode == "probe":
-        decision = with_probe(decision, train, val, base)
+        decision = with_probe(decision, train, val, base, modalities.get("text"), shift=report)
     return champion_dir, report, decision, base, time.perf_counter() - start
 
 
@@ -413,7 +415,7 @@ def _champion(reference: pd.DataFrame | None, val: pd.DataFrame, base: Params, w
     incoming rows (`val`) is used. Before 2026-12-04 the champion had no validation rows and fell back to
     C = 1 (head_fit.DEFAULT_C): on agnews-same-8 that champion scored 0.826 where the chosen C scores 0.855,
     so skip, scored as that champion, lost 3 points to a head that was only better regularised."""
-    from driftfit.train import train_model
+    from driftfit.modalities.text.recipe import train_model
 
     if reference is None:
         return None
@@ -427,7 +429,8 @@ def train_strategy(name: str, data: dict, base: Params, seeds: list[int], labels
     """One strategy of the oracle: trained with each seed on what the pipeline would give it (the batch plus
     the replay of the champion's data: all of it when `replay_all`), scored on the test rows."""
     from driftfit.strategies import spec as strategy_spec
-    from driftfit.train import train_model, training_frame
+    from driftfit.modalities.text.recipe import train_model
+    from driftfit.training.replay import training_frame
 
     train, val, test, reference = data["train"], data["val"], data["test"], data["reference"]
     entry = strategy_spec(name)
@@ -575,7 +578,7 @@ def redo(scenarios_path: str | Path, out_dir: str | Path, strategies: list[str],
     scaled by its saved seconds over its seconds now, and the seconds as measured are kept beside them
     (`seconds_measured`). The yardstick's accuracy must come out as saved, which checks the rerun reproduces."""
     from driftfit.strategies import spec as strategy_spec
-    from driftfit.strategy import replays_everything
+    from driftfit.policy.rules import replays_everything
 
     spec = load_scenarios(scenarios_path)
     base = _base_params(spec, params_path)
@@ -620,7 +623,7 @@ def _saved_to_redo(spec: ScenarioFile, out_dir: Path, only: list[str] | None, fl
 
 def _redo_settings(base: Params) -> tuple[dict, dict]:
     """(learning rates, training guards) a redo records: a redo under other ones reruns."""
-    from driftfit.train import DIVERGENCE_RULE
+    from driftfit.modalities.text.recipe import DIVERGENCE_RULE
 
     return ({k: getattr(base.train, k) for k in LEARNING_RATES},
             {"divergence_retries": base.train.divergence_retries, "divergence_rule": DIVERGENCE_RULE})
@@ -660,7 +663,7 @@ def redo_champion(scenarios_path: str | Path, out_dir: str | Path, params_path: 
     encoder (the head on the champion's encoder: the same frozen features) and keep their figures, trained on the
     same replay as the first run. Seconds are scaled by a yardstick, as in `redo`; the result records the choice it
     replaced under `redone`. A scenario whose champion is already trained this way is left out (a run resumes)."""
-    from driftfit.strategy import replays_everything
+    from driftfit.policy.rules import replays_everything
 
     spec = load_scenarios(scenarios_path)
     base = _base_params(spec, params_path)
@@ -768,7 +771,7 @@ def combine(spec: ScenarioFile, base: Params, out_dir: Path, scenarios_path: str
 def current_choice(result: dict, base: Params) -> str:
     """The current policy's choice for a saved scenario: the rules (and learned rules, if params name them)
     re-applied to its saved measures; a forced or probed choice, or a result without measures, keeps what ran."""
-    from driftfit.strategy import choose
+    from driftfit.policy.rules import choose
 
     if result["rule"] == "forced" or result["rule"].startswith("probe") or not result.get("measures"):
         return result["choice"]

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from driftfit import gate
+from driftfit.evaluation import gate
 
 SENTIMENT, NEWS, DIALOGUE = ["negative", "positive"], ["Business", "Sci/Tech", "Sports", "World"], \
     ["AI", "conversations", "emotion", "psychology"]

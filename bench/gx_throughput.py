@@ -31,9 +31,9 @@ import pandas as pd
 
 from driftfit.config import ValidateConfig
 from driftfit.io import write_json, write_text
-from driftfit.contract import contract_from_config
-from driftfit.texts import text_ids
-from driftfit.validate import validate_splits
+from driftfit.data.contract import contract_from_config
+from driftfit.modalities.text.texts import text_ids
+from driftfit.modalities.text.checks import validate_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "data" / "sst2" / "train.tsv"

@@ -29,7 +29,7 @@ import yaml
 
 from driftfit.config import load_params, set_dotted
 from driftfit.io import write_json, write_text
-from driftfit.modalities import step
+from driftfit.pipeline import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "image" / "params.yaml"
@@ -51,11 +51,11 @@ def run_once(folder: Path, overrides: dict) -> dict:
         set_dotted(raw, key, value)
     (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     params = load_params(folder / "params.yaml")
-    results = {name: step(name, params)(params) for name in ("default-data", "prepare", "validate", "augment")}
+    results = {name: runner(name)(params) for name in ("default-data", "prepare", "validate", "augment")}
     # The strategy is forced: the decision record train reads, without measuring shift (the selector's choice
     # is not what is measured here).
     write_json(params.paths.decision, {"strategy": params.strategy.force, "reason": "forced", "replay": "fraction"})
-    results.update({name: step(name, params)(params) for name in ("train", "evaluate")})
+    results.update({name: runner(name)(params) for name in ("train", "evaluate")})
     return {**results["evaluate"]["candidate"]["test"], "train_rows": results["augment"]["total_rows"],
             "train_seconds": results["train"]["seconds"]}
 

@@ -11,8 +11,8 @@ through driftfit's own image parts:
      learn's digits (8 x 8), optionally rotated, inverted or noised;
   2. with a reference, the champion "in production": a `head` on the reference's train split (set-up, not
      cost), which keeps a validation and a test split of its own, as the pipeline's memory does;
-  3. the selector, timed: driftfit.image_shift.measure_image_shift (champion scored on the incoming rows and
-     on its own test split) and driftfit.image_strategy.image_decision;
+  3. the selector, timed: driftfit.modalities.image.measures.measure_image_shift (champion scored on the incoming rows and
+     on its own test split) and driftfit.policy.rules.in_modality;
   4. the oracle: every image strategy (driftfit.strategies.names_for("image"); skip only with a champion)
      trained by driftfit.image_train.train_image_model on the incoming train split (early stopping on its
      validation split) with `seeds` training seeds each, and scored on the test split.
@@ -124,7 +124,7 @@ def load_scenarios(path: str | Path) -> ImageScenarioFile:
 # ---- the images -----------------------------------------------------------------------------
 
 def dataset_classes(name: str) -> tuple[str, ...]:
-    from driftfit.image_data import ANIMAL_CLASSES
+    from driftfit.modalities.image.data import ANIMAL_CLASSES
 
     return ANIMAL_CLASSES if name == "animals" else tuple(str(d) for d in range(10))
 
@@ -133,7 +133,7 @@ def dataset_classes(name: str) -> tuple[str, ...]:
 def dataset(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images N x H x W uint8, class names, each image's position in [0, 1)) of a packaged dataset, repeats
     left out: pixel-identical images, and for animal-mnist near-copies too (else a slice could split a pair)."""
-    from driftfit.image_data import distinct_images, read_animal_mnist, read_digits
+    from driftfit.modalities.image.data import distinct_images, read_animal_mnist, read_digits
 
     if name == "animals":
         images, labels = read_animal_mnist()
@@ -149,7 +149,7 @@ def dataset(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def select(src: ImageSource, seed: int) -> np.ndarray:
     """Indices (into dataset(src.dataset)) of the source's images: sliced, classes kept, per_class drawn."""
-    from driftfit.image_data import stratified_sample
+    from driftfit.modalities.image.data import stratified_sample
 
     _, labels, position = dataset(src.dataset)
     among = np.flatnonzero((position >= src.slice[0]) & (position < src.slice[1]))
@@ -208,7 +208,7 @@ def scenario_indices(sc: ImageScenario, seed: int) -> dict[str, np.ndarray | Non
 def scenario_data(sc: ImageScenario, seed: int, folder: Path) -> dict[str, pd.DataFrame | None]:
     """train, val, test, and the champion's reference_train, reference_val, reference_test (path, label) tables,
     their images written under `folder`; `seed` draws the samples and splits (not the training seeds)."""
-    from driftfit.prepare import stratified_split
+    from driftfit.data.splits import stratified_split
 
     idx = scenario_indices(sc, seed)
     incoming = write_images(sc.train, idx["incoming"], folder / "incoming")
@@ -237,8 +237,8 @@ def scenario_data(sc: ImageScenario, seed: int, folder: Path) -> dict[str, pd.Da
 # ---- one scenario ---------------------------------------------------------------------------
 
 def _predict(model_dir: Path, test: pd.DataFrame, params: Params) -> list[str]:
-    from driftfit.image_data import load_pixels
-    from driftfit.image_model import load_image_classifier, predict_proba
+    from driftfit.modalities.image.data import load_pixels
+    from driftfit.modalities.image.model import load_image_classifier, predict_proba
 
     model, labels, size = load_image_classifier(model_dir, params.model.trust_remote_code)
     probs = predict_proba(model, load_pixels(list(test["path"]), size, params.image.max_pixels),
@@ -251,10 +251,10 @@ def _rounded(x: float | None, digits: int = 4) -> float | None:
 
 
 def run_scenario(sc: ImageScenario, spec: ImageScenarioFile, base: Params, work: Path) -> dict:
-    from driftfit.image_model import load_image_classifier
-    from driftfit.image_shift import measure_image_shift
-    from driftfit.image_strategy import image_decision
-    from driftfit.image_train import train_image_model
+    from driftfit.modalities.image.model import load_image_classifier
+    from driftfit.modalities.image.measures import measure_image_shift
+    from driftfit.policy.rules import in_modality, select_strategy
+    from driftfit.modalities.image.recipe import train_image_model
     from driftfit.strategies import spec as strategy_spec
 
     load_before = os.getloadavg()
@@ -278,7 +278,7 @@ def run_scenario(sc: ImageScenario, spec: ImageScenarioFile, base: Params, work:
     start = time.perf_counter()
     champion = load_image_classifier(champion_dir, base.model.trust_remote_code) if champion_dir else None
     report = measure_image_shift(reference, train, val, base, champion, data["reference_test"])
-    decision = image_decision(report, base, champion is not None)
+    decision = in_modality(select_strategy(report, base.strategy, champion is not None), "image")
     selector_seconds = time.perf_counter() - start
     log.info("scenario %s: the selector chose %s (rule %s) in %.1f s", sc.name, decision["strategy"],
              decision["rule"], selector_seconds)

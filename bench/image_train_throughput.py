@@ -44,10 +44,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from driftfit.config import load_params
-from driftfit.image_data import load_pixels, write_animal_silhouettes
-from driftfit.image_model import (MEAN, STD, convert_to_safetensors, features, image_classifier, normalize_for,
+from driftfit.modalities.image.data import load_pixels, write_animal_silhouettes
+from driftfit.modalities.image.model import (MEAN, STD, convert_to_safetensors, features, image_classifier, normalize_for,
                                   packaged_weights_file, predict_proba)
-from driftfit.image_train import build_model, fit_head, fit_loop
+from driftfit.modalities.image.recipe import build_model, fit_head, fit_loop
 from driftfit.io import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]

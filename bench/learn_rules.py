@@ -28,7 +28,7 @@ import numpy as np
 
 from bench import stats
 from bench.decision import current_choice, load_scenarios, saved_results
-from driftfit import learned_rules
+from driftfit.policy import learned as learned_rules
 from driftfit.io import write_json, write_text
 from driftfit.strategies import spec as strategy_spec
 

@@ -62,8 +62,9 @@ def _params_with(base, knob: str, value: float):
 def run(scenarios_path: str, names: list[str], out: str, params_path: str = "params.yaml",
         only: dict[str, list[float]] | None = None) -> dict:
     """only: {knob: [factors]} to run just those (a second scenario checking the first one's winners)."""
-    from driftfit.strategy import replays_everything
-    from driftfit.train import train_model, training_frame
+    from driftfit.policy.rules import replays_everything
+    from driftfit.modalities.text.recipe import train_model
+    from driftfit.training.replay import training_frame
 
     spec = load_scenarios(scenarios_path)
     base = _base_params(spec, params_path)

@@ -22,6 +22,7 @@ import platform
 import shutil
 import statistics
 import subprocess
+import contextlib
 import sys
 import tempfile
 import time
@@ -32,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 from tests.conftest import free_port, project_copy  # the tests' project copy, one definition
-STEPS = [("driftfit.default_data", "run"), ("driftfit.prepare", "run"), ("driftfit.validate", "run"),
-         ("driftfit.memory", "run"), ("driftfit.augment", "run"), ("driftfit.shift", "run"), ("driftfit.strategy", "run"),
-         ("driftfit.search", "run"), ("driftfit.train", "run"), ("driftfit.evaluate", "run"), ("driftfit.promote", "run")]
+from driftfit.pipeline import STEPS as PIPELINE  # noqa: E402
+
+STEPS = [(s.module, "run") for s in PIPELINE]
 
 
 def start_server(home: Path) -> tuple[subprocess.Popen, str]:
@@ -81,7 +82,8 @@ class StepTimer:
 
 def run_flow(retrain, params: Path, timer: StepTimer) -> dict:
     t = time.perf_counter()
-    state = retrain(params_path=str(params), return_state=True)
+    with contextlib.chdir(params.parent):  # a flow run reads its project's params file
+        state = retrain(params_path=str(params), return_state=True)
     wall = time.perf_counter() - t
     if not state.is_completed():
         raise RuntimeError(f"flow run failed: {state.message}")

@@ -4,7 +4,7 @@
         [--set strategy.probe_candidates=[head] --name NAME]   (another probe setting, saved under its own name)
 
 For each saved scenario of `--out` (all, or `--only` ones): rebuild its data, champion and shift report as
-bench.decision did, take today's rules' decision, run the probe for real (`driftfit.strategy.with_probe`:
+bench.decision did, take today's rules' decision, run the probe for real (`driftfit.policy.probe.with_probe`:
 short trial runs of the rules' pick, its runner-up and strategy.probe_candidates, successive halving that stops
 when the leader is ahead by more than the validation noise, the cheaper on a tie), and judge the probe's pick
 against the saved oracle (`bench.stats.judge`: regret, tie with the best). Its cost is the selection as first
@@ -81,7 +81,7 @@ def render_md(scenarios_path: str, out_dir: Path, names: list[str], rows: list[d
     lines = ["# Probe mode against the rules, on the saved oracle", "",
              f"Command: `python -m bench.probe_rescore --scenarios {scenarios_path} --out {out_dir}"
              + "".join(f" --only {n}" for n in names) + options + "`  ",
-             f"The probe ran for real (driftfit.strategy.with_probe, the probe settings of {params_path}"
+             f"The probe ran for real (driftfit.policy.probe.with_probe, the probe settings of {params_path}"
              f"{' with the --set overrides' if sets else ''}: "
              f"candidates = the rules' pick, its runner-up and {rows[0]['candidates_param'] if rows else '?'}, "
              f"first round {rows[0]['first_steps'] if rows else '?'} steps); the strategies' "

@@ -38,7 +38,7 @@ import pandas as pd
 import yaml
 
 from driftfit.io import read_json, write_json, write_text
-from driftfit.texts import text_ids
+from driftfit.modalities.text.texts import text_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -144,7 +144,8 @@ def step_details(step: str, folder: Path) -> dict:
 
 def _bound_check(tokenizer, texts: pd.Series, seeds: int) -> dict:
     """Tokenizer fit on all texts (in chunks) against `seeds` seeded samples of TOKENIZER_TEXTS of them."""
-    from driftfit.shift import TOKENIZER_TEXTS, _sample, tokenizer_fit
+    from driftfit.measures.shift import sample as _sample
+    from driftfit.modalities.text.measures import TOKENIZER_TEXTS, tokenizer_fit
 
     n, t = len(texts), time.perf_counter()
     unk = tokens = words = 0.0
@@ -171,8 +172,8 @@ def stability(n: int, seeds: int = 5) -> dict:
     texts with every 4th replaced by a chatterbot-corpus Chinese utterance (an [UNK] share near the
     policy's 0.05 threshold)."""
     from driftfit.config import ModelConfig
-    from driftfit.default_data import chatterbot_conversations
-    from driftfit.model import load_tokenizer
+    from driftfit.modalities.text.default_data import chatterbot_conversations
+    from driftfit.modalities.text.model import load_tokenizer
 
     sst, ag = sources()
     texts = joined(ag, sst["text"], n, seed=2)["text"]

@@ -22,10 +22,10 @@ import torch
 
 from driftfit.config import SourceConfig, load_params
 from driftfit.io import write_json, write_text
-from driftfit.loaders import load_table
-from driftfit.model import load_encoder, load_tokenizer
-from driftfit.prepare import stratified_split
-from driftfit.shift import TOKENIZER_TEXTS, measure_shift
+from driftfit.modalities.text.loaders import load_table
+from driftfit.modalities.text.model import load_encoder, load_tokenizer
+from driftfit.data.splits import stratified_split
+from driftfit.modalities.text.measures import TOKENIZER_TEXTS, measure_shift
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

@@ -9,7 +9,7 @@ from driftfit.config import SourceConfig
 
 def chatterbot_frame(language: str) -> pd.DataFrame:
     """Every utterance of one chatterbot-corpus language, labelled by category; ambiguous ones dropped."""
-    from driftfit.default_data import chatterbot_conversations
+    from driftfit.modalities.text.default_data import chatterbot_conversations
 
     rows = [(u, label) for label, convs in chatterbot_conversations(language).values() for c in convs for u in c]
     df = pd.DataFrame(rows, columns=["text", "label"]).drop_duplicates()
@@ -19,7 +19,7 @@ def chatterbot_frame(language: str) -> pd.DataFrame:
 
 def read_source(src: SourceConfig, seed: int) -> pd.DataFrame:
     """text/label rows of a source (a seeded sample of `src.sample` rows when set), blank texts dropped."""
-    from driftfit.loaders import load_table
+    from driftfit.modalities.text.loaders import load_table
 
     if src.path.startswith("chatterbot:"):
         df = chatterbot_frame(src.path.split(":", 1)[1])

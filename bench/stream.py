@@ -171,7 +171,7 @@ def load_spec(path: str | Path) -> StreamSpec:
 def _pool(src: SourceConfig, seed: int) -> pd.DataFrame:
     """A source's rows, texts repeated within it dropped, in a seeded random order."""
     from bench.sources import read_source
-    from driftfit.texts import normalise
+    from driftfit.modalities.text.texts import normalise
 
     df = read_source(src, seed)
     df = df.assign(label=df["label"].astype(str))
@@ -270,8 +270,8 @@ def score(model_dir: Path | None, tests: dict[str, pd.DataFrame], params: Params
     labels that have not arrived yet (None: the test frames' labels, for the very first batch)."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    from driftfit.model import load_classifier, load_tokenizer, pick_device, predict_proba
-    from driftfit.zero_shot import zero_shot_classifier
+    from driftfit.modalities.text.model import load_classifier, load_tokenizer, pick_device, predict_proba
+    from driftfit.modalities.text.zero_shot import zero_shot_classifier
 
     if not tests:
         return {}
@@ -304,7 +304,7 @@ def gate_rows(params: Params, names: dict[str, str], known: list[str]) -> dict[s
     """What the gate compared, per test set (the new batch's 'test', each past batch by its stream name): every
     model's answers from evaluate's predictions.csv, encoded (names: memory batch id -> stream batch name)."""
     from bench.stats import encode
-    from driftfit.gate import PREDICTIONS
+    from driftfit.evaluation.gate import PREDICTIONS
 
     rows = pd.read_csv(Path(params.paths.evaluation) / PREDICTIONS, dtype=str, keep_default_na=False)
     out = {}
@@ -328,7 +328,7 @@ def known_labels(data_dir: Path, accepted: list[str]) -> list[str]:
 
 def _fingerprint(params: Params) -> dict:
     """What a rejected batch must leave as it was: the champion pointer and the memory pointer."""
-    from driftfit import memory
+    from driftfit.state import memory
 
     pointer = Path(params.paths.registry) / "champion.json"
     return {"champion": pointer.read_text() if pointer.is_file() else None,
@@ -339,7 +339,16 @@ def run_batch(policy: str, spec: StreamSpec, batch: dict, data_dir: Path, work: 
               accepted: list[str], remembered: dict[str, str], labels: list[str]) -> dict:
     """One batch through one policy's project; returns its record (saved by the caller). remembered: memory batch
     id -> stream batch name of the batches accepted so far; labels: the stream's labels (answers are encoded)."""
-    from driftfit import augment, evaluate, memory, prepare, promote, registry, shift, strategy, train, validate
+    from driftfit.modalities.text import augment
+    from driftfit.modalities.text import evaluate
+    from driftfit.state import memory
+    from driftfit.data import splits as prepare
+    from driftfit.steps import promote
+    from driftfit.state import registry
+    from driftfit.measures import shift
+    from driftfit.policy import rules as strategy
+    from driftfit.modalities.text import recipe as train
+    from driftfit.modalities.text import checks as validate
 
     params = workspace_params(spec, policy, work, data_dir / batch["name"])
     tests = {name: pd.read_csv(data_dir / name / "test.csv", dtype={"label": str}, keep_default_na=False)
@@ -420,7 +429,7 @@ def run_policy(policy: str, spec: StreamSpec, batches: list[dict], data_dir: Pat
         saved["batches"].append(record)
         write_json(path, saved)  # saved at once: a killed run resumes after this batch
     if "final" not in saved:
-        from driftfit import registry
+        from driftfit.state import registry
 
         params = workspace_params(spec, policy, work, data_dir / batches[-1]["name"])
         accepted = [r["batch"] for r in saved["batches"] if r.get("accepted")]
@@ -446,7 +455,7 @@ def losses_beyond(truth: dict[str, str], before: dict, after: dict, gate) -> dic
     is significantly beyond promote.max_forgetting on that set alone (its own interval; no correction for judging
     several: the stricter reading of "a significant loss on some past batch")."""
     from bench.stats import decode
-    from driftfit import gate as stats
+    from driftfit.evaluation import gate as stats
 
     out = {}
     for b in before:
@@ -465,7 +474,7 @@ def blocked_gain(r: dict, truth: dict[str, str], gate) -> dict | None:
     not significantly below the baseline (when the gate asks), and no past batch lost significantly more than
     max_forgetting (each alone, as in losses_beyond). None when it was not, or nothing was recorded to tell."""
     from bench.stats import decode
-    from driftfit import gate as stats
+    from driftfit.evaluation import gate as stats
 
     rows = r.get("gate") or {}
     new = rows.get("test") or {}

@@ -34,9 +34,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 from driftfit.config import SourceConfig, load_params
-from driftfit.loaders import load_table
+from driftfit.modalities.text.loaders import load_table
 from driftfit.io import write_json, write_text
-from driftfit.model import TextClassifier, load_tokenizer, predict_proba, resolve_pretrained
+from driftfit.modalities.text.model import TextClassifier, load_tokenizer, predict_proba, resolve_pretrained
 
 SHARED = ROOT.parent / "shared" / "data"
 SIZES = {"minilm": None,  # the pretrained default, as shipped
@@ -114,8 +114,8 @@ def train_baseline(train, tokenizer, labels, params) -> tuple[TextClassifier, fl
 
 
 def train_ours(train, params) -> tuple[TextClassifier, float, dict]:
-    from driftfit.model import load_classifier
-    from driftfit.train import train_model
+    from driftfit.modalities.text.model import load_classifier
+    from driftfit.modalities.text.recipe import train_model
 
     with tempfile.TemporaryDirectory(prefix="driftfit-bench-ours-") as out:
         _sync()

@@ -226,6 +226,9 @@ class TrainConfig(_Section):
     ensemble_champion_share: float = Field(0.5, ge=0, le=1)
     head_on: Literal["champion", "pretrained"] = "champion"
     head_c_grid: list[Annotated[float, Field(gt=0)]] = Field([0.01, 0.1, 1.0, 10.0, 100.0], min_length=1)
+    contrastive_learning_rate: float = Field(2e-5, gt=0, le=1)
+    contrastive_pairs: int = Field(20, gt=0)
+    contrastive_max_pairs: int = Field(20000, gt=0)
 
 
 class EvaluateConfig(_Section):

@@ -59,6 +59,8 @@ _ALL = [
                  trains=False, is_baseline=True, stand_in="head"),
     StrategySpec("head", "only a new head on the frozen encoder, fitted to convergence (L-BFGS logistic regression)",
                  fit_on_features=True),
+    StrategySpec("contrastive", "the encoder tuned on pairs of same- and different-label rows (SetFit), then a "
+                 "converged head", learning_rate="contrastive_learning_rate", stand_in="head"),
     StrategySpec("partial", "the top layers; the embeddings and the lower `partial_frozen_layers` stay frozen",
                  layer_decay=True),
     StrategySpec("lora", "low-rank updates of the attention (images: of the 1x1 convolutions; merged into plain "

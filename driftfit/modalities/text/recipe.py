@@ -518,6 +518,8 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
             else:
                 encoder = "pretrained"
             fit["head_fit"] = {**fit["head_fit"], "encoder": encoder}
+        elif BUILD[strategy].fit is not None:  # the strategy's own training (contrastive pairs, then a head)
+            model, fit = BUILD[strategy].fit(model, tokenizer, train_df, val_df, label_ids, params, device, progress)
         else:
             weights = class_weights(train_df["label"], labels)
             checkpoints = checkpoint_dir if cfg.checkpoint_steps > 0 else None

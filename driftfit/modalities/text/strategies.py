@@ -16,6 +16,14 @@ from driftfit.strategies import LAYER
 class TextBuild:
     prepare: Callable[[Any, Any], None] | None = None   # prepare(model, train_cfg): freeze / add modules
     peft: Callable[[Any, Any], Any] | None = None       # peft(train_cfg, encoder) -> a peft config
+    fit: Callable | None = None  # its own training in place of Trainer's loop: fit(model, tokenizer, train, val,
+    #                              label_ids, params, device, progress) -> (model, training log)
+
+
+def contrastive_fit(*args, **kwargs):
+    from driftfit.modalities.text.contrastive import fit
+
+    return fit(*args, **kwargs)
 
 
 # ---- what each strategy makes trainable ------------------------------------------------------
@@ -88,7 +96,8 @@ def ptuning(cfg, encoder):
 
 BUILD: dict[str, TextBuild] = {
     "skip": TextBuild(), "zero_shot": TextBuild(),
-    "head": TextBuild(prepare=freeze_encoder), "partial": TextBuild(prepare=freeze_lower_layers),
+    "head": TextBuild(prepare=freeze_encoder), "contrastive": TextBuild(fit=contrastive_fit),
+    "partial": TextBuild(prepare=freeze_lower_layers),
     "lora": TextBuild(peft=lora), "ia3": TextBuild(peft=ia3), "prefix": TextBuild(peft=prefix),
     "prompt": TextBuild(peft=prompt), "ptuning": TextBuild(peft=ptuning), "adapter": TextBuild(prepare=add_adapters),
     "full": TextBuild(), "ensemble": TextBuild(), "scratch": TextBuild(),

@@ -25,14 +25,14 @@ from driftfit.prepare import read_split
 from driftfit.serving import load, usage
 from driftfit.serving import predict
 from tests.conftest import ROOT
-from tests.serving_registry import clear_margin, offline, text_project
+from tests.serving_registry import clear_margin, offline, shared_text_project
 
 ATOL = 1e-5  # the same model on the same texts: only float summation order differs (batch composition, padding)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, default_data_dir):
-    return text_project(tmp_path_factory.mktemp("serving-predict"), default_data_dir)
+    return shared_text_project(tmp_path_factory, default_data_dir, "serving-predict")
 
 
 @pytest.fixture(scope="module")

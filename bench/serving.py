@@ -368,8 +368,9 @@ def main() -> None:
     from driftfit.prepare import read_split
     from driftfit.serving.export import find_export, run as export_version
 
-    if find_export(params.paths.registry, "v1", params.absolute(params.export.dir), None) is None:
-        export_version(params, "v1")
+    for version in ("v1", "v2"):  # both exported first: the promotion under load measures the swap, not an export
+        if find_export(params.paths.registry, version, params.absolute(params.export.dir), None) is None:
+            export_version(params, version)
     test = read_split(params.paths.prepared, "test", required=True)
     result["champion"] = (f"head on MiniLM, AG News ({args.rows} rows sampled from agnews/dev.tsv; 4 topics), through "
                           "prepare, train, evaluate, promote")

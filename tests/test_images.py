@@ -144,6 +144,18 @@ def test_imagenet_predictions_on_scikit_image_photos(cache):
     assert torch.allclose(alone, probs, atol=1e-5)
 
 
+def test_the_input_is_the_whole_photo_in_rgb_scaled_as_tensorflow_lite_scales_it():
+    """What the model is fed, computed here with PIL and numpy: the whole photo resized (bilinear) to 224 x 224,
+    RGB channels in that order, (pixel - 127) / 128 as TensorFlow's EfficientNet-Lite was trained on (within the
+    0.5/255 that separates that from the 0.5 mean and std used)."""
+    photo = np.asarray(skimage_photos(["chelsea"])["chelsea"])
+    resized = np.asarray(Image.fromarray(photo).convert("RGB").resize((224, 224), Image.Resampling.BILINEAR))
+    by_hand = (resized.astype(np.float32) - 127.0) / 128.0
+    fed = im.preprocess([photo])
+    assert fed.shape == (1, 3, 224, 224)
+    assert np.abs(fed[0].permute(1, 2, 0).numpy() - by_hand).max() < 0.01
+
+
 def test_the_packaged_network_is_efficientnet_lite0_as_published(cache):
     """The companion package's network, with the packaged weights, computes what EfficientNet-Lite0 written here
     from TensorFlow's definition computes with the same weights under timm's names (timm itself cannot be

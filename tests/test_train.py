@@ -424,10 +424,10 @@ REAL_VALIDATION_METRICS = train._macro_f1
 
 
 def _scripted_validation(monkeypatch, macro_f1_by_step: dict[int, float], crash_at: int | None = None):
-    """Validation macro-F1 (what early stopping watches) forced to `macro_f1_by_step[step]`: which step a real
-    loss curve happens to improve at is a numeric accident; the rule that follows from the scores is not.
-    Returns (progress hook, {step: the real validation logits at that step's evaluation}). `crash_at`: the hook
-    raises at that step, before its evaluation (a crashed run)."""
+    """Validation macro-F1 (what early stopping watches) forced to `macro_f1_by_step[step]` (0 at steps it does not
+    list): which step a real loss curve happens to improve at is a numeric accident; the rule that follows from the
+    scores is not. Returns (progress hook, {step: the real validation logits at that step's evaluation}).
+    `crash_at`: the hook raises at that step, before its evaluation (a crashed run)."""
     step, logits = [0], {}
 
     def progress(at: int, total: int, logs: dict) -> None:  # called at each step's end, before its evaluation
@@ -437,7 +437,7 @@ def _scripted_validation(monkeypatch, macro_f1_by_step: dict[int, float], crash_
 
     def scripted(eval_pred) -> dict:
         logits[step[0]] = np.asarray(eval_pred.predictions)
-        return {**REAL_VALIDATION_METRICS(eval_pred), "macro_f1": macro_f1_by_step[step[0]]}
+        return {**REAL_VALIDATION_METRICS(eval_pred), "macro_f1": macro_f1_by_step.get(step[0], 0.0)}
 
     monkeypatch.setattr(train, "_macro_f1", scripted)
     return progress, logits

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -25,7 +26,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ[_var] = "1"
 # Prefect's home (local result storage, profiles) in a folder of this test session, not the user's ~/.prefect:
 # nothing a test run caches leaks into a later run. The xdist workers inherit the folder from the controller and
-# share it; each Prefect API server a test starts keeps its own database (prefect_test_harness).
+# share it; each worker's Prefect API server (the prefect_api fixture) keeps its own database.
 if "PREFECT_HOME" not in os.environ:
     os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="driftfit-tests-prefect-")
     atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
@@ -107,6 +108,28 @@ def project_copy(dest: Path) -> Path:
         shutil.copy2(ROOT / rel, dest / rel)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest
+
+
+BIN = Path(sys.executable).parent  # the virtual environment's scripts: dvc, driftfit
+
+
+def dvc(cwd: Path, *args: str, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """The venv's `dvc ARGS` in `cwd`, its output captured; the venv first on PATH (DVC stages call `driftfit`).
+    `env`: variables added to this process's environment (credentials for a remote, say)."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    return subprocess.run([str(BIN / "dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real Prefect API server (prefect_test_harness: a server process on its own SQLite database), started once
+    per test process at the first test that asks for it and kept until the session ends; every flow run in this
+    process talks to it. Tests tell their runs apart by flow-run id, never by counting what the server holds."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
 
 
 def free_port() -> int:

@@ -20,8 +20,8 @@ from driftfit.io import read_json, write_json
 from driftfit.prepare import read_split
 from tests.conftest import write_params
 
-# Two heads of the same features that disagree: strong and weak regularisation (scikit-learn's C).
-HEADS = ({"train.head_c_grid": [0.01]}, {"train.head_c_grid": [100.0]})
+# Two heads of the same features that disagree: weak and strong regularisation (scikit-learn's C).
+HEADS = ({"train.head_c_grid": [100.0]}, {"train.head_c_grid": [0.01]})
 BASE = {"promote.beat_baseline": False}  # the gate has its own tests; these need a champion whatever it scores
 
 
@@ -47,6 +47,20 @@ def text_project(folder: Path, default_data: Path, heads: tuple[dict, ...] = HEA
     if registry.champion_info(params.paths.registry)["version"] != "v1":
         registry.set_champion(params.paths.registry, "v1", action="rollback", reason="the tests start from v1")
     return params
+
+
+def shared_text_project(tmp_path_factory, default_data: Path, name: str) -> Params:
+    """text_project's registry (HEADS), built once per test process and copied for each module that asks, so each
+    module may change its own copy (promote, roll back, damage a version) and the builds are not repeated."""
+    built = tmp_path_factory.getbasetemp() / "serving-text-project"
+    if not (built / ".complete").is_file():
+        shutil.rmtree(built, ignore_errors=True)
+        built.mkdir()
+        text_project(built, default_data)
+        (built / ".complete").touch()
+    copy = tmp_path_factory.mktemp(name)
+    shutil.copytree(built, copy, dirs_exist_ok=True)
+    return load_params(copy / "params.yaml")
 
 
 def add_version(params: Params, version: str) -> Path:

@@ -304,15 +304,13 @@ def test_a_real_process_exits_2_with_one_line(project, name, overrides, fragment
 
 
 @pytest.mark.slow
-def test_the_flow_fails_the_same_way(project):
+def test_the_flow_fails_the_same_way(prefect_api, project):
     """The Prefect flow on a bad batch: a failed state whose message is the same one line."""
-    from prefect.testing.utilities import prefect_test_harness
-
     from flows.retrain import retrain
 
     before = snapshot(project)
     write_params(project, {**CHAMPION_RUN, "data.roots": ["data", str(BAD)]})  # flow parameters must lie in a root
-    with prefect_test_harness(server_startup_timeout=120), chdir(project):
+    with chdir(project):
         state = retrain(params_path=str(project / "params.yaml"), incoming_path=str(BAD / "empty_text.csv"),
                         return_state=True)
     assert state.is_failed()

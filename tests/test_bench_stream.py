@@ -115,3 +115,46 @@ def test_a_serving_zero_shot_model_knows_only_the_labels_that_have_arrived(tmp_p
     assert known_labels(tmp_path, []) == []          # the first batch: its own labels are the task (score's None)
     assert known_labels(tmp_path, ["w1", "w2"]) == ["neg", "pos"]
     assert known_labels(tmp_path, ["w1", "w3"]) == ["Sports", "World", "neg", "pos"]
+
+
+def test_regressions_and_blocked_gains_are_judged_on_the_saved_answers():
+    """The report's definitions on constructed answers: a promotion after which a past batch lost 30 of its 80 rows
+    is a regression, one whose differences are noise is not; a rejected candidate with a real gain that forgot
+    nothing is a gain blocked, one that forgot a batch is not."""
+    from bench.stats import encode
+    from bench.stream import summarise
+    from driftfit.config import PromoteConfig
+    from tests.test_gate import batch, flip
+
+    labels = ["neg", "pos"]
+    truth, champion = batch(80, 0.85)
+    noisy, forgot = flip(truth, champion, 4, 4), flip(truth, champion, 30, 0)
+    new_truth, new_champion = batch(80, 0.5, seed=1)
+    _, new_learnt = batch(80, 0.9, seed=1)
+    code = {name: encode(list(v), labels) for name, v in (("truth", truth), ("champion", champion), ("noisy", noisy),
+                                                          ("forgot", forgot), ("new", new_truth),
+                                                          ("new_champion", new_champion), ("new_learnt", new_learnt))}
+    truths = {"w1": code["truth"], "w2": code["new"], "w3": code["new"]}
+
+    def scores(answers: str) -> dict:
+        return {"accuracy": 0.0, "macro_f1": 0.0, "answers": answers}
+
+    def week(name, promoted, before, past_cand, seconds=1.0):
+        return {"batch": name, "accepted": True, "trained": True, "promoted": promoted, "seconds": {"train": seconds},
+                "near_future": {"w1": scores(code[before]), name: scores(code["new_champion"])},
+                "gate": {"test": {"candidate": code["new_learnt"], "champion": code["new_champion"],
+                                  "baseline": code["new_champion"]},
+                         "w1": {"candidate": code[past_cand], "champion": code["champion"]}}}
+
+    gate = PromoteConfig(resamples=1000)
+    # w2 promoted a model that forgot w1 (scored so by w3's near future); w3 promoted one within noise
+    saved = {"batches": [week("w2", True, "champion", "forgot"), week("w3", True, "forgot", "noisy")],
+             "final": {"scores": {"w1": scores(code["noisy"])}}}
+    s = summarise(saved, gate, truths)
+    assert [(r["batch"], r["past_batch"]) for r in s["promoted_regressions"]] == [("w2", "w1")]
+    assert s["promoted_regressions"][0]["high"] < -5 and s["gains_blocked"] == []
+    # rejected: a real gain that forgot nothing is blocked; one that forgot w1 is not a gain blocked
+    saved = {"batches": [week("w2", False, "champion", "noisy"), week("w3", False, "champion", "forgot")]}
+    s = summarise(saved, gate, truths)
+    assert [g["batch"] for g in s["gains_blocked"]] == ["w2"] and s["gains_blocked"][0]["low"] > 0
+    assert s["promoted_regressions"] == []

@@ -4,23 +4,13 @@ every step; a changed param re-runs only the steps that use it; a missing output
 after a flow run says everything is up to date."""
 
 from contextlib import chdir
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import project_copy, write_params
+from tests.conftest import dvc, project_copy, write_params
 
 FAST = {"train.max_steps": 2, "evaluate.latency_examples": 2, "promote.beat_baseline": False}
-BIN = Path(sys.executable).parent
-
-
-def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([str(BIN / "dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def task_states(flow_run_id) -> dict[str, str]:
@@ -98,17 +88,15 @@ def test_the_key_is_dvcs_verdict_on_the_stage(tmp_path):
 
 
 @pytest.mark.slow
-def test_rerun_with_unchanged_inputs_is_cached(tmp_path):
+def test_rerun_with_unchanged_inputs_is_cached(prefect_api, tmp_path):
     from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
 
     from flows.retrain import retrain
 
     root = project_copy(tmp_path / "project")
     params = str(write_params(root, FAST))
     # cached results in tmp_path, not in ~/.prefect
-    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "storage"}), \
-            prefect_test_harness(server_startup_timeout=120), chdir(root):
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path / "storage"}), chdir(root):
         first = retrain(params_path=params, return_state=True)
         assert first.is_completed(), first.message
         assert set(task_states(first.state_details.flow_run_id).values()) == {"Completed"}

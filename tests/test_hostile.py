@@ -32,7 +32,7 @@ from driftfit import cli, memory, registry
 from driftfit.config import SourceConfig, load_params
 from driftfit.errors import ConfigError, DataError
 from driftfit.io import read_json, write_json
-from tests.conftest import write_params
+from tests.conftest import dvc, write_params
 
 # A champion for sure each week: a head, judged on point estimates with forgetting allowed (what is under test
 # here is what surrounds the gate, not the gate).
@@ -272,10 +272,8 @@ def test_flow_overrides_may_not_change_what_a_run_may_touch(copy, overrides, fra
     assert fragment in str(caught.value) and "root:" not in str(caught.value)
 
 
-def test_a_flow_run_does_not_run_a_models_code_it_was_pointed_at(copy, tmp_path):
+def test_a_flow_run_does_not_run_a_models_code_it_was_pointed_at(prefect_api, copy, tmp_path):
     """model.pretrained at a folder outside the project, trust_remote_code on: refused before anything loads."""
-    from prefect.testing.utilities import prefect_test_harness
-
     from flows.retrain import retrain
 
     outside = tmp_path / "evil-model"
@@ -285,7 +283,7 @@ def test_a_flow_run_does_not_run_a_models_code_it_was_pointed_at(copy, tmp_path)
     (outside / "m.py").write_text(f"open({str(marker)!r}, 'w').write('code ran')\n")
     (outside / "model.safetensors").write_bytes(b"")
     kept = digests(copy)
-    with prefect_test_harness(server_startup_timeout=120), chdir(copy):
+    with chdir(copy):
         state = retrain(params_path="params.yaml", overrides={"model.pretrained": str(outside),
                                                               "model.trust_remote_code": True}, return_state=True)
     assert state.is_failed() and "may not change model.pretrained, model.trust_remote_code" in state.message
@@ -493,11 +491,11 @@ def test_a_flow_run_holds_dvcs_lock_and_waits_for_none(copy):
 
     subprocess.run(["git", "init", "-q"], cwd=copy, check=True)
     shutil.copy(Path(__file__).parents[1] / "dvc.yaml", copy / "dvc.yaml")
-    dvc = [str(Path(sys.executable).parent / "dvc")]
-    subprocess.run([*dvc, "init", "-q"], cwd=copy, check=True)
+    init = dvc(copy, "init", "-q")
+    assert init.returncode == 0, init.stderr
     params = load_params(copy / "params.yaml")
     with hold_project(params, str(copy / "params.yaml"), "the retrain flow"):
-        repro = subprocess.run([*dvc, "repro"], cwd=copy, capture_output=True, text=True, timeout=120)
+        repro = dvc(copy, "repro", timeout=120)
         assert repro.returncode != 0 and "Unable to acquire lock" in repro.stderr, repro.stderr
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from dvc.repo import Repo; "
                                "r = Repo(sys.argv[1]); r.lock.lock(); print('held', flush=True); time.sleep(60)",

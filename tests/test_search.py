@@ -50,9 +50,32 @@ def test_grid_search_covers_the_grid(searchable):
     assert seen == {(4, 0.01), (4, 0.02), (8, 0.01), (8, 0.02)}
 
 
-def test_median_pruner_stops_a_hopeless_trial(searchable):
-    """Two good trials, then one whose learning rate is too small to move the loss: it is pruned."""
-    params = with_search(searchable, sampler="random", trials=3, max_steps=30, pruner="median",
+def test_median_pruner_stops_a_hopeless_trial(searchable, monkeypatch):
+    """Two trials complete, then one (learning rate 1e-9) whose logged loss is worse than theirs at every step:
+    the median pruner stops it at its first report (step 10 of 20), and it is recorded as pruned, without a value.
+    Its losses are forced (theirs + 1): which rate logs the lower loss after 10 real steps is a numeric accident."""
+    from driftfit import train as train_module
+
+    real_train_model = train_module.train_model
+    seen, logged = [], {}  # per trial, the steps its progress hook saw; per step, the first two trials' losses
+
+    def train_model(train_df, val_df, strategy, params, out_dir, *, progress=None, **kwargs):
+        trial = len(seen)
+        seen.append([])
+
+        def watched(step, total, logs):
+            seen[trial].append(step)
+            if "loss" in logs:
+                if trial < 2:
+                    logged.setdefault(step, []).append(logs["loss"])
+                else:
+                    logs = {**logs, "loss": max(logged[step]) + 1.0}
+            progress(step, total, logs)
+
+        return real_train_model(train_df, val_df, strategy, params, out_dir, progress=watched, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_model", train_model)
+    params = with_search(searchable, sampler="random", trials=3, max_steps=20, pruner="median",
                          space={"train.head_learning_rate": {"type": "float", "low": 1e-9, "high": 1.0, "log": True}})
     train, val, strategy, params = search.load_inputs(params)
     study = search.make_study(params.search)
@@ -65,7 +88,10 @@ def test_median_pruner_stops_a_hopeless_trial(searchable):
         search.tell(study, trial, result)
         results.append(result)
     assert [r["state"] for r in results] == ["complete", "complete", "pruned"]
-    assert results[2]["value"] is None
+    assert results[0]["value"] is not None and results[1]["value"] is not None and results[2]["value"] is None
+    assert max(seen[2]) == 10 < max(seen[0])  # stopped at its first report; the complete ones trained on
+    assert study.trials[2].intermediate_values == {10: -(max(logged[10]) + 1.0)}
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
 
 
 def test_disabled_search_records_it_and_changes_nothing(searchable):
@@ -85,37 +111,35 @@ def test_space_keys_must_be_train_params(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("runner", ["thread", "dask"])
-def test_flow_runs_trials_as_parallel_prefect_tasks(searchable, runner):
+def test_flow_runs_trials_as_parallel_prefect_tasks(prefect_api, searchable, runner):
     """Threads in this process, or a local Dask cluster (tasks and their inputs are serialised)."""
-    from prefect.testing.utilities import prefect_test_harness
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     from flows.tune import tune
 
     params = with_search(searchable, sampler="tpe", trials=4, parallel=2, max_steps=2, pruner="median",
                          task_runner=runner,
                          space={"train.head_learning_rate": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True}})
-    with prefect_test_harness(server_startup_timeout=120):
-        state = tune(params, return_state=True)
-        assert state.is_completed(), state.message
-        result = state.result()
-        from prefect import get_client
-        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-        from prefect.client.schemas.sorting import ArtifactSort
-
-        with get_client(sync_client=True) as client:
-            table = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["search-trials"])),
-                                          limit=10, offset=0, sort=ArtifactSort.CREATED_DESC)
-        assert table and table[0].type == "table"
+    state = tune(params, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:  # this run's artifact (the server outlives the test)
+        table = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["search-trials"]),
+                                           flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])),
+            limit=10, offset=0, sort=ArtifactSort.CREATED_DESC)
+    assert len(table) == 1 and table[0].type == "table"
     assert result["trials"] == 4 and result["best_params"]
     trials = read_json(f"{params.paths.search}/trials.json")
     assert sorted(t["number"] for t in trials) == [0, 1, 2, 3]
 
 
 @pytest.mark.slow
-def test_retrain_flow_tunes_then_trains_with_the_best(tmp_path):
+def test_retrain_flow_tunes_then_trains_with_the_best(prefect_api, tmp_path):
     """search.enabled in the retrain flow: the tune subflow runs its trials, then train uses the best values."""
-    from prefect.testing.utilities import prefect_test_harness
-
     from flows.retrain import retrain
     from tests.conftest import project_copy
 
@@ -124,9 +148,9 @@ def test_retrain_flow_tunes_then_trains_with_the_best(tmp_path):
                         "strategy.force": "ia3", "train.max_steps": 2, "promote.beat_baseline": False,
                         "search.space": {"train.head_learning_rate": {"type": "categorical",
                                                                        "choices": [0.005, 0.02]}}})
-    with prefect_test_harness(server_startup_timeout=120), chdir(root):
+    with chdir(root):
         state = retrain(params_path=str(root / "params.yaml"), return_state=True)
-        assert state.is_completed(), state.message
+    assert state.is_completed(), state.message
     best = read_json(root / "reports" / "search" / "best.json")
     assert best["enabled"] and best["trials"] == 2 and best["strategy"] == "ia3"
     assert best["best_params"]["train.head_learning_rate"] in (0.005, 0.02)

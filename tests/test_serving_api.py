@@ -30,14 +30,14 @@ from driftfit.prepare import read_split
 from driftfit.serving import load
 from driftfit.serving.app import Server
 from tests.conftest import free_port
-from tests.serving_registry import clear_margin, offline, text_project
+from tests.serving_registry import clear_margin, offline, shared_text_project
 
 ATOL = 1e-4  # a response against the Python API: other batch compositions, the same model
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, default_data_dir):
-    return text_project(tmp_path_factory.mktemp("serving-api"), default_data_dir)
+    return shared_text_project(tmp_path_factory, default_data_dir, "serving-api")
 
 
 @pytest.fixture(scope="module")

@@ -25,14 +25,14 @@ from driftfit.prepare import read_split
 from driftfit.serving import load
 from driftfit.serving.export import INT8_FILE, MODEL_FILE, export_model, run as export_version
 from driftfit.serving.onnx_runner import ExportError, OnnxClassifier
-from tests.serving_registry import HEADS, clear_margin, text_project
+from tests.serving_registry import clear_margin, shared_text_project
 
 TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, default_data_dir):
-    return text_project(tmp_path_factory.mktemp("serving-export"), default_data_dir, heads=(HEADS[1],))
+    return shared_text_project(tmp_path_factory, default_data_dir, "serving-export")
 
 
 @pytest.fixture(scope="module")

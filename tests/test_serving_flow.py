@@ -14,7 +14,7 @@ import yaml
 from driftfit.prepare import read_split
 from driftfit.serving import predict
 from tests.conftest import ROOT
-from tests.serving_registry import HEADS, text_project
+from tests.serving_registry import shared_text_project
 
 
 def test_the_score_deployment_names_the_flow_and_its_parameters():
@@ -33,16 +33,8 @@ def test_the_score_deployment_names_the_flow_and_its_parameters():
 
 
 @pytest.fixture(scope="module")
-def prefect_api():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="module")
 def project(tmp_path_factory, default_data_dir):
-    return text_project(tmp_path_factory.mktemp("serving-flow"), default_data_dir, heads=(HEADS[1],))
+    return shared_text_project(tmp_path_factory, default_data_dir, "serving-flow")
 
 
 @pytest.mark.slow

@@ -25,14 +25,14 @@ from driftfit.prepare import read_split
 from driftfit.serving import load, usage
 from driftfit.serving import predict
 from tests.conftest import ROOT
-from tests.serving_registry import clear_margin, offline, text_project
+from tests.serving_registry import clear_margin, offline, shared_text_project
 
 ATOL = 1e-5  # the same model on the same texts: only float summation order differs (batch composition, padding)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, default_data_dir):
-    return text_project(tmp_path_factory.mktemp("serving-predict"), default_data_dir)
+    return shared_text_project(tmp_path_factory, default_data_dir, "serving-predict")
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +266,23 @@ def test_summary_is_the_last_run_in_one_line(project, capsys):
     assert "\n" not in line and line.startswith("driftfit: chose head;")
     assert f"new model macro-F1 {metrics['candidate']['test']['macro_f1']:.3f} on the new test split" in line
     assert "PROMOTED as v1" in line and verdict["reason"].split(": ", 1)[1][:40] in line
+
+
+def test_the_flow_reads_no_image_outside_the_data_roots(tmp_path):
+    """A path given from Prefect's UI must stay in data.roots, and so must every image its folder or manifest
+    leads to (a link, or an absolute path in a manifest); nothing outside is opened."""
+    roots = tmp_path / "data"
+    (roots / "images").mkdir(parents=True)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"not an image, and not for you")
+    (roots / "images" / "a.png").symlink_to(secret)
+    source = predict.open_source(roots / "images", "path", image=True)
+    source.roots = [str(roots)]
+    with pytest.raises(DataError, match="a.png': links outside the data roots"):
+        next(source.chunks(10, image=True))
+    manifest = roots / "manifest.csv"
+    manifest.write_text(f"path\n{secret}\n")
+    source = predict.open_source(manifest, "path", image=True)
+    source.roots = [str(roots)]
+    with pytest.raises(DataError, match=r"manifest\.csv', line 2, column 'path': an image outside the data roots"):
+        next(source.chunks(10, image=True))

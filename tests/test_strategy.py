@@ -172,29 +172,76 @@ def test_run_without_shift_report_says_what_to_do(tmp_path):
         strategy.run(params)
 
 
-def test_probe_mode_trains_candidates_and_decides_within_noise(prepared_params):
-    """Real short trial runs of two candidates: one round decides; a leader within noise of the other only
-    wins if it also trained faster."""
+def _probe_two(params, val):
+    """with_probe on the rules' head and runner-up lora, one round of one step each, on `val`."""
     from driftfit.prepare import read_split
 
-    params = prepared_params
-    train, val = read_split(params.paths.prepared, "train"), read_split(params.paths.prepared, "val")
     rules = {"strategy": "head", "runner_up": "lora", "rule": "few_shot", "reason": "few rows",
              "measures": {}, "forced": False}
     params = params.model_copy(update={"strategy": params.strategy.model_copy(
         update={"mode": "probe", "probe_candidates": ["head", "lora"], "probe_max_steps": 1})})
-    decision = strategy.with_probe(rules, train, val, params)
+    return strategy.with_probe(rules, read_split(params.paths.prepared, "train"), val, params)
+
+
+def test_a_probe_within_noise_picks_the_faster(prepared_params):
+    """Real short trial runs of two candidates, scored on validation rows whose labels training never saw: both
+    score 0 (a model answers only labels it was trained on), a tie; the one that trained faster wins."""
+    from driftfit.prepare import read_split
+
+    val = read_split(prepared_params.paths.prepared, "val")
+    val = val.assign(label=[f"unseen-{i % 3}" for i in range(len(val))])
+    decision = _probe_two(prepared_params, val)
     [only] = decision["probe"]["rounds"]
-    assert only["steps"] == 1 and set(only["val_accuracy"]) == {"head", "lora"} == set(only["train_seconds"])
-    tied = only["within_noise"]
-    assert tied == strategy.within_noise(only["val_accuracy"], len(val), params.strategy.significance)
-    if len(tied) == 1:
-        assert decision["strategy"] == tied[0] == max(only["val_accuracy"], key=only["val_accuracy"].get)
-    else:
-        assert decision["strategy"] == min(tied, key=only["train_seconds"].get)
+    assert only["steps"] == 1 and only["val_accuracy"] == {"head": 0.0, "lora": 0.0}
+    assert set(only["within_noise"]) == {"head", "lora"}  # a gap of 0 is within any noise
+    seconds = only["train_seconds"]
+    faster = min(seconds, key=seconds.get)
+    assert decision["strategy"] == faster and seconds[faster] <= seconds[({"head", "lora"} - {faster}).pop()]
+    assert decision["probe"]["why"] == f"within validation noise of {({'head', 'lora'} - {faster}).pop()}, " \
+                                       "and trained fastest"
     assert decision["rules_choice"] == "head" and decision["probe"]["seconds"] > 0
     assert "Probe" in decision["reason"] and "few rows" in decision["reason"] and decision["probe"]["why"] in \
         decision["reason"]
+
+
+def test_a_probe_leader_beyond_noise_wins(prepared_params, monkeypatch):
+    """Real short trial runs of two candidates whose validation answers are forced: lora's all right, head's all
+    wrong (1.0 against 0.0 over the rows is beyond any noise): lora wins, whichever trained faster."""
+    import numpy as np
+
+    from driftfit import model, train
+    from driftfit.prepare import read_split
+
+    val = read_split(prepared_params.paths.prepared, "val")
+    known = set(read_split(prepared_params.paths.prepared, "train")["label"])
+    val = val[val["label"].isin(known)].reset_index(drop=True)
+    real_train, real_load, training, labels_of = train.train_model, model.load_classifier, [], {}
+
+    def train_model(train_df, val_df, strategy_name, *args, **kwargs):
+        training.append(strategy_name)
+        return real_train(train_df, val_df, strategy_name, *args, **kwargs)
+
+    def load_classifier(*args, **kwargs):
+        loaded, tokenizer, labels = real_load(*args, **kwargs)
+        labels_of[id(loaded)] = labels
+        return loaded, tokenizer, labels
+
+    def predict_proba(loaded, tokenizer, texts, *args, **kwargs):
+        labels = labels_of[id(loaded)]
+        assert texts == list(val["text"])
+        right = np.array([labels.index(label) for label in val["label"]])
+        answer = right if training[-1] == "lora" else (right + 1) % len(labels)
+        return np.eye(len(labels))[answer]
+
+    monkeypatch.setattr(train, "train_model", train_model)
+    monkeypatch.setattr(model, "load_classifier", load_classifier)
+    monkeypatch.setattr(model, "predict_proba", predict_proba)
+    decision = _probe_two(prepared_params, val)
+    [only] = decision["probe"]["rounds"]
+    assert training == ["head", "lora"] and only["val_accuracy"] == {"head": 0.0, "lora": 1.0}
+    assert only["within_noise"] == ["lora"]
+    assert decision["strategy"] == "lora" and decision["runner_up"] == "head"
+    assert decision["probe"]["why"] == "ahead of the others by more than the validation noise"
 
 
 def test_within_noise_on_known_numbers():

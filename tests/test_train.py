@@ -420,22 +420,63 @@ def _val_macro_f1(model_dir: Path, val_df: pd.DataFrame, max_len: int) -> float:
     return _macro_f1(val_df["label"].to_numpy(), np.array(labels)[probs.argmax(1)])
 
 
-def test_training_stops_early_and_keeps_the_best_weights(make_params, tmp_path):
-    params = make_params({**STOPPING, "train.early_stopping_patience": 1})
-    train_df, val_df = _misleading_toy()
-    log = train.train_model(train_df, val_df, "ia3", params, tmp_path / "ia3")
+REAL_VALIDATION_METRICS = train._macro_f1
+
+
+def _scripted_validation(monkeypatch, macro_f1_by_step: dict[int, float], crash_at: int | None = None):
+    """Validation macro-F1 (what early stopping watches) forced to `macro_f1_by_step[step]` (0 at steps it does not
+    list): which step a real loss curve happens to improve at is a numeric accident; the rule that follows from the
+    scores is not. Returns (progress hook, {step: the real validation logits at that step's evaluation}).
+    `crash_at`: the hook raises at that step, before its evaluation (a crashed run)."""
+    step, logits = [0], {}
+
+    def progress(at: int, total: int, logs: dict) -> None:  # called at each step's end, before its evaluation
+        step[0] = at
+        if at == crash_at:
+            raise RuntimeError("killed")
+
+    def scripted(eval_pred) -> dict:
+        logits[step[0]] = np.asarray(eval_pred.predictions)
+        return {**REAL_VALIDATION_METRICS(eval_pred), "macro_f1": macro_f1_by_step.get(step[0], 0.0)}
+
+    monkeypatch.setattr(train, "_macro_f1", scripted)
+    return progress, logits
+
+
+def test_training_stops_early_and_keeps_the_best_weights(make_params, tmp_path, monkeypatch):
+    """Patience 2, an evaluation per step, validation scores 0.3, 0.6, 0.6 (a tie is no improvement), 0.5: the run
+    stops at step 4, two evaluations after the best (step 2), and the saved model is the one evaluated at step 2."""
+    params = make_params({**STOPPING, "train.early_stopping_patience": 2})
+    train_df, val_df = _topic_toy(16), _topic_toy(4, offset=16)
+    progress, logits = _scripted_validation(monkeypatch, {1: 0.3, 2: 0.6, 3: 0.6, 4: 0.5, 5: 0.9, 6: 0.9})
+    log = train.train_model(train_df, val_df, "ia3", params, tmp_path / "ia3", progress=progress)
     stopping = log["early_stopping"]
     evals = stopping["evaluations"]
-    assert stopping["enabled"] and stopping["metric"] == "validation macro-F1"
-    assert stopping["budget_steps"] == 18 and stopping["stopped_early"]  # 48 rows / 8 per step x 3 epochs
-    assert log["steps"] == stopping["stopped_at_step"] == evals[-1]["step"] < 18
-    # patience 1: the run ends at the first evaluation that does not beat the best, which is the one before
-    assert [e["step"] for e in evals] == list(range(1, log["steps"] + 1))
-    assert stopping["best"] == evals[-2] and evals[-1]["macro_f1"] < stopping["best"]["macro_f1"]
-    # the saved model is the best evaluation's, not the last step's
-    saved = _val_macro_f1(tmp_path / "ia3", val_df, params.model.max_seq_len)
-    assert saved == pytest.approx(stopping["best"]["macro_f1"], abs=1e-6)
-    assert saved > evals[-1]["macro_f1"]
+    assert stopping["enabled"] and stopping["metric"] == "validation macro-F1" and stopping["patience"] == 2
+    assert stopping["budget_steps"] == 18  # 48 rows / 8 per step x 3 epochs
+    assert [(e["step"], e["macro_f1"]) for e in evals] == [(1, 0.3), (2, 0.6), (3, 0.6), (4, 0.5)]
+    assert stopping["stopped_early"] and log["steps"] == stopping["stopped_at_step"] == 4
+    assert stopping["best"] == evals[1] and stopping["kept"] == "the weights of step 2 (the best evaluation)"
+    # the saved model answers on validation what the model evaluated at step 2 answered, not the last step's
+    saved = _val_probs(tmp_path / "ia3", val_df, params.model.max_seq_len)
+    at = {s: torch.softmax(torch.tensor(x), -1).numpy() for s, x in logits.items()}
+    assert _row_gap(at[2], at[4]) > 1e-3  # the steps between moved the model: the check below can tell them apart
+    assert _row_gap(saved, at[2]) < 1e-5
+
+
+def _val_probs(model_dir: Path, val_df: pd.DataFrame, max_len: int) -> np.ndarray:
+    model, tokenizer, _ = load_classifier(model_dir)
+    return predict_proba(model, tokenizer, list(val_df["text"]), max_len, 32, torch.device("cpu"))
+
+
+def _row_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest difference between a's rows and b's, rows paired one to one as closely as they go (Trainer
+    evaluates the validation rows in its own order: grouped by length)."""
+    from scipy.optimize import linear_sum_assignment
+
+    gaps = np.abs(a[:, None, :] - b[None, :, :]).max(-1)
+    rows, cols = linear_sum_assignment(gaps)
+    return float(gaps[rows, cols].max())
 
 
 @pytest.mark.parametrize("off", ["empty validation split", "patience 0"])
@@ -445,33 +486,35 @@ def test_without_validation_or_patience_training_runs_its_whole_budget(make_para
     train_df, val_df = _misleading_toy()
     log = train.train_model(train_df, val_df.iloc[:0] if off.startswith("empty") else val_df, "ia3", params,
                             tmp_path / "ia3")
-    assert log["steps"] == 6  # the whole epoch, although validation would have stopped it at step 2
+    assert log["steps"] == 6  # the whole epoch (48 rows / 8 per step): nothing evaluated, nothing stopped it
     stopping = log["early_stopping"]
     assert stopping["enabled"] is False
     assert ("validation split is empty" if off.startswith("empty") else "early_stopping_patience is 0") in stopping["reason"]
 
 
-def test_resumed_run_stops_and_restores_like_an_uninterrupted_one(make_params, tmp_path):
+def test_resumed_run_stops_and_restores_like_an_uninterrupted_one(make_params, tmp_path, monkeypatch):
     """The best weights and the evaluations so far travel inside each checkpoint: a run that crashes after its
-    best evaluation resumes, stops at the same step and ends with the same weights."""
+    best evaluation (step 1 of scores 0.6, 0.5, 0.5, 0.4) resumes, stops at the same step and ends with the same
+    weights."""
     from safetensors.torch import load_file
 
     params = make_params({**STOPPING, "train.early_stopping_patience": 3, "train.checkpoint_steps": 2})
     train_df, val_df = _misleading_toy()
-    whole = train.train_model(train_df, val_df, "ia3", params, tmp_path / "whole",
+    scores = {1: 0.6, 2: 0.5, 3: 0.5, 4: 0.4, 5: 0.9}
+    progress, _ = _scripted_validation(monkeypatch, scores)
+    whole = train.train_model(train_df, val_df, "ia3", params, tmp_path / "whole", progress=progress,
                               checkpoint_dir=tmp_path / "whole.checkpoints")
     assert whole["steps"] == 4 and whole["early_stopping"]["best"]["step"] == 1  # 3 evaluations without a better one
 
-    def crash_at_step_3(step, total, logs):
-        if step == 3:
-            raise RuntimeError("killed")
-
     ckpt = tmp_path / "killed.checkpoints"
+    crash_at_step_3, _ = _scripted_validation(monkeypatch, scores, crash_at=3)
     with pytest.raises(RuntimeError, match="killed"):
         train.train_model(train_df, val_df, "ia3", params, tmp_path / "killed", progress=crash_at_step_3,
                           checkpoint_dir=ckpt)
     assert (ckpt / "checkpoint-2" / "best_weights.safetensors").is_file()
-    resumed = train.train_model(train_df, val_df, "ia3", params, tmp_path / "killed", checkpoint_dir=ckpt)
+    progress, _ = _scripted_validation(monkeypatch, scores)
+    resumed = train.train_model(train_df, val_df, "ia3", params, tmp_path / "killed", progress=progress,
+                                checkpoint_dir=ckpt)
     assert resumed["resumed_from"] == "checkpoint-2" and resumed["steps"] == 4
     assert resumed["early_stopping"]["evaluations"] == whole["early_stopping"]["evaluations"]
     a, b = (load_file(str(tmp_path / d / "encoder" / "model.safetensors")) for d in ("whole", "killed"))

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -92,14 +91,37 @@ def test_half_written_checkpoints_are_ignored(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoint-2", "fingerprint.txt"]
 
 
-def _driftfit_train(cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "driftfit.cli", "train"], cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+def _driftfit_train(cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "driftfit.cli", "train"], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+# `driftfit train` in a child that SIGKILLs itself while Trainer saves checkpoint N: its weights and optimizer state
+# are written, its trainer_state.json (written last, what marks a checkpoint complete) is about to be.
+KILLED_WHILE_SAVING = """
+import os, signal, sys
+from pathlib import Path
+
+from transformers.trainer_callback import TrainerState
+
+save, at = TrainerState.save_to_json, f"checkpoint-{sys.argv[1]}"
+
+def save_to_json(self, path):
+    if Path(path).parent.name == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return save(self, path)
+
+TrainerState.save_to_json = save_to_json
+from driftfit import cli
+
+sys.exit(cli.main(["train"]))
+"""
 
 
 @pytest.mark.slow
 def test_killed_cli_run_resumes_and_matches_an_uninterrupted_run(tmp_path, default_data_dir):
-    """`driftfit train` killed with SIGKILL after its first checkpoint; the re-run ends identically."""
+    """`driftfit train` killed with SIGKILL while it saves its second checkpoint (checkpoint-4, half-written): the
+    re-run ignores the half-written one, resumes from checkpoint-2 and ends identically to an uninterrupted run."""
     from driftfit.config import load_params
 
     projects = {}
@@ -114,22 +136,24 @@ def test_killed_cli_run_resumes_and_matches_an_uninterrupted_run(tmp_path, defau
         projects[name] = (root, params)
 
     root, whole = projects["whole"]
-    assert _driftfit_train(root).wait(timeout=300) == 0
+    done = _driftfit_train(root)
+    assert done.returncode == 0, done.stderr[-2000:]
 
     root, params = projects["killed"]
     ckpt = train.checkpoint_dir(params)
-    proc = _driftfit_train(root)
-    deadline = time.monotonic() + 300
-    while not (ckpt / "checkpoint-2" / "trainer_state.json").exists():  # written last in a checkpoint
-        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not Path(params.paths.candidate).exists() and any(ckpt.glob("checkpoint-*"))
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, "4"], cwd=root, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]  # it reached checkpoint-4's save
+    assert not Path(params.paths.candidate).exists()
+    assert (ckpt / "checkpoint-2" / "trainer_state.json").is_file()  # complete
+    half = {f.name for f in (ckpt / "checkpoint-4").iterdir()}
+    assert "model.safetensors" in half and "trainer_state.json" not in half  # half-written
 
-    assert _driftfit_train(root).wait(timeout=300) == 0
+    again = _driftfit_train(root)
+    assert again.returncode == 0, again.stderr[-2000:]
     log, reference = read_json(Path(params.paths.candidate) / "train_log.json"), read_json(
         Path(whole.paths.candidate) / "train_log.json")
-    assert log["resumed_from"] is not None and log["steps"] == reference["steps"] == 8
+    assert log["resumed_from"] == "checkpoint-2" and reference["resumed_from"] is None
+    assert log["steps"] == reference["steps"] == 8
     assert log["val_accuracy"] == reference["val_accuracy"]
     assert _same_weights(params.paths.candidate, whole.paths.candidate)

@@ -12,7 +12,11 @@ replacement (the same draw for both models), `resamples` times from a fixed `see
 
 Several past groups (batches, label sets) are judged together with Holm's step-down correction, so that ten
 past batches do not give ten chances to reject on noise: the smallest p-value is held to alpha / K, the next
-to alpha / (K - 1), and so on, stopping at the first that passes.
+to alpha / (K - 1), and so on, stopping at the first that passes. (The gain on new data and the forgetting are
+separate conditions that must all hold, so they need no correction between them.) How the past is grouped is
+`promote.past` (past_groups): each batch alone sees one forgotten batch; the batches of one label set pooled see
+a task forgotten a little everywhere, which no 80-row batch can show alone; the memory pooled dilutes one
+forgotten batch among the others. bench/results/stream-gate/options.md measures them on simulated memories.
 
 Enough rows: a loss of `limit` points on n rows is about n * limit / 100 rows gone wrong. Even when every one
 of them went wrong and no other row changed (the cleanest loss there is), a sign test needs k rows for

@@ -3,7 +3,7 @@ serve it over HTTP (`driftfit serve`).
 
     from driftfit.serving import load
     clf = load("models/registry")                 # the champion; load("models/registry", version="v2")
-    clf.predict(["where can I eat pizza?"])       # [{"label": "food", "probability": 0.91}]
+    clf.predict(["who wrote hamlet?"])            # [{"label": "literature", "probability": 0.99}]
 
 Modules: champion (load, verify, score), predict (files in chunks), export (ONNX), onnx_runner (an export
 run by onnxruntime alone), app (the HTTP endpoint), registry_view (what people read about the registry), cli.
@@ -14,10 +14,14 @@ from driftfit.serving.champion import Champion, load
 __all__ = ["Champion", "load", "usage"]
 
 
-def usage(version: str | None = None, registry: str = "models/registry") -> str:
-    """The three lines that score texts with a registry version, as the README and each model card show them."""
+def usage(version: str | None = None, registry: str = "models/registry", modality: str = "text") -> str:
+    """The three lines that score with a registry version, as the README and each model card show them."""
     which = (f'load("{registry}", version="{version}")  # this version; load("{registry}") is the champion'
              if version else f'load("{registry}")  # the champion; load("{registry}", version="v2") for another')
+    if modality == "image":
+        call, shown = '["photos/cat.png", "photos/dog.jpg"]', "[{'label': 'cat', 'probability': 0.91}, ...]"
+    else:
+        call = '["who wrote hamlet?", "what is the stock market?"]'
+        shown = "[{'label': 'literature', 'probability': 0.99}, {'label': 'money', 'probability': 0.98}]"
     return "\n".join(["from driftfit.serving import load", "", f"clf = {which}",
-                      'print(clf.version, clf.predict(["where can I eat pizza?", "what is a neural network?"]))',
-                      "# prints e.g.: v3 [{'label': 'food', 'probability': 0.93}, {'label': 'computers', 'probability': 0.88}]"])
+                      f"print(clf.version, clf.predict({call}))", f"# prints e.g.: {version or 'v1'} {shown}"])

@@ -2,7 +2,7 @@
 
     from driftfit.serving import load
     clf = load("models/registry")                 # the champion; load("models/registry", version="v2")
-    clf.predict(["where can I eat pizza?"])       # [{"label": "food", "probability": 0.91}]
+    clf.predict(["who wrote hamlet?"])            # [{"label": "literature", "probability": 0.99}]
 
 A version is read only after its model files match the SHA-256 recorded when it was promoted
 (`model_sha256` in its version.json, checked by driftfit.registry): a damaged or changed version is refused,

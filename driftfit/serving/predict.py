@@ -257,6 +257,11 @@ class Source:
         """(chunk, progress made) pairs; texts checked, image paths resolved and checked to exist."""
         if self.fmt == "folder":
             files = _image_files(self.path)
+            outside = [f for f in files if self.roots is not None and not any(
+                f.resolve().is_relative_to(Path(r).resolve()) for r in self.roots)]
+            if outside:  # a link inside the folder to a file elsewhere
+                raise DataError(f"'{outside[0]}': links outside the data roots {self.roots}; expected images "
+                                "inside data.roots")
             for start in range(0, len(files), chunk_rows):
                 part = files[start:start + chunk_rows]
                 rows = [{"path": p.relative_to(self.path).as_posix()} for p in part]

@@ -252,7 +252,7 @@ def _noise_limit(verdict: dict, gate: PromoteConfig) -> str:
     needed = gate_stats.rows_to_detect(gate.max_forgetting, gate_stats.alpha_of(gate.confidence))
     forgetting = next((c for c in verdict["checks"] if c["name"] == "forgetting"), None)
     small = (f" Past test splits under {needed} rows cannot show a loss of {gate.max_forgetting:g} points at all"
-             + (f"; here {len(forgetting['too_small'])} of {len(forgetting['groups'])} were that small."
+             + (f"; here {len(forgetting['too_small'])} of the {len(forgetting['groups'])} past comparisons were."
                 if forgetting and forgetting.get("too_small") else ".")) if needed else ""
     return (f"- Differences were judged on the test rows above, with {gate.confidence:.0%} paired-bootstrap intervals: "
             f"a real change smaller than an interval's width can pass as noise.{small}")

@@ -10,7 +10,7 @@ measures + policy, + trial runs in probe mode), then train and evaluate *every* 
 same budget with `seeds` training seeds each (the oracle; the seed sets initialisation and data order,
 train.seed, train.seed + 1, ...; strategies that train nothing, skip and zero_shot, run once). Each
 strategy trains on what the pipeline would give it: the batch plus a replay of the champion's data
-(driftfit.train.training_frame: train.replay_fraction of the batch's size; every reference row for
+(driftfit.training.replay.training_frame: train.replay_fraction of the batch's size; every reference row for
 train.replay_all_for, the head by default, and when the batch brings new labels), the head's features
 cached per scenario as the pipeline caches them (paths.cache). Each
 finished scenario is saved at once as scenarios/<name>.json: per strategy and seed the test accuracy,

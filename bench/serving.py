@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from driftfit.pipeline import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 AGNEWS = ROOT.parent / "shared" / "data" / "agnews" / "dev.tsv"
@@ -64,7 +65,12 @@ def machine() -> dict:
 
 def build_champion(work: Path, rows: int):
     """v1: a head on AG News through the pipeline's steps; v2: another head of the same features (C = 1)."""
-    from driftfit import augment, evaluate, prepare, promote, registry, train
+    from driftfit.modalities.text import augment
+    from driftfit.modalities.text import evaluate
+    from driftfit.data import splits as prepare
+    from driftfit.steps import promote
+    from driftfit.state import registry
+    from driftfit.modalities.text import recipe as train
     from driftfit.config import load_params, set_dotted
     from driftfit.io import read_json, write_json
 
@@ -80,14 +86,14 @@ def build_champion(work: Path, rows: int):
     params = load_params(work / "params.yaml")
     if registry.champion_info(params.paths.registry) is not None:
         return params  # built by an earlier run in this work folder
-    prepare.run(params)
-    augment.run(params)
+    runner("prepare")(params)
+    runner("augment")(params)
     write_json(params.paths.decision, {"strategy": "head", "reason": "the serving benchmark's champion"})
-    train.run(params)
-    evaluate.run(params)
-    assert promote.run(params)["version"] == "v1"
+    runner("train")(params)
+    runner("evaluate")(params)
+    assert runner("promote")(params)["version"] == "v1"
     other = load_params(work / "params.yaml", {"train.head_c_grid": [1.0]})
-    train.run(other)
+    runner("train")(other)
     candidate = Path(other.paths.candidate)
     record = {"version": "v2", "promoted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "strategy": read_json(candidate / "train_log.json")["strategy"], "reason": "the benchmark's v2",
@@ -232,7 +238,7 @@ def _free_port() -> int:
 
 def endpoint_runs(params, params_file: Path, backend: str, texts: list[str], seconds: float, threads: int,
                   work: Path) -> dict:
-    from driftfit import registry
+    from driftfit.state import registry
     from driftfit.config import load_params
 
     port = _free_port()
@@ -365,7 +371,7 @@ def main() -> None:
                     "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                     "load_before": load_average()}
     params = build_champion(work, args.rows)
-    from driftfit.prepare import read_split
+    from driftfit.data.splits import read_split
     from driftfit.serving.export import find_export, run as export_version
 
     for version in ("v1", "v2"):  # both exported first: the promotion under load measures the swap, not an export

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from driftfit.pipeline import runner
 from driftfit.config import set_dotted
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -75,7 +76,7 @@ def make_params(tmp_path):
 def default_data_dir(tmp_path_factory) -> Path:
     """The embedded default data, shrunk, built once per session."""
     from driftfit.config import DefaultDataConfig
-    from driftfit.default_data import write_default_data
+    from driftfit.modalities.text.default_data import write_default_data
 
     out = tmp_path_factory.mktemp("default") / "data" / "default"
     write_default_data(DefaultDataConfig(max_per_class=SHRINK["data.default.max_per_class"],
@@ -86,11 +87,11 @@ def default_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def prepared_params(make_params, default_data_dir, tmp_path):
     """Params with the shrunk default data already prepared (split) under tmp_path."""
-    from driftfit import prepare
+    from driftfit.data import splits as prepare
 
     shutil.copytree(default_data_dir, tmp_path / "data" / "default")
     params = make_params()
-    prepare.run(params)
+    runner("prepare")(params)
     return params
 
 

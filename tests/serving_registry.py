@@ -14,10 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from driftfit import augment, evaluate, prepare, promote, registry, train
+from driftfit.pipeline import runner
+from driftfit.modalities.text import augment
+from driftfit.modalities.text import evaluate
+from driftfit.data import splits as prepare
+from driftfit.steps import promote
+from driftfit.state import registry
+from driftfit.modalities.text import recipe as train
 from driftfit.config import Params, load_params
 from driftfit.io import read_json, write_json
-from driftfit.prepare import read_split
+from driftfit.data.splits import read_split
 from tests.conftest import write_params
 
 # Two heads of the same features that disagree: weak and strong regularisation (scikit-learn's C).
@@ -31,15 +37,15 @@ def text_project(folder: Path, default_data: Path, heads: tuple[dict, ...] = HEA
     shutil.copytree(default_data, folder / "data" / "default")
     base = {**BASE, **(overrides or {})}
     params = load_params(write_params(folder, base))
-    prepare.run(params)
-    augment.run(params)
+    runner("prepare")(params)
+    runner("augment")(params)
     write_json(params.paths.decision, {"strategy": "head", "reason": "the serving tests' champion"})
     for i, head in enumerate(heads):
         step_params = load_params(write_params(folder, {**base, **head}))
-        train.run(step_params)
+        runner("train")(step_params)
         if i == 0:  # the real gate and registry write v1
-            evaluate.run(step_params)
-            verdict = promote.run(step_params)
+            runner("evaluate")(step_params)
+            verdict = runner("promote")(step_params)
             assert verdict["promoted"] and verdict["version"] == "v1", verdict
         else:
             add_version(step_params, f"v{i + 1}")
@@ -69,7 +75,7 @@ def add_version(params: Params, version: str) -> Path:
     import torch
     from sklearn.metrics import f1_score
 
-    from driftfit.model import load_classifier, predict_proba
+    from driftfit.modalities.text.model import load_classifier, predict_proba
 
     root = params.paths.registry
     candidate = Path(params.paths.candidate)

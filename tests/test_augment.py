@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftfit import augment
-from driftfit.augment import (augment_frame, char_noise, embedding_neighbours, method_counts, synonym,
+from driftfit.pipeline import runner
+from driftfit.modalities.text import augment
+from driftfit.modalities.text.augment import (augment_frame, char_noise, embedding_neighbours, method_counts, synonym,
                               word_dropout, word_insert, word_swap)
 from driftfit.config import AugmentConfig, ModelConfig
 
@@ -82,7 +83,7 @@ def test_run_touches_only_the_training_split(prepared_params):
         return hashlib.sha256(open(f"{prepared}/{name}.parquet", "rb").read()).hexdigest()
 
     before = {name: digest(name) for name in ("train", "val", "test", "reference_train", "reference_test")}
-    summary = augment.run(params)
+    summary = runner("augment")(params)
     assert {name: digest(name) for name in before} == before  # nothing in prepared/ changed, val/test included
     out = pd.read_parquet(f"{params.paths.augmented}/train.parquet")
     assert list(out.columns) == ["text", "label", "augmented", "methods"]

@@ -28,7 +28,7 @@ import yaml
 
 from driftfit import cli
 from driftfit.config import SourceConfig
-from driftfit.loaders import load_table
+from driftfit.modalities.text.loaders import load_table
 from tests.conftest import write_params
 
 BAD = Path(__file__).parent / "data" / "bad"

@@ -394,8 +394,8 @@ def test_the_champion_chooses_its_regularisation_on_held_out_reference_rows(tmp_
 
     from bench.decision import _champion, load_source
     from driftfit.config import load_params
-    from driftfit.head_fit import DEFAULT_C
-    from driftfit.model import load_classifier
+    from driftfit.training.head_fit import DEFAULT_C
+    from driftfit.modalities.text.model import load_classifier
 
     params = load_params(write_params(tmp_path, {"train.head_c_grid": [1e-4, 100.0]}))
     reference = load_source(BenchSource(path="chatterbot:english", sample=400), seed=0)

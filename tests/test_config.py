@@ -122,7 +122,7 @@ def test_every_contract_rule_is_described_once_in_contract_yaml():
     """data/contract.yaml's comments are the one description of each contract rule."""
     from pydantic import BaseModel
 
-    from driftfit.contract import Contract
+    from driftfit.data.contract import Contract
 
     raw = yaml.safe_load((ROOT / "data" / "contract.yaml").read_text())
 

@@ -5,10 +5,11 @@ import json
 import pandas as pd
 import pytest
 
+from driftfit.pipeline import runner
 from driftfit.config import DefaultDataConfig, SourceConfig, SplitConfig
-from driftfit.default_data import make_default_data
-from driftfit.loaders import load_table
-from driftfit.prepare import content_hash, prepare_splits, stratified_split
+from driftfit.modalities.text.default_data import make_default_data
+from driftfit.modalities.text.loaders import load_table
+from driftfit.data.splits import content_hash, prepare_splits, stratified_split
 from driftfit.errors import DataError
 from tests.conftest import SHARED_DATA
 
@@ -92,7 +93,7 @@ def test_lines_point_into_the_file(tmp_path):
 
 
 def test_prepare_checks_the_contract_before_writing(make_params, tmp_path):
-    from driftfit import prepare as data
+    from driftfit.data import splits as data
     from driftfit.errors import ValidationFailed
 
     rows = [f"text number {i} about {lab}" for i in range(8) for lab in ("a", "b")]
@@ -106,7 +107,7 @@ def test_prepare_checks_the_contract_before_writing(make_params, tmp_path):
     (validation / "data_docs" / "index.html").write_bytes(b"<html>good batch</html>")
     before = {p: p.read_bytes() for p in validation.rglob("*") if p.is_file()}
     with pytest.raises(ValidationFailed, match=rf"row \d+ \(file '{tmp_path / 'in.csv'}' line 6\) = ''") as err:
-        data.run(params)
+        runner("prepare")(params)
     assert not (tmp_path / "data" / "prepared").exists()
     assert {p: p.read_bytes() for p in validation.rglob("*") if p.is_file()} == before  # byte-identical
     [report] = (tmp_path / "reports" / "rejected").glob("*/summary.json")  # the report is there instead
@@ -116,12 +117,12 @@ def test_prepare_checks_the_contract_before_writing(make_params, tmp_path):
 
 
 def test_prepare_writes_splits_without_the_line_column(make_params, tmp_path):
-    from driftfit import prepare as data
+    from driftfit.data import splits as data
 
     rows = [f"text number {i} about {lab}" for i in range(8) for lab in ("a", "b")]
     (tmp_path / "in.csv").write_text("text,label\n" + "\n".join(f"{t},{t[-1]}" for t in rows) + "\n")
     params = make_params({"data.reference": None, "data.incoming.path": str(tmp_path / "in.csv")})
-    manifest = data.run(params)
+    manifest = runner("prepare")(params)
     assert sum(s["rows"] for s in manifest["splits"].values()) == 16
     assert list(pd.read_parquet(tmp_path / "data" / "prepared" / "train.parquet").columns) == ["text", "label"]
 
@@ -147,7 +148,7 @@ def test_explicit_test_file_is_used_as_is():
 
 def test_a_reference_that_is_the_incoming_file_is_leakage(make_params, tmp_path):
     """reference_train is replayed in training: the same file as reference and incoming puts test rows in it."""
-    from driftfit import prepare as data
+    from driftfit.data import splits as data
     from driftfit.errors import ValidationFailed
 
     rows = [f"text number {i} about {lab}" for i in range(10) for lab in ("a", "b")]
@@ -156,7 +157,7 @@ def test_a_reference_that_is_the_incoming_file_is_leakage(make_params, tmp_path)
     params = make_params({"data.reference": same, "data.incoming.path": same["path"]})
     with pytest.raises(ValidationFailed, match=r"test: column 'text' shares \d+ text\(s\) with reference_train.*"
                                                r"expected no text in both reference_train and test"):
-        data.run(params)
+        runner("prepare")(params)
     assert not (tmp_path / "data" / "prepared").exists()
 
 

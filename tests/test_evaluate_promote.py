@@ -8,11 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftfit import augment, evaluate, memory, promote, registry, train
+from driftfit.pipeline import runner
+from driftfit.modalities.text import augment
+from driftfit.modalities.text import evaluate
+from driftfit.state import memory
+from driftfit.steps import promote
+from driftfit.state import registry
+from driftfit.modalities.text import recipe as train
 from driftfit.config import PromoteConfig
-from driftfit.evaluate import expected_calibration_error, score
+from driftfit.evaluation.scoring import expected_calibration_error, score
 from driftfit.io import read_json, write_json
-from driftfit.promote import decide
+from driftfit.steps.promote import decide
 from driftfit.report import promotion_md
 from tests.conftest import SHARED_DATA
 from tests.test_gate import batch, flip
@@ -198,26 +204,26 @@ def retrain_with_new_bytes(p, n: int) -> None:
     """Train again from the same data and seed. Training may reproduce v1 byte for byte (then promote keeps
     it as "the candidate is v1, which serves already", tested in test_faults), so a note file makes this
     candidate a different model folder that predicts exactly as v1 does: the gate, not the digest, decides."""
-    train.run(p)
+    runner("train")(p)
     (Path(p.paths.candidate) / "retrain.txt").write_text(f"retrain {n}\n")
 
 
 def test_first_run_promotes_then_an_equal_candidate_is_rejected(prepared_params, make_params, tmp_path):
     p = make_params({"evaluate.latency_examples": 2, "promote.beat_baseline": False})  # 2 steps can't beat it
-    augment.run(p)
+    runner("augment")(p)
     write_json(p.paths.decision, {"strategy": "head", "reason": "test"})
     evaluation = Path(p.paths.evaluation)
 
     # A candidate evaluated while no champion served, set aside: promoted later, after v1 took over.
     retrain_with_new_bytes(p, 0)
-    evaluate.run(p)
+    runner("evaluate")(p)
     stale = tmp_path / "stale"
     for folder in (Path(p.paths.candidate), evaluation):
         shutil.copytree(folder, stale / folder.name)
     shutil.copy(p.paths.metrics, stale / "metrics.json")
 
-    train.run(p)
-    m = evaluate.run(p)
+    runner("train")(p)
+    m = runner("evaluate")(p)
     assert "champion" not in m and {"test", "reference_test"} <= set(m["candidate"]) <= set(m["baseline"])
     assert 0 <= m["candidate"]["test"]["accuracy"] <= 1 and 0 <= m["candidate"]["test"]["ece"] <= 1
     assert m["cost"]["candidate"]["parameters"] > 1e6 and m["cost"]["candidate"]["size_mb"] > 1
@@ -236,8 +242,8 @@ def test_first_run_promotes_then_an_equal_candidate_is_rejected(prepared_params,
         confusion = pd.read_csv(evaluation / f"confusion_candidate_{split}.csv", dtype=str, keep_default_na=False)
         assert rows.loc[rows["split"] == split, ["label", "candidate"]].values.tolist() == confusion.values.tolist()
 
-    remembered = memory.run(p)  # the batch joins the data memory, as the remember step does
-    verdict = promote.run(p)
+    remembered = runner("remember")(p)  # the batch joins the data memory, as the remember step does
+    verdict = runner("promote")(p)
     assert verdict["promoted"] and verdict["champion"] == "v1"
     card = Path(verdict["model_card"]).read_text()
     for part in ("strategy **head**", "sha256", "## Why it was promoted", "first model", "## Inference cost",
@@ -259,7 +265,7 @@ def test_first_run_promotes_then_an_equal_candidate_is_rejected(prepared_params,
         shutil.rmtree(folder)
         shutil.copytree(stale / folder.name, folder)
     shutil.copy(stale / "metrics.json", p.paths.metrics)
-    late = promote.run(p)
+    late = runner("promote")(p)
     assert not late["promoted"] and late["champion"] == "v1", late
     assert late["reason"].startswith("rejected: +0.0 macro-F1 on new data (") and "within noise" in late["reason"]
     assert late["notes"] == ["metrics.json scored no champion, but v1 serves now: v1 was re-scored on the same "
@@ -269,12 +275,12 @@ def test_first_run_promotes_then_an_equal_candidate_is_rejected(prepared_params,
 
     # A second candidate from the same data and seed answers as v1 on every row: a tie, at the same cost.
     retrain_with_new_bytes(p, 2)
-    m2 = evaluate.run(p)
+    m2 = runner("evaluate")(p)
     assert m2["champion_version"] == "v1" and m2["champion"]["test"] == m2["candidate"]["test"]
     assert (evaluation / "confusion_champion_reference_test.png").is_file()
     rows = pd.read_csv(evaluation / "predictions.csv", dtype=str, keep_default_na=False)
     assert (rows["candidate"] == rows["champion"]).all()
-    verdict2 = promote.run(p)
+    verdict2 = runner("promote")(p)
     assert not verdict2["promoted"] and verdict2["champion"] == "v1"
     new_data = verdict2["checks"][0]
     assert new_data["verdict"] == "tie" and new_data["low"] == new_data["high"] == 0.0
@@ -287,10 +293,10 @@ def test_first_run_promotes_then_an_equal_candidate_is_rejected(prepared_params,
 def test_predictions_from_another_evaluation_are_refused(prepared_params, make_params):
     """predictions.csv must be the candidate metrics.json scored: mixed files stop promote, which changes nothing."""
     p = make_params({"evaluate.latency_examples": 0, "promote.beat_baseline": False})
-    augment.run(p)
+    runner("augment")(p)
     write_json(p.paths.decision, {"strategy": "head", "reason": "test"})
-    train.run(p)
-    evaluate.run(p)
+    runner("train")(p)
+    runner("evaluate")(p)
     path = Path(p.paths.evaluation) / "predictions.csv"
     rows = pd.read_csv(path, dtype=str, keep_default_na=False)
     test = rows.index[rows["split"] == "test"]
@@ -299,7 +305,7 @@ def test_predictions_from_another_evaluation_are_refused(prepared_params, make_p
     from driftfit.errors import DataError
 
     with pytest.raises(DataError, match=r"predictions.csv does not match .*metrics.json .*run `driftfit evaluate` again"):
-        promote.run(p)
+        runner("promote")(p)
     assert registry.versions(p.paths.registry) == []
 
 
@@ -311,19 +317,20 @@ def test_a_real_candidate_that_forgets_is_rejected_and_one_that_learns_a_new_tas
     """Week 1 (the default chatterbot topics) promotes a head, v1. Week 2 brings news topics, new labels: a head
     trained on week 2 alone knows none of week 1's labels and forgets it (rejected, however few its test rows);
     a head that replays the memory learns the new task and keeps the old one within noise (promoted)."""
-    from driftfit import prepare, validate
+    from driftfit.data import splits as prepare
+    from driftfit.modalities.text import checks as validate
     from driftfit.config import load_params
     from tests.conftest import write_params
 
     fast = {"evaluate.latency_examples": 0, "promote.beat_baseline": False}
     p = load_params(write_params(tmp_path, fast))
-    validate.run(p)
-    week1 = memory.run(p)["batch"]
-    augment.run(p)
+    runner("validate")(p)
+    week1 = runner("remember")(p)["batch"]
+    runner("augment")(p)
     write_json(p.paths.decision, {"strategy": "head", "reason": "week 1"})
-    train.run(p)
-    evaluate.run(p)
-    assert promote.run(p)["champion"] == "v1"
+    runner("train")(p)
+    runner("evaluate")(p)
+    assert runner("promote")(p)["champion"] == "v1"
 
     news = pd.read_csv(SHARED_DATA / "agnews" / "dev.tsv", sep="\t", header=None, names=["text", "label"])
     news.groupby("label").sample(n=25, random_state=0).to_csv(tmp_path / "data" / "news.csv", index=False)
@@ -331,14 +338,14 @@ def test_a_real_candidate_that_forgets_is_rejected_and_one_that_learns_a_new_tas
 
     def candidate(overrides: dict) -> dict:
         q = load_params(write_params(tmp_path, {**week2, **overrides}))
-        prepare.run(q)
-        validate.run(q)
-        memory.run(q)  # the same batch twice is kept once
-        augment.run(q)
+        runner("prepare")(q)
+        runner("validate")(q)
+        runner("remember")(q)  # the same batch twice is kept once
+        runner("augment")(q)
         write_json(q.paths.decision, {"strategy": "head", "reason": "week 2"})
-        train.run(q)
-        evaluate.run(q)
-        return promote.run(q)
+        runner("train")(q)
+        runner("evaluate")(q)
+        return runner("promote")(q)
 
     forgets = candidate({"train.replay_all_for": [], "train.replay_fraction": 0.0})
     assert not forgets["promoted"] and forgets["champion"] == "v1"

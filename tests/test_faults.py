@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from driftfit import promote, registry
+from driftfit.pipeline import runner
+from driftfit.steps import promote
+from driftfit.state import registry
 from driftfit.errors import DriftfitError
 from driftfit.io import read_json, write_json
 from tests.test_registry import record_files, stage_candidate
@@ -28,7 +30,7 @@ from tests.test_registry import record_files, stage_candidate
 # Runs promote in a child that SIGKILLs itself on the K-th file operation that changes the disk.
 KILL_AT_OPERATION = """
 import os, shutil, signal, sys
-from driftfit import promote
+from driftfit.steps import promote
 from driftfit.config import load_params
 
 limit, count = int(sys.argv[2]), [0]
@@ -44,7 +46,7 @@ def counted(fn):
 for name in ("rename", "replace", "fsync", "mkdir", "unlink"):
     setattr(os, name, counted(getattr(os, name)))
 shutil.copy2 = counted(shutil.copy2)
-promote.run(load_params(sys.argv[1]))
+runner("promote")(load_params(sys.argv[1]))
 print("finished after", count[0], "operations")
 """
 
@@ -57,7 +59,7 @@ def promote_in_child(params_file: Path, kill_at: int) -> subprocess.CompletedPro
 def test_promote_killed_at_every_file_operation_loses_nothing(make_params, tmp_path):
     p = make_params()
     stage_candidate(p, 0.5)
-    assert promote.run(p)["champion"] == "v1"
+    assert runner("promote")(p)["champion"] == "v1"
     reg = Path(p.paths.registry)
     stage_candidate(p, 0.9, 0.5)
     full = promote_in_child(tmp_path / "params.yaml", 10**9)  # how many operations a whole promotion makes
@@ -75,7 +77,7 @@ def test_promote_killed_at_every_file_operation_loses_nothing(make_params, tmp_p
         info = registry.champion_info(reg)  # the pointer is always whole and points at a whole version
         assert record_files(reg).items() >= kept.items(), f"a version changed or vanished (kill at op {k})"
         assert info["version"] in registry.versions(reg)
-        finished = promote.run(p)  # the next run completes or redoes the promotion
+        finished = runner("promote")(p)  # the next run completes or redoes the promotion
         assert finished["champion"] == registry.champion_info(reg)["version"]
         assert registry.champion_info(reg)["version"] == registry.versions(reg)[-1]
         assert not [q for q in reg.iterdir() if q.name.startswith(registry.TEMP_PREFIXES)]
@@ -90,7 +92,7 @@ def test_a_removed_or_corrupted_pointer_stops_promote_and_repair_restores_it(mak
     p = make_params()
     for f1, champ in ((0.5, None), (0.6, 0.5)):
         stage_candidate(p, f1, champ)
-        promote.run(p)
+        runner("promote")(p)
     reg = Path(p.paths.registry)
     stage_candidate(p, 0.7, 0.6)
     before = record_files(reg)
@@ -102,24 +104,24 @@ def test_a_removed_or_corrupted_pointer_stops_promote_and_repair_restores_it(mak
     else:
         pointer.write_bytes(os.urandom(64))
     with pytest.raises(registry.RegistryError, match="driftfit registry repair"):
-        promote.run(p)
+        runner("promote")(p)
     assert record_files(reg) == before
     assert registry.repair(reg)["champion"] == "v2"
-    assert promote.run(p)["champion"] == "v3" and registry.versions(reg) == ["v1", "v2", "v3"]
+    assert runner("promote")(p)["champion"] == "v3" and registry.versions(reg) == ["v1", "v2", "v3"]
 
 
 CONCURRENT_PROMOTE = """
 import json, sys
-from driftfit import promote
+from driftfit.steps import promote
 from driftfit.config import load_params
-print(json.dumps(promote.run(load_params(sys.argv[1]))))
+print(json.dumps(runner("promote")(load_params(sys.argv[1]))))
 """
 
 
 def test_two_promotions_at_once_add_one_version(make_params, tmp_path):
     p = make_params()
     stage_candidate(p, 0.5)
-    promote.run(p)
+    runner("promote")(p)
     stage_candidate(p, 0.9, 0.5)
     procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_PROMOTE, str(tmp_path / "params.yaml")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -242,16 +244,18 @@ def test_train_and_evaluate_killed_at_named_moments(prepared_params, make_params
     """Each kill lands at its moment and leaves what that moment leaves (a temp folder mid-write, the old folder
     moved aside, a trainer folder); the outputs stay the old ones byte for byte, or the next run puts them back;
     the run after the kills removes every leftover and completes."""
-    from driftfit import augment, evaluate, train
+    from driftfit.modalities.text import augment
+    from driftfit.modalities.text import evaluate
+    from driftfit.modalities.text import recipe as train
 
     # two steps of ia3 are promoted for sure (what is under test is what surrounds the gate, not the gate)
     p = make_params({"promote.beat_baseline": False, "promote.test": "point", "promote.max_forgetting": 100.0,
                      "evaluate.latency_examples": 0})
-    augment.run(p)
+    runner("augment")(p)
     write_json(p.paths.decision, {"strategy": "ia3", "reason": "test"})  # a Trainer strategy: real steps
-    train.run(p)
-    evaluate.run(p)
-    assert promote.run(p)["promoted"]                 # a champion serves while the next runs are killed
+    runner("train")(p)
+    runner("evaluate")(p)
+    assert runner("promote")(p)["promoted"]                 # a champion serves while the next runs are killed
     reg = Path(p.paths.registry)
     versions, serving = record_files(reg), registry.champion_info(reg)
     candidate, evaluation = Path(p.paths.candidate).resolve(), Path(p.paths.evaluation).resolve()
@@ -289,8 +293,8 @@ def test_train_and_evaluate_killed_at_named_moments(prepared_params, make_params
     assert "champion_test.json" in written and "latency.json" not in written
     unchanged()
 
-    train.run(p)  # the next runs remove what the killed ones left, and complete
-    evaluate.run(p)
+    runner("train")(p)  # the next runs remove what the killed ones left, and complete
+    runner("evaluate")(p)
     left = [q.name for folder in (candidate.parent, evaluation.parent) for q in folder.iterdir()
             if ".tmp-" in q.name or ".old-" in q.name]
     assert left == [] and dead_trainer_folders(pids) == []
@@ -321,7 +325,7 @@ def test_rollback_needs_a_sound_pointer(make_params):
     p = make_params()
     for f1, champ in ((0.5, None), (0.6, 0.5)):
         stage_candidate(p, f1, champ)
-        promote.run(p)
+        runner("promote")(p)
     reg = Path(p.paths.registry)
     (reg / "champion.json").write_text("{")
     with pytest.raises(DriftfitError, match="is not valid JSON"):

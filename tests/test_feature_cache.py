@@ -3,7 +3,7 @@ but time when a shard is damaged."""
 
 import numpy as np
 
-from driftfit.feature_cache import FeatureCache, cached
+from driftfit.state.feature_cache import FeatureCache, cached
 
 
 class Counting:
@@ -46,7 +46,7 @@ def test_namespaces_are_separate_and_a_damaged_shard_only_costs_time(tmp_path):
 
 
 def test_a_long_lived_cache_keeps_few_shards_and_reads_rows_only_where_asked(tmp_path, monkeypatch):
-    from driftfit import feature_cache
+    from driftfit.state import feature_cache
 
     monkeypatch.setattr(feature_cache, "MAX_SHARDS", 4)
     model = Counting()

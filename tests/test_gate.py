@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from driftfit import gate
+from driftfit.evaluation import gate
 
 SEED = 0
 

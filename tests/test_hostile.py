@@ -28,7 +28,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from driftfit import cli, memory, registry
+from driftfit import cli
+from driftfit.state import memory
+from driftfit.state import registry
 from driftfit.config import SourceConfig, load_params
 from driftfit.errors import ConfigError, DataError
 from driftfit.io import read_json, write_json
@@ -317,7 +319,7 @@ def _png(path: Path, value: int = 128, size: int = 16) -> None:
 
 
 def test_links_out_of_the_data_roots_are_refused_and_never_read(tmp_path):
-    from driftfit.image_prepare import load_images
+    from driftfit.modalities.image.sources import load_images
 
     roots = tmp_path / "data"
     for label in ("cat", "dog"):
@@ -347,7 +349,7 @@ def test_links_out_of_the_data_roots_are_refused_and_never_read(tmp_path):
 
 
 def test_a_file_that_is_not_an_image_is_never_quoted(tmp_path):
-    from driftfit.image_data import open_image
+    from driftfit.modalities.image.data import open_image
 
     (tmp_path / "x.png").symlink_to("/etc/passwd")
     with pytest.raises(DataError) as caught:
@@ -362,7 +364,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def test_images_with_oversized_metadata_are_one_line_errors(tmp_path):
-    from driftfit.image_data import open_image
+    from driftfit.modalities.image.data import open_image
 
     small = io.BytesIO()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(small, format="PNG")
@@ -385,8 +387,8 @@ def test_images_with_oversized_metadata_are_one_line_errors(tmp_path):
     (["ham", "\u202eham"], "invisible character U+202E"),
 ])
 def test_labels_that_look_the_same_are_refused(tmp_path, labels, fragment):
-    from driftfit.image_prepare import load_images
-    from driftfit.loaders import load_table
+    from driftfit.modalities.image.sources import load_images
+    from driftfit.modalities.text.loaders import load_table
 
     csv = tmp_path / "batch.csv"
     pd.DataFrame({"text": [f"text {i}" for i in range(6)], "label": labels * 3}).to_csv(csv, index=False)

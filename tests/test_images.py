@@ -19,13 +19,13 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from driftfit import image_model as im
+from driftfit.modalities.image import model as im
 from driftfit.errors import ConfigError, DataError, ValidationFailed
-from driftfit.image_augment import image_transforms
-from driftfit.image_data import (ANIMAL_CLASSES, NumpyOnlyUnpickler, distinct_images, open_image,
+from driftfit.modalities.image.augment import image_transforms
+from driftfit.modalities.image.data import (ANIMAL_CLASSES, NumpyOnlyUnpickler, distinct_images, open_image,
                                  read_animal_mnist, read_digits, read_image_folder, read_manifest, read_numpy_pickle,
                                  skimage_photos, write_animal_silhouettes)
-from driftfit.image_validate import (ImageRules, find_image_duplicates, perceptual_hash, profile_images,
+from driftfit.modalities.image.checks import (ImageRules, find_image_duplicates, perceptual_hash, profile_images,
                                      raise_if_failed, validate_images)
 from tests.conftest import ROOT
 

@@ -9,7 +9,9 @@ import re
 import pytest
 
 from bench import learn_rules
-from driftfit import learned_rules, strategy
+from driftfit.pipeline import runner
+from driftfit.policy import learned as learned_rules
+from driftfit.policy import rules as strategy
 from driftfit.config import StrategyConfig
 from driftfit.errors import ConfigError
 from driftfit.io import read_json, write_json
@@ -106,7 +108,7 @@ def test_strategy_run_reads_the_rules_file_params_name(make_params, tmp_path):
     write_tree(tmp_path, name="my_rules.json")
     params = make_params({"strategy.learned_rules": "my_rules.json"})  # relative to the project folder
     write_json(params.paths.shift, report(**{"data_size.min_per_class": 20}))
-    decision = strategy.run(params)
+    decision = runner("select-strategy")(params)
     assert decision["strategy"] == "head" and decision["rule"] == "learned"
     assert read_json(params.paths.decision)["reason"].startswith("Learned rules")
 

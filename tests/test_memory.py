@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from driftfit import memory
+from driftfit.pipeline import runner
+from driftfit.state import memory
 from driftfit.config import MemoryConfig
 from driftfit.errors import DataError
 from driftfit.io import read_json
@@ -67,7 +68,8 @@ def test_reservoir_bounds_training_rows_per_label(tmp_path):
 CRASH = """
 import os, signal, sys
 import pandas as pd
-from driftfit import memory, io
+from driftfit import io
+from driftfit.state import memory
 from driftfit.config import MemoryConfig
 from driftfit.errors import DataError
 from tests.test_memory import batch
@@ -99,7 +101,7 @@ def image_batch(folder: Path, tag: int, shared: Path | None = None) -> dict[str,
     `shared`: an image file that every split of this batch also lists (the same bytes as in another batch)."""
     from PIL import Image
 
-    from driftfit.prepare import file_hash
+    from driftfit.data.splits import file_hash
 
     folder.mkdir(parents=True, exist_ok=True)
     splits = {}
@@ -133,7 +135,7 @@ def test_image_batches_are_kept_in_the_memory_by_content(tmp_path):
         assert all(p.startswith("memory/images/") for p in kept["path"])
         assert list(kept["sha256"]) == list(first[split]["sha256"])
     shutil.rmtree(tmp_path / "week1")  # the source folder is gone: the memory still reads every image
-    from driftfit.prepare import file_hash
+    from driftfit.data.splits import file_hash
     train = memory.remembered(root, [w1["batch"]], "train")
     assert [file_hash(readable(p)) for p in train["path"]] == list(train["sha256"])
 
@@ -165,24 +167,24 @@ def test_a_broken_pointer_is_a_clear_error(tmp_path):
 
 
 def test_the_pipeline_remembers_validated_batches_only(prepared_params, tmp_path):
-    from driftfit import validate
+    from driftfit.modalities.text import checks as validate
     from driftfit.errors import ValidationFailed
 
     p = prepared_params
-    validate.run(p)
-    first = memory.run(p)
-    assert first["added"] and memory.run(p)["added"] is False  # the same batch again: recognised
+    runner("validate")(p)
+    first = runner("remember")(p)
+    assert first["added"] and runner("remember")(p)["added"] is False  # the same batch again: recognised
     record = read_json(Path(p.paths.memory) / "batches" / first["batch"] / "batch.json")
     assert record["source"]["path"] == "data/default/incoming.csv" and len(record["source"]["sha256"]) == 64
     # a bad batch stops at prepare, before any step could remember it
     bad = tmp_path / "data" / "bad.csv"
     bad.write_text("text,label\n,a\n" + "".join(f"t{i},b\n" for i in range(9)))
-    from driftfit import prepare
+    from driftfit.data import splits as prepare
     from tests.conftest import write_params
     from driftfit.config import load_params
 
     with pytest.raises(ValidationFailed):
-        prepare.run(load_params(write_params(tmp_path, {"data.incoming.path": str(bad)})))
+        runner("prepare")(load_params(write_params(tmp_path, {"data.incoming.path": str(bad)})))
     assert memory.state(p.paths.memory)["batches"] == [first["batch"]]
     assert os.path.isdir(Path(p.paths.memory) / "batches" / first["batch"])
 
@@ -194,45 +196,54 @@ FAST = {"promote.beat_baseline": False, "evaluate.latency_examples": 0, "promote
 def promote_week1(tmp_path):
     """Week 1 (the default incoming batch, prepared by the fixture) remembered, trained as a head and
     promoted to v1: (params, its batch id)."""
-    from driftfit import augment, evaluate, promote, train, validate
+    from driftfit.modalities.text import augment
+    from driftfit.modalities.text import evaluate
+    from driftfit.steps import promote
+    from driftfit.modalities.text import recipe as train
+    from driftfit.modalities.text import checks as validate
     from driftfit.config import load_params
     from driftfit.io import write_json
     from tests.conftest import write_params
 
     p = load_params(write_params(tmp_path, FAST))
-    validate.run(p)
-    week1 = memory.run(p)["batch"]
-    augment.run(p)
+    runner("validate")(p)
+    week1 = runner("remember")(p)["batch"]
+    runner("augment")(p)
     write_json(p.paths.decision, {"strategy": "head", "reason": "test"})
-    train.run(p)
-    evaluate.run(p)
-    assert promote.run(p)["champion"] == "v1"
+    runner("train")(p)
+    runner("evaluate")(p)
+    assert runner("promote")(p)["champion"] == "v1"
     return p, week1
 
 
 def test_next_week_measures_against_what_the_champion_learnt(prepared_params, tmp_path):
     """Week 1 (the default incoming batch) is remembered and promoted; week 2's reference, replay and forgetting
     come from the champion's memory batches, and the gate names the past batch it judged."""
-    from driftfit import augment, evaluate, prepare, promote, train, validate
+    from driftfit.modalities.text import augment
+    from driftfit.modalities.text import evaluate
+    from driftfit.data import splits as prepare
+    from driftfit.steps import promote
+    from driftfit.modalities.text import recipe as train
+    from driftfit.modalities.text import checks as validate
     from driftfit.config import load_params
     from tests.conftest import write_params
 
     p, week1 = promote_week1(tmp_path)
 
     week2 = load_params(write_params(tmp_path, {**FAST, "data.incoming.path": "data/default/reference.csv"}))
-    manifest = prepare.run(week2)
+    manifest = runner("prepare")(week2)
     assert manifest["reference"] == {"from": "memory", "champion": "v1", "memory_version": 1, "batches": [week1],
                                      "champion_batches": [week1]}
     assert manifest["splits"]["reference_test"]["rows"] == len(memory.batch_split(p.paths.memory, week1, "test"))
-    validate.run(week2)
-    assert memory.run(week2)["batches"] == [week1, memory.state(p.paths.memory)["batches"][1]]
-    augment.run(week2)
-    train.run(week2)
-    metrics = evaluate.run(week2)
+    runner("validate")(week2)
+    assert runner("remember")(week2)["batches"] == [week1, memory.state(p.paths.memory)["batches"][1]]
+    runner("augment")(week2)
+    runner("train")(week2)
+    metrics = runner("evaluate")(week2)
     assert set(metrics["reference_batches"]["candidate"]) == {week1} == set(metrics["reference_batches"]["champion"])
     assert metrics["forgetting"]["worst_batch"] == week1 and set(metrics["forgetting"]["per_batch"]) == {week1}
     assert metrics["forgetting"]["worst"] == metrics["forgetting"]["mean"]  # one past batch
-    verdict = promote.run(week2)
+    verdict = runner("promote")(week2)
     forgetting = next(c for c in verdict["checks"] if c["name"] == "forgetting")
     assert forgetting["batch"] == week1 and f"on past batch {week1}, the worst of 1" in forgetting["text"]
 
@@ -240,7 +251,12 @@ def test_next_week_measures_against_what_the_champion_learnt(prepared_params, tm
 def test_a_batch_accepted_while_the_champion_held_is_replayed_and_checked(prepared_params, tmp_path):
     """Week 1 promoted v1; week 2 was accepted but trained nothing (the champion held). Week 3's replay and
     forgetting reference holds weeks 1 and 2; its shift is measured against week 1 alone, what v1 learnt."""
-    from driftfit import augment, evaluate, prepare, shift, train, validate
+    from driftfit.modalities.text import augment
+    from driftfit.modalities.text import evaluate
+    from driftfit.data import splits as prepare
+    from driftfit.measures import shift
+    from driftfit.modalities.text import recipe as train
+    from driftfit.modalities.text import checks as validate
     from driftfit.config import load_params
     from driftfit.io import write_json
     from tests.conftest import write_params
@@ -248,9 +264,9 @@ def test_a_batch_accepted_while_the_champion_held_is_replayed_and_checked(prepar
     p, week1 = promote_week1(tmp_path)
 
     week2 = load_params(write_params(tmp_path, {**FAST, "data.incoming.path": "data/default/reference.csv"}))
-    prepare.run(week2)
-    validate.run(week2)
-    second = memory.run(week2)["batch"]  # accepted; no training (a skip)
+    runner("prepare")(week2)
+    runner("validate")(week2)
+    second = runner("remember")(week2)["batch"]  # accepted; no training (a skip)
 
     import pandas as pd
 
@@ -258,17 +274,17 @@ def test_a_batch_accepted_while_the_champion_held_is_replayed_and_checked(prepar
     rows["text"] = rows["text"] + " (asked again in week 3)"
     rows.to_csv(tmp_path / "data/week3.csv", index=False)
     week3 = load_params(write_params(tmp_path, {**FAST, "data.incoming.path": "data/week3.csv"}))
-    manifest = prepare.run(week3)
+    manifest = runner("prepare")(week3)
     assert manifest["reference"]["batches"] == [week1, second] and manifest["reference"]["champion_batches"] == [week1]
     train1 = len(memory.batch_split(p.paths.memory, week1, "train"))
     train2 = len(memory.batch_split(p.paths.memory, second, "train"))
     assert manifest["splits"]["reference_train"]["rows"] == train1 + train2
-    report = shift.run(week3)
+    report = runner("measure-shift")(week3)
     assert report["data_size"]["reference_rows"] == train1  # the shift: against what v1 learnt
-    validate.run(week3)
-    memory.run(week3)
-    augment.run(week3)
+    runner("validate")(week3)
+    runner("remember")(week3)
+    runner("augment")(week3)
     write_json(week3.paths.decision, {"strategy": "head", "reason": "test"})
-    train.run(week3)
-    metrics = evaluate.run(week3)
+    runner("train")(week3)
+    metrics = runner("evaluate")(week3)
     assert set(metrics["forgetting"]["per_batch"]) == {week1, second}  # forgetting: on every past batch

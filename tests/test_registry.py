@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from driftfit import candidate, cli, promote, registry
+from driftfit.pipeline import runner
+from driftfit import cli
+from driftfit.state import candidate
+from driftfit.steps import promote
+from driftfit.state import registry
 from driftfit.errors import DriftfitError
 from driftfit.io import read_json, write_json
 
@@ -39,7 +43,7 @@ def stage_candidate(p, f1: float, champion_f1: float | None = None) -> None:
 def promote_three(p) -> None:
     for f1, champ in ((0.5, None), (0.6, 0.5), (0.7, 0.6)):
         stage_candidate(p, f1, champ)
-        assert promote.run(p)["promoted"]
+        assert runner("promote")(p)["promoted"]
 
 
 def test_versions_records_and_cards(make_params):
@@ -84,7 +88,7 @@ def test_rollback_to_previous_then_to_a_named_version(make_params):
 def test_failed_promotion_leaves_the_champion(make_params, monkeypatch):
     p = make_params()
     stage_candidate(p, 0.5)
-    promote.run(p)
+    runner("promote")(p)
     stage_candidate(p, 0.9, 0.5)
 
     def broken_copy(*args, **kwargs):
@@ -92,7 +96,7 @@ def test_failed_promotion_leaves_the_champion(make_params, monkeypatch):
 
     monkeypatch.setattr(registry.shutil, "copytree", broken_copy)
     with pytest.raises(OSError, match="disk full"):
-        promote.run(p)
+        runner("promote")(p)
     reg = Path(p.paths.registry)
     assert registry.champion_info(reg)["version"] == "v1" and registry.versions(reg) == ["v1"]
     assert not [q for q in reg.iterdir() if q.name.startswith(".incoming")]
@@ -100,21 +104,24 @@ def test_failed_promotion_leaves_the_champion(make_params, monkeypatch):
 
 KILL_DURING_SWITCH = """
 import os, signal, sys
-from driftfit import candidate, cli, promote, registry
+from driftfit import cli
+from driftfit.state import candidate
+from driftfit.steps import promote
+from driftfit.state import registry
 from driftfit.config import load_params
 
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)  # the version folder is in place, the pointer not yet switched
 
 registry.set_champion = die
-promote.run(load_params(sys.argv[1]))
+runner("promote")(load_params(sys.argv[1]))
 """
 
 
 def test_killed_promotion_never_leaves_a_half_promoted_champion(make_params, tmp_path):
     p = make_params()
     stage_candidate(p, 0.5)
-    promote.run(p)
+    runner("promote")(p)
     stage_candidate(p, 0.9, 0.5)
     killed = subprocess.run([sys.executable, "-c", KILL_DURING_SWITCH, str(tmp_path / "params.yaml")],
                             capture_output=True, text=True)
@@ -122,7 +129,7 @@ def test_killed_promotion_never_leaves_a_half_promoted_champion(make_params, tmp
     reg = Path(p.paths.registry)
     assert registry.versions(reg) == ["v1", "v2"]  # v2 landed whole, but never became champion
     assert registry.champion_info(reg)["version"] == "v1" and registry.champion_dir(reg) == reg / "v1"
-    verdict = promote.run(p)  # the next run clears the leftover and promotes cleanly
+    verdict = runner("promote")(p)  # the next run clears the leftover and promotes cleanly
     assert verdict["champion"] == "v2" and registry.versions(reg) == ["v1", "v2"]
     assert json.loads((reg / "champion.json").read_text())["previous"] == "v1"
     assert read_json(reg / "v2" / "version.json")["previous"] == "v1"
@@ -149,7 +156,7 @@ def test_clean_leftovers_removes_temp_files_never_a_version(tmp_path):
 def eighteen_versions(p) -> Path:
     for n in range(18):
         stage_candidate(p, 0.2 + 0.04 * n, None if n == 0 else 0.2 + 0.04 * (n - 1))
-        assert promote.run(p)["champion"] == f"v{n + 1}"
+        assert runner("promote")(p)["champion"] == f"v{n + 1}"
     return Path(p.paths.registry)
 
 
@@ -166,7 +173,7 @@ def test_a_missing_pointer_loses_no_version_and_repair_rebuilds_it(make_params, 
     (reg / "champion.json").unlink()
     with pytest.raises(registry.RegistryError, match=r"champion.json is missing but versions v1..v18 \(18\) exist; "
                                                      r"run 'driftfit registry repair --registry "):
-        promote.run(p)
+        runner("promote")(p)
     assert registry.versions(reg) == [f"v{n}" for n in range(1, 19)] and record_files(reg) == before
     # the same through the CLI: one line, status 2, then the repair it names
     assert cli.main(["promote", "--params", str(Path(p.paths.registry).parents[1] / "params.yaml")]) == 2
@@ -178,7 +185,7 @@ def test_a_missing_pointer_loses_no_version_and_repair_rebuilds_it(make_params, 
     assert repaired["champion"] == "v18" and repaired["versions"][-1] == "v18"
     info = registry.champion_info(reg)
     assert info["version"] == "v18" and info["action"] == "repair" and len(info["history"]) == 19
-    assert promote.run(p)["champion"] == "v19"  # and the registry works again
+    assert runner("promote")(p)["champion"] == "v19"  # and the registry works again
     assert record_files(reg).items() >= before.items()
 
 
@@ -211,11 +218,11 @@ def test_a_broken_pointer_is_one_clear_line_for_promote_evaluate_and_rollback(ma
 def test_re_running_promote_after_a_rollback_keeps_the_rollback(make_params):
     p = make_params()
     stage_candidate(p, 0.5)
-    promote.run(p)
+    runner("promote")(p)
     stage_candidate(p, 0.7, 0.5)
-    assert promote.run(p)["champion"] == "v2"
+    assert runner("promote")(p)["champion"] == "v2"
     registry.rollback(p)  # v1 serves again; the candidate on disk is still v2's
-    again = promote.run(p)  # what `dvc repro` does when it sees the registry changed
+    again = runner("promote")(p)  # what `dvc repro` does when it sees the registry changed
     assert not again["promoted"] and again["champion"] == "v1" and again["version"] == "v2"
     assert "the candidate is v2, which served before and was replaced" in again["reason"]
     assert registry.versions(p.paths.registry) == ["v1", "v2"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from driftfit.config import StrategyConfig, TrainConfig
-from driftfit.strategy import select_strategy
-from driftfit.train import replay_sample, training_frame
+from driftfit.policy.rules import select_strategy
+from driftfit.training.replay import replay_sample, training_frame
 from tests.test_strategy import report
 
 
@@ -48,7 +48,7 @@ def test_new_labels_next_to_a_champion_replay_everything():
 
 
 def test_the_head_chooses_its_regularisation_on_held_out_replayed_rows_too():
-    from driftfit.head_fit import REPLAY_HOLDOUT, replay_holdout
+    from driftfit.training.head_fit import REPLAY_HOLDOUT, replay_holdout
 
     incoming = pd.DataFrame({"text": [f"new {i}" for i in range(10)], "label": ["x", "y"] * 5})
     ref = pd.DataFrame({"text": [f"old {i}" for i in range(100)], "label": ["x"] * 60 + ["y"] * 40,

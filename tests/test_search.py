@@ -5,7 +5,8 @@ from __future__ import annotations
 from contextlib import chdir
 import pytest
 
-from driftfit import search
+from driftfit.pipeline import runner
+from driftfit.training import search
 from driftfit.config import ConfigError, SearchConfig, load_params
 from driftfit.io import read_json, write_json
 from tests.conftest import write_params
@@ -14,9 +15,9 @@ from tests.conftest import write_params
 @pytest.fixture
 def searchable(prepared_params, make_params):
     """Prepared + augmented data and a decision record (head: the cheapest real training)."""
-    from driftfit import augment
+    from driftfit.modalities.text import augment
 
-    augment.run(prepared_params)
+    runner("augment")(prepared_params)
     write_json(prepared_params.paths.decision, {"strategy": "ia3"})
     return prepared_params
 
@@ -28,7 +29,7 @@ def with_search(params, **cfg):
 def test_random_search_runs_trials_and_writes_the_best(searchable):
     params = with_search(searchable, sampler="random", trials=3, max_steps=2, pruner="none",
                          space={"train.head_learning_rate": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True}})
-    result = search.run(params)
+    result = runner("tune")(params)
     trials = read_json(f"{params.paths.search}/trials.json")
     assert len(trials) == 3 and all(t["state"] == "complete" for t in trials)
     assert len({t["params"]["train.head_learning_rate"] for t in trials}) == 3
@@ -44,7 +45,7 @@ def test_grid_search_covers_the_grid(searchable):
                          space={"train.lora_r": {"type": "categorical", "choices": [4, 8]},
                                 "train.head_learning_rate": {"type": "float", "low": 0.01, "high": 0.02,
                                                              "step": 0.01}})
-    search.run(params)
+    runner("tune")(params)
     trials = read_json(f"{params.paths.search}/trials.json")
     seen = {(t["params"]["train.lora_r"], round(t["params"]["train.head_learning_rate"], 4)) for t in trials}
     assert seen == {(4, 0.01), (4, 0.02), (8, 0.01), (8, 0.02)}
@@ -54,7 +55,7 @@ def test_median_pruner_stops_a_hopeless_trial(searchable, monkeypatch):
     """Two trials complete, then one (learning rate 1e-9) whose logged loss is worse than theirs at every step:
     the median pruner stops it at its first report (step 10 of 20), and it is recorded as pruned, without a value.
     Its losses are forced (theirs + 1): which rate logs the lower loss after 10 real steps is a numeric accident."""
-    from driftfit import train as train_module
+    from driftfit.modalities.text import recipe as train_module
 
     real_train_model = train_module.train_model
     seen, logged = [], {}  # per trial, the steps its progress hook saw; per step, the first two trials' losses
@@ -95,7 +96,7 @@ def test_median_pruner_stops_a_hopeless_trial(searchable, monkeypatch):
 
 
 def test_disabled_search_records_it_and_changes_nothing(searchable):
-    result = search.run(searchable)
+    result = runner("tune")(searchable)
     assert result == {"enabled": False, "best_params": {}}
     assert search.best_params(searchable) == searchable
 

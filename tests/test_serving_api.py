@@ -24,9 +24,9 @@ import httpx
 import numpy as np
 import pytest
 
-from driftfit import registry
+from driftfit.state import registry
 from driftfit.config import load_params
-from driftfit.prepare import read_split
+from driftfit.data.splits import read_split
 from driftfit.serving import load
 from driftfit.serving.app import Server
 from tests.conftest import free_port

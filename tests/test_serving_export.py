@@ -19,9 +19,10 @@ import numpy as np
 import onnx
 import pytest
 
+from driftfit.pipeline import runner
 from driftfit import cli
 from driftfit.errors import DriftfitError
-from driftfit.prepare import read_split
+from driftfit.data.splits import read_split
 from driftfit.serving import load
 from driftfit.serving.export import INT8_FILE, MODEL_FILE, export_model, run as export_version
 from driftfit.serving.onnx_runner import ExportError, OnnxClassifier
@@ -154,9 +155,9 @@ def test_a_damaged_version_is_not_exported(project, tmp_path):
 def test_adapters_and_peft_prompts_export_into_one_graph(project, test_texts, tmp_path, strategy):
     """Bottleneck adapters (forward hooks) and peft's virtual tokens and prefixes become part of the graph; the
     candidate folder is exported as promotion would export it."""
-    from driftfit import train
+    from driftfit.modalities.text import recipe as train
     from driftfit.config import load_params
-    from driftfit.model import load_classifier, predict_proba
+    from driftfit.modalities.text.model import load_classifier, predict_proba
     from driftfit.io import write_json
     from tests.conftest import write_params
 
@@ -168,7 +169,7 @@ def test_adapters_and_peft_prompts_export_into_one_graph(project, test_texts, tm
     shutil.copytree(root / "data", folder / "data")
     params = load_params(write_params(folder, {"promote.beat_baseline": False}))
     write_json(params.paths.decision, {"strategy": strategy, "reason": "export test"})
-    train.run(params)
+    runner("train")(params)
     candidate = Path(params.paths.candidate)
     meta = export_model(candidate, tmp_path / "onnx", max_seq_len=params.model.max_seq_len, quantize=False)
     assert meta["int8_model"] is None and not (tmp_path / "onnx" / INT8_FILE).exists()

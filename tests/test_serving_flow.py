@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from driftfit.prepare import read_split
+from driftfit.data.splits import read_split
 from driftfit.serving import predict
 from tests.conftest import ROOT
 from tests.serving_registry import shared_text_project

@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 from driftfit.errors import DataError
-from driftfit.image_prepare import read_image_split
+from driftfit.modalities.image.sources import restored
+from driftfit.data.splits import read_split
 from driftfit.serving import load
 from driftfit.serving import predict
 from driftfit.serving.export import run as export_version
@@ -28,7 +29,7 @@ from tests.serving_registry import clear_margin, image_project
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    from driftfit.image_model import convert_to_safetensors, packaged_weights_file
+    from driftfit.modalities.image.model import convert_to_safetensors, packaged_weights_file
 
     cache = tmp_path_factory.mktemp("pretrained") / "efficientnet_lite0"
     convert_to_safetensors(packaged_weights_file(), cache)
@@ -37,7 +38,7 @@ def project(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def test_images(project) -> list[str]:
-    return list(read_image_split(project, "test", required=True)["path"])
+    return list(restored(project, read_split(project.paths.prepared, "test", required=True))["path"])
 
 
 def card_labels(project) -> list[str]:

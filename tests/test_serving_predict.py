@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftfit import cli, registry
+from driftfit import cli
+from driftfit.state import registry
 from driftfit.errors import DataError, DriftfitError
-from driftfit.prepare import read_split
+from driftfit.data.splits import read_split
 from driftfit.serving import load, usage
 from driftfit.serving import predict
 from tests.conftest import ROOT

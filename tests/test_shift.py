@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from driftfit import shift
+from driftfit.pipeline import runner
+from driftfit.measures import shift
 from driftfit.config import ModelConfig, ShiftConfig, parse_params
 from driftfit.io import read_json
-from driftfit.model import TextClassifier, load_encoder, load_tokenizer, save_classifier
-from driftfit.registry import add_version, set_champion
+from driftfit.modalities.text.model import TextClassifier, load_encoder, load_tokenizer, save_classifier
+from driftfit.state.registry import add_version, set_champion
 
 CORPUS = Path(chatterbot_corpus.__file__).parent / "data"
 CATEGORIES = ["ai", "emotion", "psychology", "literature"]  # present in English, Chinese and Korean
@@ -219,7 +220,7 @@ def test_run_reads_prepared_splits_and_scores_the_champion(tmp_path, pretrained,
                                      "shift": str(tmp_path / "reports" / "shift.json"),
                                      "cache": str(tmp_path / "cache")},
                            "shift": {"sample_size": 20, "permutations": 50, "batch_size": 32}})
-    report = shift.run(params)
+    report = runner("measure-shift")(params)
     assert read_json(tmp_path / "reports" / "shift.json")["champion"] == report["champion"]
     champion = report["champion"]
     assert 0 <= champion["val_accuracy"] <= 1
@@ -233,7 +234,7 @@ def test_run_reads_prepared_splits_and_scores_the_champion(tmp_path, pretrained,
     namespaces = sorted((tmp_path / "cache").iterdir())
     assert len(namespaces) == 2 and all(list(n.glob("*.npz")) for n in namespaces)
     shards = {n: len(list(n.glob("*.npz"))) for n in namespaces}
-    again = shift.run(params)
+    again = runner("measure-shift")(params)
     assert {n: len(list(n.glob("*.npz"))) for n in namespaces} == shards   # nothing was computed anew
     assert again["embedding"]["mmd2"] == pytest.approx(report["embedding"]["mmd2"], rel=1e-4, abs=1e-6)
     assert again["champion"]["val_accuracy"] == champion["val_accuracy"]

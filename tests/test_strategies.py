@@ -53,11 +53,14 @@ def biases_only(model, cfg):
     for name, p in model.encoder.named_parameters():
         p.requires_grad = name.endswith(".bias")
 
-strategies.STRATEGIES["bitfit"] = strategies.StrategySpec("bitfit", "only the encoder's biases", prepare=biases_only)
+strategies.register_strategy(strategies.StrategySpec("bitfit", "only the encoder's biases"))
+from driftfit.modalities.text.strategies import BUILD, TextBuild
+BUILD["bitfit"] = TextBuild(prepare=biases_only)
 
-from driftfit import cli, evaluate
+from driftfit import cli, modalities
+from driftfit.evaluation.scoring import read_test_splits, score_on_tests
 from driftfit.config import load_params
-from driftfit.train import train_model
+from driftfit.modalities.text.recipe import train_model
 from flows.retrain import retrain
 
 params = load_params(sys.argv[1], {"strategy.force": "bitfit"})
@@ -72,7 +75,8 @@ print(json.dumps({
         "select-strategy"].format_help().split()),  # however argparse wraps it
     "flow_choices": json.dumps(schema),
     "log": {k: log[k] for k in ("strategy", "steps", "trainable_params", "total_params")},
-    "scores": evaluate.score_folder(params, out),
+    "scores": score_on_tests(params, modalities.get("text").classifier(params, out),
+                             read_test_splits(params, modalities.get("text"))),
 }))
 """
 
@@ -99,8 +103,8 @@ def test_ensemble_averages_the_trained_weights_with_the_champion(prepared_params
     import pandas as pd
     import torch
 
-    from driftfit.model import load_classifier
-    from driftfit.train import train_model
+    from driftfit.modalities.text.model import load_classifier
+    from driftfit.modalities.text.recipe import train_model
 
     params = prepared_params
     folder = Path(params.paths.prepared)

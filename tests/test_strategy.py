@@ -7,7 +7,10 @@ import json
 
 import pytest
 
-from driftfit import strategy
+from driftfit import modalities
+from driftfit.policy import probe
+from driftfit.pipeline import runner
+from driftfit.policy import rules as strategy
 from driftfit.config import StrategyConfig, parse_params
 from driftfit.errors import DataError
 from driftfit.io import read_json, write_json
@@ -160,7 +163,7 @@ def test_run_reads_the_report_and_writes_the_decision(tmp_path):
                            "paths": {"shift": str(tmp_path / "shift.json"),
                                      "decision": str(tmp_path / "out" / "decision.json"),
                                      "registry": str(tmp_path / "registry")}})
-    decision = strategy.run(params)
+    decision = runner("select-strategy")(params)
     assert read_json(tmp_path / "out" / "decision.json") == decision
     assert decision["strategy"] == "head" and decision["measures"]["champion_exists"] is False
 
@@ -169,24 +172,24 @@ def test_run_without_shift_report_says_what_to_do(tmp_path):
     params = parse_params({"data": {"incoming": {"path": "unused.csv"}},
                            "paths": {"shift": str(tmp_path / "missing.json")}})
     with pytest.raises(DataError, match="shift step"):
-        strategy.run(params)
+        runner("select-strategy")(params)
 
 
 def _probe_two(params, val):
     """with_probe on the rules' head and runner-up lora, one round of one step each, on `val`."""
-    from driftfit.prepare import read_split
+    from driftfit.data.splits import read_split
 
     rules = {"strategy": "head", "runner_up": "lora", "rule": "few_shot", "reason": "few rows",
              "measures": {}, "forced": False}
     params = params.model_copy(update={"strategy": params.strategy.model_copy(
         update={"mode": "probe", "probe_candidates": ["head", "lora"], "probe_max_steps": 1})})
-    return strategy.with_probe(rules, read_split(params.paths.prepared, "train"), val, params)
+    return probe.with_probe(rules, read_split(params.paths.prepared, "train"), val, params, modalities.get("text"))
 
 
 def test_a_probe_within_noise_picks_the_faster(prepared_params):
     """Real short trial runs of two candidates, scored on validation rows whose labels training never saw: both
     score 0 (a model answers only labels it was trained on), a tie; the one that trained faster wins."""
-    from driftfit.prepare import read_split
+    from driftfit.data.splits import read_split
 
     val = read_split(prepared_params.paths.prepared, "val")
     val = val.assign(label=[f"unseen-{i % 3}" for i in range(len(val))])
@@ -209,13 +212,14 @@ def test_a_probe_leader_beyond_noise_wins(prepared_params, monkeypatch):
     wrong (1.0 against 0.0 over the rows is beyond any noise): lora wins, whichever trained faster."""
     import numpy as np
 
-    from driftfit import model, train
-    from driftfit.prepare import read_split
+    from driftfit.modalities.text import evaluate as scoring
+    from driftfit.modalities.text import recipe as train
+    from driftfit.data.splits import read_split
 
     val = read_split(prepared_params.paths.prepared, "val")
     known = set(read_split(prepared_params.paths.prepared, "train")["label"])
     val = val[val["label"].isin(known)].reset_index(drop=True)
-    real_train, real_load, training, labels_of = train.train_model, model.load_classifier, [], {}
+    real_train, real_load, training, labels_of = train.train_model, scoring.load_classifier, [], {}
 
     def train_model(train_df, val_df, strategy_name, *args, **kwargs):
         training.append(strategy_name)
@@ -234,8 +238,8 @@ def test_a_probe_leader_beyond_noise_wins(prepared_params, monkeypatch):
         return np.eye(len(labels))[answer]
 
     monkeypatch.setattr(train, "train_model", train_model)
-    monkeypatch.setattr(model, "load_classifier", load_classifier)
-    monkeypatch.setattr(model, "predict_proba", predict_proba)
+    monkeypatch.setattr(scoring, "load_classifier", load_classifier)  # how the probe's scorer loads and answers
+    monkeypatch.setattr(scoring, "predict_proba", predict_proba)
     decision = _probe_two(prepared_params, val)
     [only] = decision["probe"]["rounds"]
     assert training == ["head", "lora"] and only["val_accuracy"] == {"head": 0.0, "lora": 1.0}
@@ -254,7 +258,7 @@ def test_within_noise_on_known_numbers():
 def test_probe_mode_leaves_forced_and_skip_alone(prepared_params):
     forced = {"strategy": "full", "runner_up": "head", "rule": "forced", "reason": "r", "measures": {},
               "forced": True}
-    assert strategy.with_probe(forced, None, None, prepared_params) is forced
+    assert probe.with_probe(forced, None, None, prepared_params, modalities.get("text")) is forced
 
 
 # The champion holds relative to its own test score: 0.80 on the new rows against 0.81 on its own test data.

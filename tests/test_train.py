@@ -8,23 +8,28 @@ import pandas as pd
 import pytest
 import torch
 
-from driftfit import augment, train
+from driftfit.training import checkpoint_dir
+from driftfit.training.replay import class_weights
+from driftfit.pipeline import runner
+from driftfit.modalities.text import augment
+from driftfit.modalities.text import recipe as train
 from driftfit.config import STRATEGIES, TrainConfig
 from driftfit.strategies import spec
-from driftfit.prepare import read_split
+from driftfit.data.splits import read_split
 from driftfit.io import read_json, write_json
-from driftfit.model import load_classifier, load_tokenizer, predict_proba
-from driftfit.strategy_model import build_model, make_optimizer
-from driftfit.train import settle_scratch_tokenizer, training_frame, wants_new_tokenizer
-from driftfit.zero_shot import label_text, zero_shot_classifier
+from driftfit.modalities.text.model import load_classifier, load_tokenizer, predict_proba
+from driftfit.modalities.text.build import build_model, make_optimizer
+from driftfit.modalities.text.recipe import settle_scratch_tokenizer, wants_new_tokenizer
+from driftfit.training.replay import training_frame
+from driftfit.modalities.text.zero_shot import label_text, zero_shot_classifier
 
 TRAINED = [s for s in STRATEGIES if s != "skip"]
 
 
 def _run(params, strategy: str, progress=None) -> dict:
-    augment.run(params)
+    runner("augment")(params)
     write_json(params.paths.decision, {"strategy": strategy, "reason": "test"})
-    return train.run(params, progress=progress)
+    return runner("train")(params, progress=progress)
 
 
 @pytest.mark.parametrize("strategy", TRAINED)
@@ -53,7 +58,7 @@ def test_strategy_trains_saves_and_loads(prepared_params, strategy):
     model_dir = Path(params.paths.candidate)
     saved = {p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()}
     assert "encoder/model.safetensors" in saved and not any(f.endswith((".bin", ".pt", ".pth")) for f in saved)
-    assert not train.checkpoint_dir(params).exists()  # no checkpoints unless asked for
+    assert not checkpoint_dir(params.paths.candidate).exists()  # no checkpoints unless asked for
 
     # evaluate's path: load without knowing the strategy, predict, and get what training measured
     model, tokenizer, labels = load_classifier(model_dir, params.model.trust_remote_code)
@@ -241,9 +246,9 @@ def test_scratch_weights_are_fresh(prepared_params):
 
 
 def test_skip_trains_nothing(prepared_params):
-    augment.run(prepared_params)
+    runner("augment")(prepared_params)
     write_json(prepared_params.paths.decision, {"strategy": "skip", "reason": "no shift"})
-    log = train.run(prepared_params)
+    log = runner("train")(prepared_params)
     assert log == {"strategy": "skip", "reason": "no shift", "trained": False}
 
 
@@ -260,8 +265,8 @@ def test_replay_mixes_in_reference_rows():
 
 def test_memory_and_speed_switches_train(prepared_params):
     """Gradient checkpointing and the automatic batch size are real Trainer paths (CPU here)."""
-    from driftfit.prepare import read_split
-    from driftfit.train import train_model
+    from driftfit.data.splits import read_split
+    from driftfit.modalities.text.recipe import train_model
 
     params = prepared_params.model_copy(update={"train": prepared_params.train.model_copy(
         update={"gradient_checkpointing": True, "auto_batch_size": True, "max_steps": 2})})
@@ -289,7 +294,7 @@ def _topic_toy(per_topic: int, offset: int = 0) -> pd.DataFrame:
 
 def _pooled_by_hand(params, texts: list[str]) -> np.ndarray:
     """Mean-pooled last hidden states of the pretrained encoder, computed here without driftfit's classifier."""
-    from driftfit.model import load_encoder
+    from driftfit.modalities.text.model import load_encoder
 
     encoder, tok = load_encoder(params.model).eval(), load_tokenizer(params.model)
     with torch.no_grad():
@@ -389,7 +394,7 @@ def test_two_label_head_reproduces_sklearns_probabilities():
     """scikit-learn keeps one weight row for two labels; the two-row softmax head gives the same probabilities."""
     from sklearn.linear_model import LogisticRegression
 
-    from driftfit.head_fit import head_weights
+    from driftfit.training.head_fit import head_weights
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 5))
@@ -526,7 +531,7 @@ def test_resumed_run_stops_and_restores_like_an_uninterrupted_one(make_params, t
 def test_a_validation_split_too_small_to_choose_c_falls_back_to_the_default():
     import numpy as np
 
-    from driftfit.head_fit import DEFAULT_C, fit_logistic
+    from driftfit.training.head_fit import DEFAULT_C, fit_logistic
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 4))
@@ -543,7 +548,7 @@ def test_the_head_weighs_a_few_new_rows_as_much_as_a_large_memory():
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from driftfit.head_fit import fit_logistic
+    from driftfit.training.head_fit import fit_logistic
 
     rng = np.random.default_rng(0)
     centers = np.array([[0.0, 0.0], [4.0, 0.0], [1.5, 1.5]])
@@ -563,9 +568,9 @@ def test_fine_tuning_weighs_each_label_inversely_to_its_rows(make_params, tmp_pa
     4x as much; they are recorded in the log and are not part of the saved model."""
     from safetensors.torch import load_file
 
-    assert train.class_weights(["a"] * 16 + ["b"] * 16 + ["c"] * 4, ["a", "b", "c"]) == pytest.approx(
+    assert class_weights(["a"] * 16 + ["b"] * 16 + ["c"] * 4, ["a", "b", "c"]) == pytest.approx(
         [0.75, 0.75, 3.0])
-    assert train.class_weights(["x", "y"] * 5, ["x", "y"]) == [1.0, 1.0]
+    assert class_weights(["x", "y"] * 5, ["x", "y"]) == [1.0, 1.0]
     toy = _topic_toy(12)
     keep = toy["label"] != "weather"
     train_df = pd.concat([toy[keep], toy[~keep].head(3)], ignore_index=True)
@@ -655,7 +660,7 @@ def test_the_head_fits_on_the_champions_encoder(make_params, tmp_path):
     model, tokenizer, _ = load_classifier(tmp_path / "head")
     champion, _, _ = load_classifier(tmp_path / "adapted")
     texts = list(val_df["text"])
-    from driftfit.model import head_inputs
+    from driftfit.modalities.text.model import head_inputs
     assert np.allclose(head_inputs(model, tokenizer, texts, 32), head_inputs(champion, tokenizer, texts, 32), atol=1e-5)
 
     plain = train.train_model(train_df, val_df, "head", make_params({**STOPPING, "train.head_on": "pretrained"}),

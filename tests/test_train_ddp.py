@@ -11,17 +11,18 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from driftfit.pipeline import runner
 
 BIN = Path(sys.executable).parent
 
 
 @pytest.mark.slow
 def test_two_process_ddp_training_writes_one_candidate(prepared_params, tmp_path):
-    from driftfit import augment
+    from driftfit.modalities.text import augment
     from driftfit.io import write_json
 
     params = prepared_params
-    augment.run(params)
+    runner("augment")(params)
     write_json(params.paths.decision, {"strategy": "partial"})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
@@ -34,7 +35,7 @@ def test_two_process_ddp_training_writes_one_candidate(prepared_params, tmp_path
     # One candidate, written once: no leftover temporary folders from the other rank.
     siblings = [p.name for p in Path(params.paths.candidate).parent.iterdir()]
     assert siblings == [Path(params.paths.candidate).name], siblings
-    from driftfit.model import load_classifier
+    from driftfit.modalities.text.model import load_classifier
 
     model, tokenizer, labels = load_classifier(params.paths.candidate)
     assert len(labels) == model.head.out_features

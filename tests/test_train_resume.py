@@ -11,7 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from driftfit import augment, prepare, train
+from driftfit.training import checkpoint_dir
+from driftfit.pipeline import runner
+from driftfit.modalities.text import augment
+from driftfit.data import splits as prepare
+from driftfit.modalities.text import recipe as train
 from driftfit.io import read_json, write_json
 from tests.conftest import write_params
 
@@ -37,10 +41,10 @@ class Interrupted(Exception):
 @pytest.mark.parametrize("strategy", ["partial", "prompt"])
 def test_crashed_run_resumes_from_its_checkpoint(prepared_params, make_params, strategy):
     whole = make_params({**RESUMABLE, "paths.candidate": "models/whole"})
-    augment.run(whole)
+    runner("augment")(whole)
     write_json(whole.paths.decision, {"strategy": strategy, "reason": "test"})
-    reference = train.run(whole)
-    assert reference["resumed_from"] is None and not train.checkpoint_dir(whole).exists()
+    reference = runner("train")(whole)
+    assert reference["resumed_from"] is None and not checkpoint_dir(whole.paths.candidate).exists()
 
     params = make_params({**RESUMABLE, "paths.candidate": "models/candidate"})
 
@@ -49,13 +53,13 @@ def test_crashed_run_resumes_from_its_checkpoint(prepared_params, make_params, s
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        train.run(params, progress=crash_at_step_3)
-    ckpt = train.checkpoint_dir(params)
+        runner("train")(params, progress=crash_at_step_3)
+    ckpt = checkpoint_dir(params.paths.candidate)
     assert (ckpt / "checkpoint-2").is_dir() and not Path(params.paths.candidate).exists()
     # weights as safetensors; optimizer/scheduler/RNG state are Trainer's .pt files (read with weights_only)
     assert {"model.safetensors", "optimizer.pt", "trainer_state.json"} <= {f.name for f in (ckpt / "checkpoint-2").iterdir()}
 
-    log = train.run(params)
+    log = runner("train")(params)
     assert log["resumed_from"] == "checkpoint-2" and log["steps"] == 4
     assert log["val_accuracy"] == reference["val_accuracy"]
     assert _same_weights(params.paths.candidate, whole.paths.candidate)
@@ -68,12 +72,12 @@ def test_crashed_run_resumes_from_its_checkpoint(prepared_params, make_params, s
 
 def test_checkpoints_of_another_configuration_are_not_resumed(prepared_params, make_params):
     params = make_params(RESUMABLE)
-    augment.run(params)
+    runner("augment")(params)
     write_json(params.paths.decision, {"strategy": "ia3", "reason": "test"})
-    stale = train.checkpoint_dir(params) / "checkpoint-4"
+    stale = checkpoint_dir(params.paths.candidate) / "checkpoint-4"
     stale.mkdir(parents=True)
     (stale.parent / "fingerprint.txt").write_text("another run\n")
-    log = train.run(params)
+    log = runner("train")(params)
     assert log["resumed_from"] is None and log["steps"] == 4
 
 
@@ -130,8 +134,8 @@ def test_killed_cli_run_resumes_and_matches_an_uninterrupted_run(tmp_path, defau
         (root / "data").mkdir(parents=True)
         os.symlink(default_data_dir, root / "data" / "default")
         params = load_params(write_params(root, {**RESUMABLE, "train.max_steps": 8}))
-        prepare.run(params)
-        augment.run(params)
+        runner("prepare")(params)
+        runner("augment")(params)
         write_json(params.paths.decision, {"strategy": "partial", "reason": "test"})
         projects[name] = (root, params)
 
@@ -140,7 +144,7 @@ def test_killed_cli_run_resumes_and_matches_an_uninterrupted_run(tmp_path, defau
     assert done.returncode == 0, done.stderr[-2000:]
 
     root, params = projects["killed"]
-    ckpt = train.checkpoint_dir(params)
+    ckpt = checkpoint_dir(params.paths.candidate)
     killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, "4"], cwd=root, capture_output=True,
                             text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]  # it reached checkpoint-4's save

@@ -17,9 +17,10 @@ import pytest
 
 from driftfit.config import Params, ValidateConfig
 from driftfit.errors import ConfigError, ValidationFailed
-from driftfit.contract import Contract, contract_from_config, load_contract
-from driftfit.texts import find_duplicates, find_leakage, normalise, text_flags, text_ids
-from driftfit.validate import allowed_labels, run, validate_splits
+from driftfit.data.contract import Contract, contract_from_config, load_contract
+from driftfit.modalities.text.texts import find_duplicates, find_leakage, normalise, text_flags, text_ids
+from driftfit.modalities.text.checks import allowed_labels, validate_splits
+from driftfit.pipeline import runner
 from tests.conftest import ROOT
 
 CONTRACT = contract_from_config(ValidateConfig(max_text_chars=100))
@@ -299,7 +300,7 @@ def test_run_writes_a_rejected_report_then_raises(tmp_path):
     (tmp_path / "validation").mkdir()
     (tmp_path / "validation" / "summary.json").write_text('{"success": true}')  # the last good batch's report
     with pytest.raises(ValidationFailed) as err:
-        run(params_for(tmp_path, allowed_labels="reference"))
+        runner("validate")(params_for(tmp_path, allowed_labels="reference"))
     message = str(err.value)
     assert message.startswith("data validation failed:") and "\n" not in message
     assert "column 'label': train row" in message and "'ask'" in message and "labels.allowed" in message
@@ -323,7 +324,7 @@ def test_the_contract_file_drives_the_suite(tmp_path):
     contract = tmp_path / "contract.yaml"
     contract.write_text("text:\n  min_chars: 30\n")  # the clean texts are shorter
     with pytest.raises(ValidationFailed, match=r"between 30 and 5000 characters.*text.min_chars"):
-        run(params_for(tmp_path, contract=str(contract)))
+        runner("validate")(params_for(tmp_path, contract=str(contract)))
     assert not (tmp_path / "validation").exists()
     [report] = rejected_reports(tmp_path)
     summary = json.loads(report.read_text())
@@ -332,7 +333,7 @@ def test_the_contract_file_drives_the_suite(tmp_path):
 
 def test_run_passes_on_clean_files(tmp_path):
     write_prepared(tmp_path, clean_splits())
-    summary = run(params_for(tmp_path, contract=str(ROOT / "data" / "contract.yaml")))
+    summary = runner("validate")(params_for(tmp_path, contract=str(ROOT / "data" / "contract.yaml")))
     assert summary["success"]
     assert json.loads((tmp_path / "validation" / "summary.json").read_text())["success"] is True
 
@@ -343,7 +344,7 @@ def test_warnings_are_reported_and_logged(tmp_path, caplog):
     splits["train"].loc[0, "text"] = "12345"
     write_prepared(tmp_path, splits)
     with caplog.at_level(logging.WARNING, logger="driftfit.validate"):
-        summary = run(params_for(tmp_path, contract=str(ROOT / "data" / "contract.yaml")))
+        summary = runner("validate")(params_for(tmp_path, contract=str(ROOT / "data" / "contract.yaml")))
     assert summary["success"] and not (tmp_path / "rejected").exists()
     [warning] = errors_about(summary, "text", "train row 0 = '12345'", "contract text.numeric", warnings=True)
     logged = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "driftfit.validate"]

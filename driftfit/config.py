@@ -320,7 +320,7 @@ class ServeConfig(_Section):
     device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
     threads: int = Field(0, ge=0)
     max_batch: int = Field(64, gt=0)
-    max_wait_ms: float = Field(5.0, ge=0, le=1000)
+    max_wait_ms: float = Field(10.0, ge=0, le=1000)
     max_texts: int = Field(256, gt=0)
     max_text_chars: int = Field(20000, gt=0)
     max_body_bytes: int = Field(2_000_000, gt=0)

@@ -122,6 +122,21 @@ def dvc(cwd: Path, *args: str, env: dict | None = None, timeout: int = 900) -> s
                           timeout=timeout)
 
 
+def door_output(project: Path, rel: str) -> dict:
+    """A step's JSON output under `project` as the two doors (flow, dvc repro) must agree on it. metrics.json's
+    candidate_sha256 is a digest over the candidate's files, whose train_log.json records wall-clock seconds: it
+    must be this project's own candidate's digest, and is left out of the comparison."""
+    import json
+
+    from driftfit.state.registry import model_digest
+
+    out = json.loads((project / rel).read_text())
+    if "candidate_sha256" in out:
+        candidate = yaml.safe_load((project / "params.yaml").read_text())["paths"]["candidate"]
+        assert out.pop("candidate_sha256") == model_digest(project / candidate), f"{project / rel}: another candidate"
+    return out
+
+
 @pytest.fixture(scope="session")
 def prefect_api():
     """A real Prefect API server (prefect_test_harness: a server process on its own SQLite database), started once

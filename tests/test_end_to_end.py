@@ -1,6 +1,6 @@
 """The whole pipeline through both doors, on the (shrunk) embedded default data.
 
-- the Prefect flow under a real Prefect API server (prefect_test_harness starts one), with artifacts;
+- the Prefect flow under a real Prefect API server (the session's prefect_api fixture), with artifacts;
 - `dvc repro` in a temporary copy of the project; a second `dvc repro` does nothing;
 - both doors give the same decision and the same metrics.
 """
@@ -8,33 +8,16 @@
 from contextlib import chdir
 import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA, project_copy, write_params
+from tests.conftest import SHARED_DATA, door_output, dvc, project_copy, write_params
 
 pytestmark = pytest.mark.slow
 
 # Three steps cannot beat the untrained baseline; the gate's baseline check has its own tests.
 E2E = {"train.max_steps": 3, "promote.beat_baseline": False}
-
-
-def dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
-
-
-@pytest.fixture(scope="module")
-def prefect_api():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +123,7 @@ def test_dvc_repro_matches_the_flow_and_second_repro_does_nothing(flow_run, tmp_
     assert second.returncode == 0, second.stderr[-2000:]
     assert "Running stage" not in second.stdout, second.stdout
     for rel in ("reports/decision.json", "reports/metrics.json"):
-        dvc_out = json.loads((root / rel).read_text())
-        flow_out = json.loads((flow_root / rel).read_text())
-        assert dvc_out == flow_out, rel
+        assert door_output(root, rel) == door_output(flow_root, rel), rel
     status = dvc(root, "status")
     assert "up to date" in status.stdout.lower(), status.stdout
     metrics = dvc(root, "metrics", "show", "--json")
@@ -161,8 +142,7 @@ def test_dvc_repro_matches_the_flow_and_second_repro_does_nothing(flow_run, tmp_
     third = dvc(root, "repro")
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
     for rel in ("reports/decision.json", "reports/metrics.json", "data/prepared/manifest.json"):
-        dvc_out, flow_out = json.loads((root / rel).read_text()), json.loads((flow_root / rel).read_text())
-        assert dvc_out == flow_out, rel
+        assert door_output(root, rel) == door_output(flow_root, rel), rel
     manifest = json.loads((root / "data" / "prepared" / "manifest.json").read_text())
     assert manifest["reference"]["from"] == "memory" and manifest["reference"]["champion"] == "v1"
     for project in (root, flow_root):
@@ -186,6 +166,6 @@ def test_dvc_repro_matches_the_flow_and_second_repro_does_nothing(flow_run, tmp_
     fourth = dvc(root, "repro")
     assert fourth.returncode == 0, fourth.stdout[-3000:] + fourth.stderr[-3000:]
     for rel in ("reports/decision.json", "reports/metrics.json"):
-        assert json.loads((root / rel).read_text()) == json.loads((flow_root / rel).read_text()), rel
+        assert door_output(root, rel) == door_output(flow_root, rel), rel
     for project in (root, flow_root):
         assert len(json.loads((project / "data" / "memory" / "memory.json").read_text())["batches"]) == 3

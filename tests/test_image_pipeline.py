@@ -10,11 +10,8 @@ from __future__ import annotations
 
 from contextlib import chdir
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +26,7 @@ from driftfit.config import load_params, parse_params, set_dotted
 from driftfit.errors import ConfigError, ValidationFailed
 from driftfit import modalities
 from driftfit.pipeline import runner
-from tests.conftest import ROOT, project_copy
+from tests.conftest import ROOT, door_output, dvc, project_copy
 
 EXAMPLE = ROOT / "examples" / "image"
 SHRINK = {"image.size": 32, "image.example_per_class": 8, "shift.sample_size": 40, "shift.permutations": 20,
@@ -377,12 +374,6 @@ def test_a_bad_image_stops_prepare_naming_the_file(name, prepared, tmp_path, wei
 
 # ---- both doors --------------------------------------------------------------------------------------
 
-def _dvc(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900)
-
-
 def _artifacts(run_id) -> dict[str, str]:
     """{key: data} of a flow run's artifacts."""
     from prefect import get_client
@@ -399,21 +390,20 @@ def _artifacts(run_id) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_the_image_example_through_dvc_repro_and_the_flow_gives_the_same_outputs(tmp_path, weights_cache):
-    from prefect.testing.utilities import prefect_test_harness
-
+def test_the_image_example_through_dvc_repro_and_the_flow_gives_the_same_outputs(prefect_api, tmp_path,
+                                                                                   weights_cache):
     from flows.retrain import retrain
 
     overrides = {"image.weights_cache": weights_cache, "strategy.force": "lora"}
     dvc_root = project_copy(tmp_path / "dvc") / "examples" / "image"
     write_image_params(dvc_root, overrides)
-    first = _dvc(dvc_root, "repro")
+    first = dvc(dvc_root, "repro")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "Running stage" not in _dvc(dvc_root, "repro").stdout  # a second repro does nothing
+    assert "Running stage" not in dvc(dvc_root, "repro").stdout  # a second repro does nothing
 
     flow_root = project_copy(tmp_path / "flow") / "examples" / "image"
     write_image_params(flow_root, overrides)
-    with prefect_test_harness(server_startup_timeout=120), chdir(flow_root):
+    with chdir(flow_root):
         state = retrain(params_path=str(flow_root / "params.yaml"), return_state=True)
         assert state.is_completed(), state.message
         keys = _artifacts(state.state_details.flow_run_id)
@@ -422,7 +412,7 @@ def test_the_image_example_through_dvc_repro_and_the_flow_gives_the_same_outputs
     assert state.result()["promotion"]["champion"] == "v1"
     for rel in ("reports/decision.json", "reports/metrics.json", "reports/shift.json", "data/prepared/manifest.json",
                 "data/augmented/summary.json"):
-        dvc_out, flow_out = json.loads((dvc_root / rel).read_text()), json.loads((flow_root / rel).read_text())
+        dvc_out, flow_out = door_output(dvc_root, rel), door_output(flow_root, rel)
         for out in (dvc_out, flow_out):  # wall-clock seconds differ run to run
             out.pop("seconds", None)
             for part in out.values():

@@ -6,19 +6,14 @@ endpointurl and credentials change (see README, "Scaling out").
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, project_copy
-
-BIN = Path(sys.executable).parent
+from tests.conftest import BIN, dvc, free_port, project_copy
 
 
 @pytest.fixture
@@ -45,14 +40,9 @@ def s3_server():
         proc.wait(timeout=10)
 
 
-def dvc(cwd: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "dvc"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
 def test_push_and_pull_through_an_s3_remote(tmp_path, s3_server):
     root = project_copy(tmp_path / "project")
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
     data = root / "data" / "batch.csv"
     data.write_text("text,label\nthe match went to extra time,sports\nadd salt to the pasta water,food\n")
     original = data.read_bytes()

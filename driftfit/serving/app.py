@@ -11,9 +11,11 @@ model in place. LitServe batches too, but runs the model in worker processes (a 
 gain on a 2-core machine) and has no way to swap a model on a file change; BentoML adds its own packaging and
 many pinned dependencies beside Prefect's.
 
-Micro-batching: requests wait in a queue; one task takes what is queued (up to `serve.max_batch` texts, after
-at most `serve.max_wait_ms`) and scores it in one pass on a single scoring thread, so the event loop keeps
-accepting requests meanwhile and the next pass takes everything that arrived. Hot reload: another task reads
+Micro-batching: requests wait in a queue; one task takes what is queued (up to `serve.max_batch` texts) and
+scores it in one pass on a single scoring thread, so the event loop keeps accepting requests meanwhile and the
+next pass takes everything that arrived. A pass waits at most `serve.max_wait_ms` for as many texts as the pass
+before it had: the clients it just answered are sending again, and without the wait every other pass would
+start with the first few of them (half-size passes); a lone client never waits. Hot reload: another task reads
 champion.json every `serve.reload_poll_s`; when it names another version (a promotion, or a rollback: the
 pointer decides), that version is loaded and verified on a separate thread while the old one keeps serving,
 then swapped in between two passes. No request is dropped or fails; each response names the version that
@@ -153,7 +155,7 @@ class Server:
     registry_dir: Path
     loader: Callable[[str | None], Any]   # version (None: the pointer's) -> Champion, loaded and verified
     max_batch: int = 64
-    max_wait_s: float = 0.005
+    max_wait_s: float = 0.01
     poll_s: float = 1.0
     champion: Any = None
     loaded_at: str | None = None
@@ -187,15 +189,21 @@ class Server:
 
     async def _batches(self) -> None:
         loop = asyncio.get_running_loop()
+        last = 1  # texts in the pass before: the clients it answered are likely to send again
         while True:
             jobs = [await self.queue.get()]
             size = len(jobs[0].items)
-            if size < self.max_batch and self.max_wait_s > 0 and self.queue.empty():
-                await asyncio.sleep(self.max_wait_s)  # let concurrent requests join this pass
-            while size < self.max_batch and not self.queue.empty():
-                job = self.queue.get_nowait()
-                jobs.append(job)
-                size += len(job.items)
+            deadline = loop.time() + self.max_wait_s
+            while size < self.max_batch:  # take what waits; wait (at most max_wait) for as many as last time
+                if not self.queue.empty():
+                    job = self.queue.get_nowait()
+                    jobs.append(job)
+                    size += len(job.items)
+                elif size >= min(last, self.max_batch) or loop.time() >= deadline:
+                    break
+                else:
+                    await asyncio.sleep(0.001)
+            last = size
             champion = self.champion  # one version scores the whole pass
             items = [x for job in jobs for x in job.items]
             try:
@@ -240,7 +248,7 @@ class Server:
             return
         try:
             champion = await loop.run_in_executor(self.loading, self.loader, wanted)
-        except DriftfitError as err:
+        except Exception as err:  # noqa: BLE001 - damaged files, or a model that does not load: not retried
             self.failed, self.problem = wanted, f"{wanted} could not be loaded: {err}"
             log.error("not serving %s: %s", wanted, err)
             return
@@ -290,7 +298,7 @@ def create_app(server: Server, max_texts: int = 256, max_text_chars: int = 20000
         if server.champion is None:
             return JSONResponse({"status": "no champion", "problem": server.problem}, status_code=503)
         return {"status": "ok", "version": server.champion.version, "problem": server.problem,
-                "scored": server.served}
+                "scored": server.served, "passes": server.passes}
 
     @app.get("/version")
     async def version():

@@ -388,7 +388,8 @@ def main() -> None:
                     "load_before": load_average()}
     params = build_champion(work, args.rows)
     from driftfit.data.splits import read_split
-    from driftfit.serving.export import find_export, run as export_version
+    from driftfit.serving.export import run as export_version
+    from driftfit.serving.onnx_runner import find_export
 
     for version in ("v1", "v2"):  # both exported first: the promotion under load measures the swap, not an export
         if find_export(params.paths.registry, version, params.absolute(params.export.dir), None) is None:

@@ -317,7 +317,7 @@ def build(params, backend: str | None = None) -> tuple[FastAPI, Server]:
     """The app for params.yaml's registry and serve section. The ONNX backends export a version first when it
     has no export yet (on the loading thread, while the old version serves)."""
     from driftfit.serving.champion import load, resolve
-    from driftfit.serving.export import find_export
+    from driftfit.serving.onnx_runner import find_export
     from driftfit.serving import export as export_step
 
     cfg = params.serve

@@ -156,7 +156,7 @@ def _torch_champion(folder: Path, version: str, record: dict, device: str, batch
 
 def _onnx_champion(root: Path, version: str, record: dict, backend: str, batch_size: int, exports: Path,
                    threads: int) -> Champion:
-    from driftfit.serving.export import find_export
+    from driftfit.serving.onnx_runner import find_export
     from driftfit.serving.onnx_runner import ExportError, OnnxClassifier
 
     folder = find_export(root, version, exports, record.get("model_sha256"))

@@ -28,7 +28,7 @@ import numpy as np
 from driftfit.errors import DriftfitError
 from driftfit.io import atomic_dir
 from driftfit.serving.champion import is_image
-from driftfit.serving.onnx_runner import EXPORT_FILE, FORMAT, OnnxClassifier, file_sha256
+from driftfit.serving.onnx_runner import EXPORT_FILE, FORMAT, OnnxClassifier, export_dir, file_sha256
 
 MODEL_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -265,17 +265,3 @@ def run(params, version: str | None = None, out: str | Path | None = None) -> di
 
 # ---- where a version's export lives ------------------------------------------------------------
 
-def export_dir(exports: str | Path, version: str) -> Path:
-    return Path(exports) / version
-
-
-def find_export(registry: str | Path, version: str, exports: str | Path, model_sha256: str | None) -> Path | None:
-    """The version's export: `<registry>/<version>/onnx/` (made at promotion) or `<exports>/<version>/`, whichever
-    was made from this version's model files (same digest); None when there is none."""
-    for folder in (Path(registry) / version / "onnx", export_dir(exports, version)):
-        meta = folder / EXPORT_FILE
-        if meta.is_file():
-            made_from = json.loads(meta.read_text(encoding="utf-8")).get("model_sha256")
-            if model_sha256 is None or made_from == model_sha256:
-                return folder
-    return None

@@ -140,6 +140,23 @@ class OnnxClassifier:
         return [{"label": self.labels[k], "probability": float(probs[i, k])} for i, k in enumerate(best)]
 
 
+def export_dir(exports: str | Path, version: str) -> Path:
+    return Path(exports) / version
+
+
+def find_export(registry: str | Path, version: str, exports: str | Path, model_sha256: str | None) -> Path | None:
+    """The version's export: `<registry>/<version>/onnx/` (made at promotion) or `<exports>/<version>/`, whichever
+    was made from this version's model files (same digest); None when there is none."""
+    for folder in (Path(registry) / version / "onnx", export_dir(exports, version)):
+        meta = folder / EXPORT_FILE
+        if meta.is_file():
+            made_from = json.loads(meta.read_text(encoding="utf-8")).get("model_sha256")
+            if model_sha256 is None or made_from == model_sha256:
+                return folder
+    return None
+
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Score texts (or image files) with a driftfit ONNX export.")
     parser.add_argument("folder", help="the export folder (with export.json)")

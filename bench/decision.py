@@ -54,7 +54,8 @@ language` by language (a language-identification task). A text under two labels,
 languages of the corpus ('Hello'), is dropped, so scenarios on different languages share no row.
 
 Results saved by the previous harness (one seed, no predictions) are listed as stale, not mixed in.
-`--rescore` re-judges the saved results under the current policy (re-applied to the saved measures), no training.
+`--report` rebuilds decision.json and decision.md from the saved results (no training), e.g. after a change to how
+they are judged. `--rescore` re-judges the saved results under the current policy (re-applied to the saved measures), no training.
 `--redo STRATEGY` retrains one strategy in the saved scenarios after a change to how it trains (each result
 records it under `redone`), keeping every other figure.
 `--redo-champion` trains the saved scenarios' champions again after a change to how they are trained, runs the
@@ -274,7 +275,7 @@ def scenario_data(sc: Scenario, budget: Budget, seed: int) -> dict[str, pd.DataF
 # ---- one scenario ---------------------------------------------------------------------------
 
 def _predict(model_dir: Path, test: pd.DataFrame, params: Params, cache: Path | None = None) -> list[str]:
-    """The model's label for each test row. cache: a feature cache (driftfit.feature_cache) for what the
+    """The model's label for each test row. cache: a feature cache (driftfit.state.feature_cache) for what the
     model's head reads, keyed by everything but the head (model.features_identity): the champion and the
     head's seeds share one frozen encoder, so its test features are computed once per scenario."""
     from driftfit.state.feature_cache import cached
@@ -480,8 +481,13 @@ def _before_note(x: dict) -> str:
                              f"{b['choice']} ({b['rule']}) on the first run's champion")
 
 
+METRIC_WORDS = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
+
+
 def render_md(out: dict) -> str:
     h = out["headline"]
+    metric = h.get("metric", stats.METRICS[0])
+    other = next(m for m in stats.METRICS if m != metric)
     lines = [
         f"# Decision benchmark: {out['scenario_file']}", "",
         "Commands: " + ", ".join(f"`{c}`" for c in out["command"]) + "  ",
@@ -489,16 +495,22 @@ def render_md(out: dict) -> str:
         f"{out['seeds']} training seeds per strategy; selector mode `{out['selector_mode']}`.", "",
         *([f"Not run yet: {', '.join(out['not_run'])}.", ""] if out["not_run"] else []),
         *([f"Saved by an older harness (rerun with --only): {', '.join(out['stale'])}.", ""] if out["stale"] else []),
-        "Tied: a paired bootstrap over the test rows (2,000 resamples, correctness averaged over seeds) does not "
-        "separate the strategy from the best at 95% (bench/stats.py). Regret: best minus the strategy's mean "
-        "accuracy, in points. Cost relative to the cheapest tied strategy: seconds over seconds, each floored at 1 s.",
+        f"Judged by {METRIC_WORDS[metric]}, the metric the promotion gate promotes on; {METRIC_WORDS[other]} beside "
+        "it. Tied: a paired bootstrap over the test rows (2,000 draws of the rows, each strategy's seeds averaged on "
+        "every draw) does not separate the strategy from the best at 95% (bench/stats.py). Regret: the best's score "
+        "minus the strategy's, in points. Seconds: training; a strategy fitted on frozen features is charged its "
+        "first seed's (which computed the features). Cost relative to the cheapest tied strategy: the policy's "
+        "compute (the selector's includes its selection) over the cheapest tied strategy's seconds, each floored "
+        "at 1 s.",
         "", "## The selector against every fixed policy", "",
-        "| policy | scenarios | mean regret (points) | tied with the best | tied or within 1 point | compute (s) "
-        "| median cost / cheapest tied |", "|---|---|---|---|---|---|---|",
+        f"| policy | scenarios | mean regret (points) | mean {METRIC_WORDS[other]} regret | tied with the best "
+        "| tied or within 1 point | compute (s) | median cost / cheapest tied |", "|---|---|---|---|---|---|---|---|",
     ]
     for name, p in h.get("policies", {}).items():
         bold = "**" if name in ("selector", h.get("best_fixed_policy")) else ""
-        lines.append(f"| {bold}{name}{bold} | {p['scenarios']} | {p['mean_regret_points']:.2f} | {p['share_tied']:.0%} "
+        beside = p.get(f"mean_{other}_regret_points")
+        lines.append(f"| {bold}{name}{bold} | {p['scenarios']} | {p['mean_regret_points']:.2f} "
+                     f"| {'' if beside is None else f'{beside:.2f}'} | {p['share_tied']:.0%} "
                      f"| {p['share_tied_or_within_1']:.0%} | {p['compute_seconds']:.0f} "
                      f"| {p['median_cost_vs_cheapest_tied']:.2f}x |")
     if h.get("policies"):
@@ -522,14 +534,15 @@ def render_md(out: dict) -> str:
                   *[f"Retrained later: {', '.join(x['strategies'])} ({x['finished']}; learning rates "
                     f"{x['learning_rates']}){_timing_note(x.get('timing'))}{_before_note(x)}.\n"
                     for x in r.get("redone", [])],
-                  "| strategy | test accuracy (mean ± 95%) | macro-F1 | seconds | regret | tied |",
-                  "|---|---|---|---|---|---|"]
-        for name, m in sorted(r["strategies"].items(), key=lambda kv: -kv[1]["accuracy"]["mean"]):
+                  f"| strategy | {METRIC_WORDS[metric]} (mean ± 95%) | {METRIC_WORDS[other]} | seconds charged "
+                  f"| regret | {METRIC_WORDS[other]} regret | tied |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, m in sorted(r["strategies"].items(), key=lambda kv: -v["strategies"][kv[0]][metric]):
             mark = " (chosen)" if name == r["choice"] else ""
             mark += " (cheapest tied)" if name == v["cheapest_tied"] else ""
             j = v["strategies"][name]
-            lines.append(f"| {name}{mark} | {_pm(m['accuracy'])} | {_pm(m['macro_f1'])} | {m['seconds']['mean']:.1f} | "
-                         f"{j['regret_points']:.2f} | {_yes(j['tied'])} |")
+            lines.append(f"| {name}{mark} | {_pm(m[metric])} | {_pm(m[other])} | {j['seconds']:.1f} | "
+                         f"{j['regret_points']:.2f} | {j[f'{other}_regret_points']:.2f} | {_yes(j['tied'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -800,7 +813,7 @@ def rescore(out_dir: str | Path = "bench/results", scenarios_path: str | Path = 
     sel = stats.headline(now).get("policies", {}).get("selector")
     md = ["# Decision benchmark, re-scored under the current policy", "",
           f"Command: `driftfit bench decision --rescore --scenarios {scenarios_path} --out {out_dir}` (no training: "
-          "the saved oracle results, the current rules of `driftfit/strategy.py` (and strategy.learned_rules, if the "
+          "the saved oracle results, the current rules of `driftfit/policy/rules.py` (and strategy.learned_rules, if the "
           "params name them) re-applied to each scenario's saved measures).", "",
           "Caution: a policy revised after these results were seen is scored in-sample here; a fresh run of the "
           "benchmark (or new scenarios) is the out-of-sample check.", "",
@@ -836,11 +849,16 @@ def main(argv: list[str] | None = None) -> int:
                          "and redo what reads the champion (skip, ensemble, a new choice), keeping every other figure")
     ap.add_argument("--rescore", action="store_true", help="no training: re-score the saved results under the "
                                                            "current policy")
+    ap.add_argument("--report", action="store_true", help="no training: rebuild decision.json and decision.md from "
+                                                          "the saved results (after a change to how they are judged)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         if args.rescore:
             print(json.dumps(rescore(args.out, args.scenarios, args.params)))
+        elif args.report:
+            spec = load_scenarios(args.scenarios)
+            print(json.dumps(combine(spec, _base_params(spec, args.params), Path(args.out), args.scenarios)))
         elif args.redo_champion:
             print(json.dumps(redo_champion(args.scenarios, args.out, args.params, args.only,
                                            command=" ".join(["python -m bench.decision", *(argv or sys.argv[1:])]))))

@@ -7,14 +7,14 @@ test rows, regret, the cheapest tied strategy, the headline against every fixed 
 format (scenarios/<name>.json, decision.json, decision.md: bench.decision.combine and render_md). Per scenario,
 through driftfit's own image parts:
   1. the scenario's images (packaged data, no network) are written as PNGs into a scratch folder: animal-mnist
-     silhouettes (28 x 28, white on black; exact and near-copies left out, driftfit.image_data) or scikit-
+     silhouettes (28 x 28, white on black; exact and near-copies left out, driftfit.modalities.image.data) or scikit-
      learn's digits (8 x 8), optionally rotated, inverted or noised;
   2. with a reference, the champion "in production": a `head` on the reference's train split (set-up, not
      cost), which keeps a validation and a test split of its own, as the pipeline's memory does;
   3. the selector, timed: driftfit.modalities.image.measures.measure_image_shift (champion scored on the incoming rows and
      on its own test split) and driftfit.policy.rules.in_modality;
   4. the oracle: every image strategy (driftfit.strategies.names_for("image"); skip only with a champion)
-     trained by driftfit.image_train.train_image_model on the incoming train split (early stopping on its
+     trained by driftfit.modalities.image.recipe.train_image_model on the incoming train split (early stopping on its
      validation split) with `seeds` training seeds each, and scored on the test split.
 As in the text benchmark, training sees the new batch only (no replay of the reference) and no augmentation.
 

@@ -4,19 +4,19 @@ EfficientNet-Lite0, the same images, batch size, image size and number of steps.
     python -m bench.image_train_throughput [--steps 3] [--warmup 1] [--repeats 3] [--batch-size 32]
                                            [--size 64] [--device auto|cpu|cuda] [--note TEXT] [--out bench/results]
 
-The images: the embedded animal silhouettes (driftfit.image_data), steps x batch of them (one epoch), decoded
+The images: the embedded animal silhouettes (driftfit.modalities.image.data), steps x batch of them (one epoch), decoded
 once to a uint8 tensor at `--size` (the image example's image.size, 64), plus 10 per animal for validation.
 Four loops, each on its own model, warmed up (`--warmup` steps), then timed `--repeats` times; in each repeat
 a strategy's two loops run back to back, which one first alternating, so a neighbour's changing load falls on
 both alike. Reported: the median images/s of each, and the median of the per-repeat ratios (the paired figure,
 steadier on a shared machine):
-  full   ours   driftfit.image_train.fit_loop for strategy full (AdamW with the head at head_learning_rate,
+  full   ours   driftfit.modalities.image.recipe.fit_loop for strategy full (AdamW with the head at head_learning_rate,
                 the linear schedule with warm-up, per-step loss logging; early stopping off: validation
                 evaluations are not training);
          plain  a DataLoader over the same tensor (shuffle), normalise the batch, forward, cross-entropy,
                 backward, AdamW step: the loop of a torchvision tutorial, with transforms.Normalize written
-                in torch (torchvision cannot be imported here: see driftfit.image_model);
-  head   ours   driftfit.image_train.fit_head: the frozen network's features of every training image once
+                in torch (torchvision cannot be imported here: see driftfit.modalities.image.model);
+  head   ours   driftfit.modalities.image.recipe.fit_head: the frozen network's features of every training image once
                 (and of the validation images), then L-BFGS logistic regression per C of train.head_c_grid;
          plain  the same number of steps of the loop above with every layer but the head frozen (each step
                 runs the whole network forward).

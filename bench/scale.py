@@ -16,7 +16,7 @@ with another (the first one's label, about 100 bytes): the same real shift as be
 Pairs are drawn at random and near-duplicates dropped (driftfit.texts), so the default contract's
 duplicate and leakage checks pass, as they would on a clean batch.
 
---stability N also checks the bound on tokenizer fit (driftfit.shift.TOKENIZER_TEXTS): the fit on all
+--stability N also checks the bound on tokenizer fit (driftfit.modalities.text.measures.TOKENIZER_TEXTS): the fit on all
 N incoming texts against seeded samples of the bound. Writes <out>/<name>.json and .md.
 """
 
@@ -219,7 +219,7 @@ def markdown(out: dict) -> str:
                          f"{d['embedded_texts']:,} | {sections} |")
         lines.append("")
     if out.get("stability"):
-        lines += ["Is the tokenizer-fit bound (`driftfit.shift.TOKENIZER_TEXTS`) enough? The fit on every text "
+        lines += ["Is the tokenizer-fit bound (`driftfit.modalities.text.measures.TOKENIZER_TEXTS`) enough? The fit on every text "
                   "against seeded samples of the bound (the policy's thresholds: 2.5 tokens/word, 0.05 [UNK]):", "",
                   "| texts | rows | all rows: tokens/word, [UNK] (s) | samples: tokens/word | largest rel. error | "
                   "samples: [UNK] | largest abs. error |", "|---|---|---|---|---|---|---|"]

@@ -2,7 +2,7 @@
 
     python bench/shift_speed.py [--rows 5000] [--out bench/results]
 
-Reference: SST-2 train sentences; incoming: AG News texts (a real shift). Runs driftfit.shift.measure_shift
+Reference: SST-2 train sentences; incoming: AG News texts (a real shift). Runs driftfit.modalities.text.measures.measure_shift
 exactly as the pipeline does, with the shipped params (tokenizer fit reads at most shift.TOKENIZER_TEXTS
 texts per side, the embedding measures `shift.sample_size`; label shift and data size count every row),
 and records each section's wall time. Writes bench/results/shift_speed.json and .md.

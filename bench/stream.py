@@ -339,16 +339,8 @@ def run_batch(policy: str, spec: StreamSpec, batch: dict, data_dir: Path, work: 
               accepted: list[str], remembered: dict[str, str], labels: list[str]) -> dict:
     """One batch through one policy's project; returns its record (saved by the caller). remembered: memory batch
     id -> stream batch name of the batches accepted so far; labels: the stream's labels (answers are encoded)."""
-    from driftfit.modalities.text import augment
-    from driftfit.modalities.text import evaluate
-    from driftfit.state import memory
-    from driftfit.data import splits as prepare
-    from driftfit.steps import promote
+    from driftfit.pipeline import runner
     from driftfit.state import registry
-    from driftfit.measures import shift
-    from driftfit.policy import rules as strategy
-    from driftfit.modalities.text import recipe as train
-    from driftfit.modalities.text import checks as validate
 
     params = workspace_params(spec, policy, work, data_dir / batch["name"])
     tests = {name: pd.read_csv(data_dir / name / "test.csv", dtype={"label": str}, keep_default_na=False)
@@ -368,29 +360,26 @@ def run_batch(policy: str, spec: StreamSpec, batch: dict, data_dir: Path, work: 
 
     before = _fingerprint(params)
     try:
-        timed("prepare", prepare.run)
-        timed("validate", validate.run)
+        timed("prepare", runner("prepare"))
+        timed("validate", runner("validate"))
     except DriftfitError as err:
         record.update(accepted=False, rejected=str(err).splitlines()[0],
                       untouched=_fingerprint(params) == before)
         return record
     record["accepted"] = True
-    record["memory"] = timed("remember", memory.run)["batch"]
-    timed("augment", augment.run)
+    record["memory"] = timed("remember", runner("remember"))["batch"]
+    timed("augment", runner("augment"))
     forced = fixed_strategy(policy, len(accepted), spec.every_k, champion is not None)
-    if forced is None:
-        timed("shift", shift.run)
-        decision = timed("select", strategy.run)
-    else:
-        decision = {"strategy": forced, "runner_up": None, "rule": "fixed schedule", "forced": True,
-                    "reason": f"the '{policy}' schedule runs '{forced}' on accepted batch {len(accepted) + 1}"}
-        write_json(params.paths.decision, decision)
+    if forced is not None:  # a fixed schedule runs as the product runs a forced strategy (its replay included)
+        params = params.model_copy(update={"strategy": params.strategy.model_copy(update={"force": forced})})
+    timed("shift", runner("measure-shift"))
+    decision = timed("select", runner("select-strategy"))
     record["strategy"], record["rule"] = decision["strategy"], decision["rule"]
-    train_log = timed("train", train.run)
+    train_log = timed("train", runner("train"))
     record["trained"] = bool(train_log.get("trained"))
     if record["trained"]:
-        timed("evaluate", evaluate.run)
-        verdict = timed("promote", promote.run)
+        timed("evaluate", runner("evaluate"))
+        verdict = timed("promote", runner("promote"))
         record.update(promoted=bool(verdict["promoted"]), verdict=verdict["reason"],
                       champion_after=verdict["champion"],
                       gate=gate_rows(params, {**remembered, record["memory"]: batch["name"]}, labels))
@@ -495,6 +484,19 @@ def blocked_gain(r: dict, truth: dict[str, str], gate) -> dict | None:
     return {"batch": r["batch"], "gain": gain["difference"], "low": gain["low"], "high": gain["high"]}
 
 
+WEEK_RESAMPLES = 2000  # draws of the weeks for the intervals of time-averaged figures
+
+
+def week_interval(values: list[float], seed: int = 0) -> list[float] | None:
+    """The 95% percentile interval of the mean of per-week values, the weeks resampled with replacement: how much
+    a time-averaged figure owes to which weeks the stream happened to have (None for fewer than two weeks)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return None
+    draws = x[np.random.default_rng(seed).integers(0, len(x), size=(WEEK_RESAMPLES, len(x)))].mean(axis=1)
+    return [round(float(v), 4) for v in np.quantile(draws, [0.025, 0.975])]
+
+
 def summarise(saved: dict, gate, truth: dict[str, str]) -> dict:
     """Per policy: the near-future averages, final accuracy, compute, retrains, promotions, promoted regressions
     (significant, and by the point estimates), gains blocked. gate: the PromoteConfig whose max_forgetting,
@@ -521,6 +523,9 @@ def summarise(saved: dict, gate, truth: dict[str, str]) -> dict:
     rejected = [r for r in rows if r.get("accepted") is False]
     return {
         "near_future_accuracy": round(float(np.mean([s["accuracy"] for s in nf])), 4) if nf else None,
+        "near_future_accuracy_ci95_weeks": week_interval([s["accuracy"] for s in nf]),
+        "near_future_by_batch": {r["batch"]: r["near_future"][r["batch"]]["accuracy"] for r in rows
+                                 if r.get("accepted") and r["batch"] in r["near_future"]},
         "near_future_macro_f1": round(float(np.mean([s["macro_f1"] for s in nf])), 4) if nf else None,
         "scored_batches": len(nf),
         "final_accuracy": round(float(np.mean([s["accuracy"] for s in final.values()])), 4) if final else None,
@@ -547,7 +552,11 @@ def targets(summary: dict[str, dict], corrupt: list[str]) -> dict:
         return {}
     best = max(fixed, key=lambda p: fixed[p]["near_future_accuracy"])
     gap = round(100 * (d["near_future_accuracy"] - fixed[best]["near_future_accuracy"]), 2)
-    out = {"accuracy": {"best_fixed": best, "points_vs_best_fixed": gap, "target": ">= -0.5", "met": gap >= -0.5}}
+    mine, theirs = d.get("near_future_by_batch", {}), fixed[best].get("near_future_by_batch", {})
+    both = [w for w in mine if w in theirs]  # weeks both scored, paired
+    ci = week_interval([100 * (mine[w] - theirs[w]) for w in both])
+    out = {"accuracy": {"best_fixed": best, "points_vs_best_fixed": gap, "ci95_weeks": ci, "target": ">= -0.5",
+                        "met": gap >= -0.5}}
     if "full" in summary and summary["full"]["compute_seconds"]:
         share = round(d["compute_seconds"] / summary["full"]["compute_seconds"], 3)
         out["compute"] = {"share_of_always_full": share, "target": "<= 0.30", "met": share <= 0.30}
@@ -606,7 +615,7 @@ def render_md(out: dict) -> str:
              f"{out.get('params') or 'none'}; gate max_forgetting {out['max_forgetting']} points.", "",
              "A **promoted regression** is a promotion after which the serving model lost significantly more than "
              "promote.max_forgetting macro-F1 points on some past batch's test split: the paired bootstrap of the "
-             "gate (driftfit/gate.py) on that batch's rows, its own interval at promote.confidence entirely below "
+             "gate (driftfit/evaluation/gate.py) on that batch's rows, its own interval at promote.confidence entirely below "
              "-max_forgetting (each batch alone, no correction). *Point drops* counts the promotions after which "
              "some past batch's point estimate fell by more than max_forgetting (the definition before the paired "
              "test). A **gain blocked** is a rejected candidate that was significantly better than the champion on "
@@ -618,8 +627,11 @@ def render_md(out: dict) -> str:
     if t:
         lines += ["## Targets (driftfit's policy)", ""]
         a = t["accuracy"]
+        ci = a.get("ci95_weeks")
         lines.append(f"- time-averaged accuracy {a['points_vs_best_fixed']:+.2f} points against the best fixed "
-                     f"schedule ({a['best_fixed']}); target >= -0.5: **{'met' if a['met'] else 'missed'}**")
+                     f"schedule ({a['best_fixed']})"
+                     + (f" (95% over the weeks, paired: {ci[0]:+.2f} to {ci[1]:+.2f})" if ci else "")
+                     + f"; target >= -0.5: **{'met' if a['met'] else 'missed'}**")
         if "compute" in t:
             c = t["compute"]
             lines.append(f"- compute {c['share_of_always_full']:.1%} of always-full; target <= 30%: "
@@ -632,6 +644,9 @@ def render_md(out: dict) -> str:
                      f"champion and memory untouched: **{'met' if bb['met'] else 'missed'}**")
         lines.append("")
     lines += ["## Policies", "",
+              "Next-batch accuracy: the serving champion's on each week's test split before it trained on it, averaged "
+              "over the weeks; in brackets the 95% interval of that mean when the weeks are resampled "
+              "(how much it owes to which weeks the stream had). Every policy here ran once, with one seed.", "",
               "| policy | accuracy, next batch | macro-F1, next batch | final accuracy, all past tests | "
               "compute s | retrains | promotions | promoted regressions | point drops | gains blocked | rejected |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -639,8 +654,12 @@ def render_md(out: dict) -> str:
     def f(x):
         return "n/a" if x is None else f"{x:.3f}"
 
+    def ci(s):
+        c = s.get("near_future_accuracy_ci95_weeks")
+        return "" if not c else f" ({c[0]:.3f}-{c[1]:.3f})"
+
     for p, s in out["policies"].items():
-        lines.append(f"| {p}{'' if s['complete'] else ' (unfinished)'} | {f(s['near_future_accuracy'])} | "
+        lines.append(f"| {p}{'' if s['complete'] else ' (unfinished)'} | {f(s['near_future_accuracy'])}{ci(s)} | "
                      f"{f(s['near_future_macro_f1'])} | {f(s['final_accuracy'])} | {s['compute_seconds']:.0f} | "
                      f"{s['retrains']} | {s['promotions']} | {len(s['promoted_regressions'])} | "
                      f"{len(s.get('point_drops_beyond_limit', []))} | {len(s.get('gains_blocked', []))} | "

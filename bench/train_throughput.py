@@ -7,7 +7,7 @@ Both train the same classifier (encoder + mean pooling + linear head, full fine-
 SST-2 sentences:
   baseline  Trainer defaults: fp32, every batch padded to max_len, the model's default attention,
             the default AdamW, no length grouping;
-  ours      driftfit.train.train_model: dynamic padding with length grouping, SDPA attention, fused
+  ours      driftfit.modalities.text.recipe.train_model: dynamic padding with length grouping, SDPA attention, fused
             AdamW and bf16 autocast on CUDA (what the pipeline runs).
 Reported per model: real (unpadded) tokens/s, samples/s, peak memory (CUDA: max allocated; CPU: peak
 RSS growth while training), the ratio ours/baseline, test accuracy of both (MiniLM only: the larger

@@ -654,10 +654,19 @@ def set_dotted(tree: dict, dotted: str, value: Any) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"override '{dotted}': '{p}' is not a section")
     if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
-        for key, inner in value.items():
-            set_dotted(node[parts[-1]], str(key), inner)
+        _merge(node[parts[-1]], value)
         return
     node[parts[-1]] = value
+
+
+def _merge(node: dict, value: dict) -> None:
+    """value's keys into node, literally (a key with a dot, such as search.space's train.epochs, stays one key);
+    mappings merge into mappings, anything else replaces."""
+    for key, inner in value.items():
+        if isinstance(inner, dict) and isinstance(node.get(key), dict):
+            _merge(node[key], inner)
+        else:
+            node[key] = inner
 
 
 def check_task(params: Params, source: str) -> None:

@@ -110,15 +110,15 @@ def clear_margin(probs: np.ndarray, margin: float = 1e-3) -> np.ndarray:
 def image_project(folder: Path, weights_cache: str) -> Params:
     """A shrunk image project (tests/test_image_pipeline.py's shrink of examples/image) whose registry holds one
     real head on EfficientNet-Lite0, promoted by the real steps: v1."""
-    from driftfit.modalities import step
+    from driftfit.pipeline import runner
     from tests.test_image_pipeline import write_image_params
 
     params = load_params(write_image_params(folder, {"image.weights_cache": weights_cache}))
     for name in ("default-data", "prepare", "validate", "remember", "augment"):
-        step(name, params)(params)
+        runner(name)(params)
     write_json(params.paths.decision, {"strategy": "head", "reason": "the serving tests' champion"})
     for name in ("train", "evaluate"):
-        step(name, params)(params)
-    verdict = step("promote", params)(params)
+        runner(name)(params)
+    verdict = runner("promote")(params)
     assert verdict["promoted"] and verdict["version"] == "v1", verdict
     return params

@@ -59,10 +59,11 @@ def test_predictions_round_trip_as_one_character_per_row():
 def _scenario(name, truth, preds, seconds, choice, selector_seconds=1.0):
     """A hand-made saved result: what judge() reads."""
     labels = sorted(set(truth))
-    return {"name": name, "choice": choice, "selector_seconds": selector_seconds,
+    return {"name": name, "choice": choice, "selector_seconds": selector_seconds, "labels": labels,
             "test_labels": stats.encode(truth, labels),
             "strategies": {n: {"predictions": [stats.encode(p, labels) for p in runs],
-                               "seconds": {"mean": seconds[n]}} for n, runs in preds.items()}}
+                               "seconds": seconds[n] if isinstance(seconds[n], dict) else {"mean": seconds[n]}}
+                           for n, runs in preds.items()}}
 
 
 def _flip(truth, rows):
@@ -76,11 +77,15 @@ def test_verdict_and_headline_on_hand_made_results():
         "full": [truth, truth], "head": [_flip(truth, {3}), _flip(truth, {3})],
         "skip": [_flip(truth, set(range(150)))]}, {"full": 50.0, "head": 5.0, "skip": 0.0}, choice="full")
     v1 = stats.judge(one)
-    assert v1["best"] == "full" and v1["cheapest_tied"] == "head"
+    # balanced labels: head's macro-F1 is (500/501 + 498/499) / 2 = 0.998, skip's 0.7 (both labels 350/500)
+    assert v1["metric"] == "macro_f1" and v1["best"] == "full" and v1["cheapest_tied"] == "head"
     assert v1["strategies"]["head"]["tied"] and v1["strategies"]["head"]["regret_points"] == 0.2
     assert not v1["strategies"]["skip"]["tied"] and v1["strategies"]["skip"]["regret_points"] == 30.0
-    assert v1["choice"] == {"strategy": "full", "regret_points": 0.0, "tied": True, "tied_or_within_1": True,
-                            "cost_vs_cheapest_tied": 10.0}
+    assert v1["strategies"]["skip"]["accuracy"] == 0.7 and v1["strategies"]["skip"]["accuracy_regret_points"] == 30.0
+    # the selector's cost counts its selection: (1 s + 50 s) / head's 5 s; training alone would be 10x
+    assert v1["choice"] == {"strategy": "full", "regret_points": 0.0, "accuracy_regret_points": 0.0, "tied": True,
+                            "tied_or_within_1": True, "cost_vs_cheapest_tied": 10.2,
+                            "training_cost_vs_cheapest_tied": 10.0}
     assert v1["exhaustive_seconds"] == 55.0 and v1["selector_compute_seconds"] == 51.0
 
     # Scenario 2 (no champion): head is best; full misses 10% on one seed and 2% on the other (mean 6 points, not
@@ -91,20 +96,48 @@ def test_verdict_and_headline_on_hand_made_results():
     v2 = stats.judge(two)
     assert v2["best"] == "head" and v2["cheapest_tied"] == "head"
     assert v2["strategies"]["full"]["regret_points"] == 6.0 and not v2["strategies"]["full"]["tied"]
-    assert v2["choice"]["cost_vs_cheapest_tied"] == 1.0
+    assert v2["choice"]["cost_vs_cheapest_tied"] == 2.5 and v2["choice"]["training_cost_vs_cheapest_tied"] == 1.0
 
     h = stats.headline([v1, v2])
     sel, head, full, skip = (h["policies"][k] for k in ("selector", "always head", "always full", "always skip"))
-    assert sel == {"scenarios": 2, "mean_regret_points": 0.0, "share_tied": 1.0, "share_tied_or_within_1": 1.0,
-                   "compute_seconds": 53.5, "median_cost_vs_cheapest_tied": 5.5}
+    assert sel == {"scenarios": 2, "mean_regret_points": 0.0, "mean_accuracy_regret_points": 0.0, "share_tied": 1.0,
+                   "share_tied_or_within_1": 1.0, "compute_seconds": 53.5, "median_cost_vs_cheapest_tied": 6.35}
     assert head["mean_regret_points"] == 0.1 and head["compute_seconds"] == 5.5 and head["share_tied"] == 1.0
     assert full["mean_regret_points"] == 3.0 and full["share_tied"] == 0.5
     assert skip["scenarios"] == 1                                     # skip ran only where there was a champion
     assert h["best_fixed_policy"] == "always head" and h["exhaustive_seconds"] == 95.5
-    # targets: tied-or-within-1 100% (>= 90%), mean regret 0.0 < always head's 0.1, compute 53.5 / 95.5 (> 20%),
-    # median cost 5.5x the cheapest tied (> 2x)
-    assert [t["met"] for t in h["targets"]] == [True, True, False, False]
+    # targets: tied-or-within-1 100% (>= 90%), mean regret 0.0 not 1 point below always head's 0.1, compute
+    # 53.5 / 95.5 (> 20%), median cost 6.35x the cheapest tied (> 2x)
+    assert [t["met"] for t in h["targets"]] == [True, False, False, False]
     assert h["targets"][2]["value"] == round(53.5 / 95.5, 4)
+
+
+def test_macro_f1_judges_where_accuracy_rewards_the_majority():
+    """80 rows of 'a', 20 of 'b': always answering 'a' scores 0.80 accuracy but macro-F1 (160/180 + 0) / 2 = 0.444;
+    a model right on 60 'a' and 18 'b' scores 0.78 accuracy and macro-F1 (120/142 + 36/58) / 2 = 0.733."""
+    truth = ["a"] * 80 + ["b"] * 20
+    balanced = ["a"] * 60 + ["b"] * 20 + ["b"] * 18 + ["a"] * 2
+    result = _scenario("imbalanced", truth, {"majority": [["a"] * 100], "balanced": [balanced]},
+                       {"majority": 0.0, "balanced": 3.0}, choice="majority")
+    by_f1, by_accuracy = stats.judge(result), stats.judge(result, metric="accuracy")
+    assert by_f1["best"] == "balanced" and by_accuracy["best"] == "majority"
+    assert by_f1["strategies"]["majority"]["regret_points"] == round(100 * (120 / 142 + 36 / 58 - 160 / 180) / 2, 2)
+    assert not by_f1["strategies"]["majority"]["tied"] and not by_f1["choice"]["tied_or_within_1"]
+    assert by_f1["strategies"]["majority"]["accuracy_regret_points"] == 0.0  # the other metric, beside it
+    assert by_accuracy["strategies"]["balanced"]["regret_points"] == 2.0
+
+
+def test_a_strategy_on_frozen_features_is_charged_the_seed_that_computed_them():
+    """The benchmark shares a strategy's frozen features between its seeds: the first seed computes them (43 s),
+    the later ones find them cached (5 s); every run is charged the 43 s a pipeline run would pay. A strategy that
+    trains the encoder keeps its mean."""
+    truth = ["a", "b"] * 50
+    result = _scenario("cache", truth, {"head": [truth] * 3, "lora": [truth] * 3},
+                       {"head": {"mean": 17.67, "per_seed": [43.0, 5.0, 5.0]},
+                        "lora": {"mean": 30.0, "per_seed": [29.0, 31.0, 30.0]}}, choice="head")
+    v = stats.judge(result)
+    assert v["strategies"]["head"]["seconds"] == 43.0 and v["strategies"]["lora"]["seconds"] == 30.0
+    assert v["cheapest_tied"] == "lora" and v["exhaustive_seconds"] == 73.0
 
 
 # ---- scenario files -------------------------------------------------------------------------
@@ -267,16 +300,26 @@ def test_bench_trains_every_strategy_per_seed_and_judges_ties(tmp_path, monkeypa
     assert "predictions" not in result["results"][0]["strategies"]["head"]  # they stay in scenarios/<name>.json
     (v,) = result["verdicts"]
     assert set(v["strategies"]) == {"skip", "zero_shot", "head", "lora", "full"} and saved["choice"] in v["strategies"]
-    # the verdict against the saved predictions, scored here by hand (one character per row, as the labels)
-    truth = saved["test_labels"]
+    # the verdict against the saved predictions, scored here by hand (one character per row, as the labels):
+    # macro-F1 over the true labels, each seed's averaged; the head (frozen features) charged its first seed
+    from sklearn.metrics import f1_score
+
+    truth = list(saved["test_labels"])
+    macro = {n: float(np.mean([f1_score(truth, list(run), labels=sorted(set(truth)), average="macro",
+                                        zero_division=0) for run in s["predictions"]]))
+             for n, s in saved["strategies"].items()}
     accuracy = {n: float(np.mean([[a == b for a, b in zip(run, truth, strict=True)] for run in s["predictions"]]))
                 for n, s in saved["strategies"].items()}
-    seconds = {n: s["seconds"]["mean"] for n, s in saved["strategies"].items()}
-    top = max(accuracy.values())
-    assert v["best"] == min((n for n in accuracy if accuracy[n] == top), key=seconds.get)  # ties: the cheaper
+    seconds = {n: s["seconds"]["per_seed"][0] if n == "head" else s["seconds"]["mean"]
+               for n, s in saved["strategies"].items()}
+    top = max(macro.values())
+    assert v["metric"] == "macro_f1"
+    assert v["best"] == min((n for n in macro if macro[n] == top), key=seconds.get)  # ties: the cheaper
     for name, verdict in v["strategies"].items():
+        assert verdict["macro_f1"] == pytest.approx(macro[name], abs=1e-4), name
         assert verdict["accuracy"] == pytest.approx(accuracy[name], abs=1e-4), name
-        assert verdict["regret_points"] == pytest.approx(100 * (top - accuracy[name]), abs=0.01), name
+        assert verdict["seconds"] == pytest.approx(seconds[name], abs=0.01), name
+        assert verdict["regret_points"] == pytest.approx(100 * (top - macro[name]), abs=0.01), name
     tied = [n for n, verdict in v["strategies"].items() if verdict["tied"]]
     assert v["cheapest_tied"] == min(tied, key=seconds.get) and v["choice"]["strategy"] == saved["choice"]
     assert set(result["headline"]["policies"]) >= {"selector", "always head", "always skip", "always zero_shot"}

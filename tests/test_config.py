@@ -136,4 +136,4 @@ def test_every_contract_rule_is_described_once_in_contract_yaml():
         return out
 
     assert missing(Contract, raw, "") == []
-    assert "description=" not in (ROOT / "driftfit" / "contract.py").read_text()
+    assert "description=" not in (ROOT / "driftfit" / "data" / "contract.py").read_text()

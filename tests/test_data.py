@@ -9,7 +9,8 @@ from driftfit.pipeline import runner
 from driftfit.config import DefaultDataConfig, SourceConfig, SplitConfig
 from driftfit.modalities.text.default_data import make_default_data
 from driftfit.modalities.text.loaders import load_table
-from driftfit.data.splits import content_hash, prepare_splits, stratified_split
+from driftfit.data.hashing import content_hash
+from driftfit.data.splits import prepare_splits, stratified_split
 from driftfit.errors import DataError
 from tests.conftest import SHARED_DATA
 

@@ -30,7 +30,7 @@ from tests.test_registry import record_files, stage_candidate
 # Runs promote in a child that SIGKILLs itself on the K-th file operation that changes the disk.
 KILL_AT_OPERATION = """
 import os, shutil, signal, sys
-from driftfit.steps import promote
+from driftfit.pipeline import runner
 from driftfit.config import load_params
 
 limit, count = int(sys.argv[2]), [0]
@@ -112,7 +112,7 @@ def test_a_removed_or_corrupted_pointer_stops_promote_and_repair_restores_it(mak
 
 CONCURRENT_PROMOTE = """
 import json, sys
-from driftfit.steps import promote
+from driftfit.pipeline import runner
 from driftfit.config import load_params
 print(json.dumps(runner("promote")(load_params(sys.argv[1]))))
 """
@@ -199,7 +199,7 @@ def _arm(output: Path, moment: str) -> None:
 
 
 def kill_at(run_step, params, output: Path, moment: str) -> int:
-    """Run the step (`run_step(params)`, e.g. train.run) in a forked child (this process's imports, none paid
+    """Run the step (`run_step(params)`, e.g. runner("train")) in a forked child (this process's imports, none paid
     again) that SIGKILLs itself at `moment` (see _arm); return its pid. A child that reaches no such moment exits
     0 or 1, which fails the test: every kill must land where it says."""
     import torch
@@ -244,9 +244,6 @@ def test_train_and_evaluate_killed_at_named_moments(prepared_params, make_params
     """Each kill lands at its moment and leaves what that moment leaves (a temp folder mid-write, the old folder
     moved aside, a trainer folder); the outputs stay the old ones byte for byte, or the next run puts them back;
     the run after the kills removes every leftover and completes."""
-    from driftfit.modalities.text import augment
-    from driftfit.modalities.text import evaluate
-    from driftfit.modalities.text import recipe as train
 
     # two steps of ia3 are promoted for sure (what is under test is what surrounds the gate, not the gate)
     p = make_params({"promote.beat_baseline": False, "promote.test": "point", "promote.max_forgetting": 100.0,
@@ -270,24 +267,24 @@ def test_train_and_evaluate_killed_at_named_moments(prepared_params, make_params
 
     pids = []
     # Between the two renames: the old candidate is aside, none in place; the next run of the step puts it back.
-    pids.append(kill_at(train.run, p, candidate, "swap-in"))
+    pids.append(kill_at(runner("train"), p, candidate, "swap-in"))
     assert not candidate.exists()
     [aside] = leftovers(candidate, "old", pids[-1])
     assert folder_files(aside) == good_candidate
     # Mid-training: the killed run's temp candidate and Trainer folder are left, empty of a train log; the old
     # candidate is back in place (the killed run restored it before starting).
-    pids.append(kill_at(train.run, p, candidate, "train-step:2"))
+    pids.append(kill_at(runner("train"), p, candidate, "train-step:2"))
     [partial] = leftovers(candidate, "tmp", pids[-1])
     assert not (partial / "train_log.json").exists() and dead_trainer_folders(pids[-1:])
     unchanged()
     # Mid-write: the model files are in the temp folder, the train log (written last) is not.
-    pids.append(kill_at(train.run, p, candidate, "write:train_log.json"))
+    pids.append(kill_at(runner("train"), p, candidate, "write:train_log.json"))
     [partial] = leftovers(candidate, "tmp", pids[-1])
     written = folder_files(partial)
     assert "head.safetensors" in written and "train_log.json" not in written
     unchanged()
     # evaluate, mid-write: all but its last file, latency.json (the new champion is scored now too)
-    pids.append(kill_at(evaluate.run, p, evaluation, "write:latency.json"))
+    pids.append(kill_at(runner("evaluate"), p, evaluation, "write:latency.json"))
     [partial] = leftovers(evaluation, "tmp", pids[-1])
     written = folder_files(partial)
     assert "champion_test.json" in written and "latency.json" not in written

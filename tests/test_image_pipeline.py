@@ -26,6 +26,7 @@ from driftfit.config import load_params, parse_params, set_dotted
 from driftfit.errors import ConfigError, ValidationFailed
 from driftfit import modalities
 from driftfit.pipeline import runner
+from driftfit.state import candidate as candidate_record
 from tests.conftest import ROOT, door_output, dvc, project_copy
 
 EXAMPLE = ROOT / "examples" / "image"
@@ -122,7 +123,8 @@ def test_every_image_strategy_trains_and_evaluates(strategy, prepared, tmp_path,
     log = runner("train")(params)
     candidate = root / "models" / "candidate"
     if strategy == "skip":
-        assert log == {"strategy": "skip", "reason": decision["reason"], "trained": False}
+        assert log == {"strategy": "skip", "reason": decision["reason"], "trained": False,
+                       "for_run": candidate_record.binding(params)}
         assert sorted(p.name for p in candidate.iterdir()) == ["train_log.json"]
         return
     assert log["trained"] and log["labels"] == sorted(log["labels"]) and len(log["labels"]) == 10
@@ -367,7 +369,7 @@ def test_a_bad_image_stops_prepare_naming_the_file(name, prepared, tmp_path, wei
     params = load_params(write_image_params(root, {"image.weights_cache": weights_cache}))
     with pytest.raises(ValidationFailed, match=re.escape(f"'{bad}'")) as err:
         runner("prepare")(params)
-    assert "image validation failed" in str(err.value) and "\n" not in str(err.value)
+    assert "data validation failed" in str(err.value) and "\n" not in str(err.value)
     assert not (root / "data" / "prepared").exists()  # nothing half-done
     assert len(list((root / "reports" / "rejected").glob("*/summary.json"))) == 1
 

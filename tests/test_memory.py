@@ -101,7 +101,7 @@ def image_batch(folder: Path, tag: int, shared: Path | None = None) -> dict[str,
     `shared`: an image file that every split of this batch also lists (the same bytes as in another batch)."""
     from PIL import Image
 
-    from driftfit.data.splits import file_hash
+    from driftfit.data.hashing import file_hash
 
     folder.mkdir(parents=True, exist_ok=True)
     splits = {}
@@ -125,7 +125,7 @@ def test_image_batches_are_kept_in_the_memory_by_content(tmp_path):
     portable = lambda p: os.path.relpath(p, project)  # noqa: E731  (as params.portable keeps project paths)
     readable = lambda p: str(project / p)  # noqa: E731
     first = image_batch(tmp_path / "week1", 1)
-    stored = memory.store_images(root, first, str, portable)
+    stored = memory.store_files(root, first, str, portable)
     w1 = memory.add_batch(root, stored, {}, MemoryConfig(keep="window", window=1))
     assert w1["batch"] == memory.batch_id(first)  # the id is the content's, wherever the files are
     files = sorted(p.relative_to(root).as_posix() for p in (root / "images").rglob("*") if p.is_file())
@@ -135,7 +135,7 @@ def test_image_batches_are_kept_in_the_memory_by_content(tmp_path):
         assert all(p.startswith("memory/images/") for p in kept["path"])
         assert list(kept["sha256"]) == list(first[split]["sha256"])
     shutil.rmtree(tmp_path / "week1")  # the source folder is gone: the memory still reads every image
-    from driftfit.data.splits import file_hash
+    from driftfit.data.hashing import file_hash
     train = memory.remembered(root, [w1["batch"]], "train")
     assert [file_hash(readable(p)) for p in train["path"]] == list(train["sha256"])
 
@@ -144,12 +144,12 @@ def test_image_batches_are_kept_in_the_memory_by_content(tmp_path):
     Path(victim).write_bytes(Path(victim).read_bytes() + b"changed")
     before = sorted((root / "images").rglob("*"))
     with pytest.raises(DataError, match=rf"^'{re.escape(victim)}' \(val split\): its bytes changed since prepare"):
-        memory.store_images(root, changed, str, portable)
+        memory.store_files(root, changed, str, portable)
     assert memory.state(root)["batches"] == [w1["batch"]]
     assert not [p for p in (root / "images").rglob(".*")]  # no temp copy left behind
 
     third = image_batch(tmp_path / "week3", 3, shared=Path(readable(train["path"][0])))
-    w3 = memory.add_batch(root, memory.store_images(root, third, str, portable), {},
+    w3 = memory.add_batch(root, memory.store_files(root, third, str, portable), {},
                           MemoryConfig(keep="window", window=1))
     assert w3["dropped"] == [w1["batch"]]  # week 1 left the window: its images went, except the one week 3 shares
     names = {p.name for p in (root / "images").rglob("*") if p.is_file()}

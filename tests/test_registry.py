@@ -106,7 +106,7 @@ KILL_DURING_SWITCH = """
 import os, signal, sys
 from driftfit import cli
 from driftfit.state import candidate
-from driftfit.steps import promote
+from driftfit.pipeline import runner
 from driftfit.state import registry
 from driftfit.config import load_params
 

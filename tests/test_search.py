@@ -78,14 +78,14 @@ def test_median_pruner_stops_a_hopeless_trial(searchable, monkeypatch):
     monkeypatch.setattr(train_module, "train_model", train_model)
     params = with_search(searchable, sampler="random", trials=3, max_steps=20, pruner="median",
                          space={"train.head_learning_rate": {"type": "float", "low": 1e-9, "high": 1.0, "log": True}})
-    train, val, strategy, params = search.load_inputs(params)
+    train, val, strategy, shift = search.load_inputs(params)
     study = search.make_study(params.search)
     for lr in (0.05, 0.05, 1e-9):
         study.enqueue_trial({"train.head_learning_rate": lr})
     results = []
     for _ in range(3):
         trial, values = search.ask(study, params.search)
-        result = search.run_trial(trial, values, train, val, strategy, params)
+        result = search.run_trial(trial, values, train, val, strategy, params, shift)
         search.tell(study, trial, result)
         results.append(result)
     assert [r["state"] for r in results] == ["complete", "complete", "pruned"]

@@ -13,6 +13,7 @@ import yaml
 
 from driftfit.pipeline import runner
 from driftfit.measures import shift
+from driftfit.modalities.text import measures
 from driftfit.config import ModelConfig, ShiftConfig, parse_params
 from driftfit.io import read_json
 from driftfit.modalities.text.model import TextClassifier, load_encoder, load_tokenizer, save_classifier
@@ -60,7 +61,7 @@ def sides(english):
 def same_report(pretrained, sides):
     tokenizer, encoder = pretrained
     reference, train, val = sides
-    return shift.measure_shift(reference, train, val, encoder, tokenizer, SMALL, max_len=64)
+    return measures.measure_shift(reference, train, val, encoder, tokenizer, SMALL, max_len=64)
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +69,16 @@ def chinese_report(pretrained, sides):
     tokenizer, encoder = pretrained
     reference = sides[0]
     chinese = balanced(utterances("chinese"), 12, seed=2)
-    return shift.measure_shift(reference, chinese.iloc[:36], chinese.iloc[36:], encoder, tokenizer, SMALL, max_len=64)
+    return measures.measure_shift(reference, chinese.iloc[:36], chinese.iloc[36:], encoder, tokenizer, SMALL, max_len=64)
 
 
 # ---- tokenizer fit --------------------------------------------------------------------------
 
 def test_tokenizer_fits_english_better_than_chinese_and_korean(pretrained, english):
     tokenizer, _ = pretrained
-    en = shift.tokenizer_fit(tokenizer, english["text"].head(300).tolist(), max_len=64)
-    zh = shift.tokenizer_fit(tokenizer, utterances("chinese")["text"].head(300).tolist(), max_len=64)
-    ko = shift.tokenizer_fit(tokenizer, utterances("korean")["text"].head(300).tolist(), max_len=64)
+    en = measures.tokenizer_fit(tokenizer, english["text"].head(300).tolist(), max_len=64)
+    zh = measures.tokenizer_fit(tokenizer, utterances("chinese")["text"].head(300).tolist(), max_len=64)
+    ko = measures.tokenizer_fit(tokenizer, utterances("korean")["text"].head(300).tolist(), max_len=64)
     assert en["unk_rate"] < 0.01 < zh["unk_rate"]
     assert en["tokens_per_word"] < 2 < ko["tokens_per_word"]
     assert en["tokens_per_word"] < zh["tokens_per_word"]
@@ -89,15 +90,15 @@ def test_tokenizer_fit_reads_a_bounded_seeded_sample(pretrained, sides, monkeypa
     train and val; label shift and data size still count every row."""
     tokenizer, encoder = pretrained
     reference, train, val = sides
-    monkeypatch.setattr(shift, "TOKENIZER_TEXTS", 20)  # 48 rows per side here
-    fit, read = shift.tokenizer_fit, []
+    monkeypatch.setattr(measures, "TOKENIZER_TEXTS", 20)  # 48 rows per side here
+    fit, read = measures.tokenizer_fit, []
 
     def counted_fit(tok, texts, max_len=None):
         read.append(texts)
         return fit(tok, texts, max_len)
 
-    monkeypatch.setattr(shift, "tokenizer_fit", counted_fit)
-    reports = [shift.measure_shift(reference, train, val, encoder, tokenizer, SMALL, max_len=64) for _ in range(2)]
+    monkeypatch.setattr(measures, "tokenizer_fit", counted_fit)
+    reports = [measures.measure_shift(reference, train, val, encoder, tokenizer, SMALL, max_len=64) for _ in range(2)]
     incoming, ref = read[:2]
     assert [len(texts) for texts in read] == [20, 20, 20, 20]
     assert read[2:] == read[:2]  # seeded: the same sample again
@@ -193,7 +194,7 @@ def test_report_shape_and_probe(same_report):
 def test_without_reference_only_incoming_measures(pretrained, sides):
     tokenizer, encoder = pretrained
     _, train, val = sides
-    report = shift.measure_shift(None, train, val, encoder, tokenizer, SMALL, max_len=64)
+    report = measures.measure_shift(None, train, val, encoder, tokenizer, SMALL, max_len=64)
     assert "embedding" not in report and "reference" not in report["tokenizer"]
     assert "new_labels" not in report["label_shift"]
     assert report["data_size"]["reference_rows"] is None

@@ -14,16 +14,28 @@ from tests.conftest import ROOT
 
 
 def test_every_entry_is_complete():
+    """The table says what each strategy is; each modality's BUILD says how it builds the ones it runs."""
+    from driftfit import modalities
+    from driftfit.modalities.image.strategies import BUILD as IMAGE
+    from driftfit.modalities.text.strategies import BUILD as TEXT, freeze_encoder
+
     assert STRATEGIES == tuple(strategies.STRATEGIES)
+    assert set(TEXT) == set(STRATEGIES)  # the text modality builds every strategy of the table
     for s in strategies.STRATEGIES.values():
         assert s.learning_rate in TrainConfig.model_fields and s.learning_rate.endswith("learning_rate"), s.name
-        assert s.summary and s.modalities
+        assert s.summary and s.name in strategies.names_for("text"), s.name  # text runs every strategy
         assert s.trains <= s.makes_model, s.name  # a strategy that trains writes a model
-        assert not (s.merges and s.peft is None), s.name  # only peft weights merge
+        build = TEXT.get(s.name)
+        assert not (s.merges and (build is None or build.peft is None)), s.name  # only peft weights merge
         if s.fit_on_features:  # the head is fitted on fixed features: nothing else may train or change them
-            assert s.trains and s.prepare is strategies.freeze_encoder and s.peft is None, s.name
+            assert s.trains and build.prepare is freeze_encoder and build.peft is None and build.fit is None, s.name
             assert not (s.fresh_weights or s.merges or s.layer_decay), s.name
+        if s.stand_in is not None:
+            assert s.stand_in in STRATEGIES and s.stand_in != s.name, s.name
     assert [s.name for s in strategies.STRATEGIES.values() if s.fit_on_features] == ["head"]
+    assert set(strategies.names_for("image")) == set(IMAGE) == set(modalities.get("image").strategies)
+    for name in STRATEGIES:  # an image run of any strategy resolves to one the image modality builds
+        assert strategies.for_modality(name, "image") in IMAGE, name
     with pytest.raises(ConfigError, match="unknown strategy 'bitfit'; known: skip, zero_shot, head"):
         strategies.spec("bitfit")  # never a silent fallback
 

@@ -11,6 +11,7 @@ import torch
 from driftfit.training import checkpoint_dir
 from driftfit.training.replay import class_weights
 from driftfit.pipeline import runner
+from driftfit.state import candidate
 from driftfit.modalities.text import augment
 from driftfit.modalities.text import recipe as train
 from driftfit.config import STRATEGIES, TrainConfig
@@ -249,7 +250,10 @@ def test_skip_trains_nothing(prepared_params):
     runner("augment")(prepared_params)
     write_json(prepared_params.paths.decision, {"strategy": "skip", "reason": "no shift"})
     log = runner("train")(prepared_params)
-    assert log == {"strategy": "skip", "reason": "no shift", "trained": False}
+    # for_run binds the record to this run's decision and data, which evaluate and promote check
+    assert log == {"strategy": "skip", "reason": "no shift", "trained": False,
+                   "for_run": candidate.binding(prepared_params)}
+    assert set(log["for_run"]) == {"decision_sha256", "data_sha256"} and all(log["for_run"].values())
 
 
 def test_replay_mixes_in_reference_rows():

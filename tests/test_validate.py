@@ -265,7 +265,7 @@ def test_nul_is_an_error_and_other_hidden_characters_warnings():
 
 
 def test_import_does_not_load_great_expectations():
-    code = "import sys, driftfit.validate; print('great_expectations' in sys.modules)"
+    code = "import sys, driftfit.steps.validate, driftfit.modalities.text.checks; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -339,14 +339,14 @@ def test_run_passes_on_clean_files(tmp_path):
 
 
 def test_warnings_are_reported_and_logged(tmp_path, caplog):
-    """A warning does not stop the run: it is in summary.json and in the validate step's log."""
+    """A warning does not stop the run: it is in summary.json and in the log (driftfit.data.validation)."""
     splits = clean_splits()
     splits["train"].loc[0, "text"] = "12345"
     write_prepared(tmp_path, splits)
-    with caplog.at_level(logging.WARNING, logger="driftfit.validate"):
+    with caplog.at_level(logging.WARNING, logger="driftfit.data.validation"):
         summary = runner("validate")(params_for(tmp_path, contract=str(ROOT / "data" / "contract.yaml")))
     assert summary["success"] and not (tmp_path / "rejected").exists()
     [warning] = errors_about(summary, "text", "train row 0 = '12345'", "contract text.numeric", warnings=True)
-    logged = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "driftfit.validate"]
+    logged = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "driftfit.data.validation"]
     assert [r.getMessage() for r in logged] == [f"data validation warning: {warning}"]
     assert json.loads((tmp_path / "validation" / "summary.json").read_text())["warnings"] == [warning]

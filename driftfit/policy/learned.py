@@ -4,7 +4,7 @@
 The tree is fitted by `python -m bench.learn_rules` on the decision benchmark's fitting half: per scenario,
 the target is the cheapest strategy tied with the best (what the selector should pick), the features are
 the measures of the decision record (below). It only ever replaces the choice of *what to train*: a forced
-strategy and a champion that holds (rule 2 of driftfit.strategy, the safety check against needless
+strategy and a champion that holds (rule 2 of driftfit.policy.rules, the safety check against needless
 retrains) are decided by the hand rules as before. Each choice is still explained in words: the tests the
 measures passed on the way down the tree, and how many of the fitting scenarios in that leaf had which
 strategy as their target.

@@ -5,7 +5,7 @@
     clf.predict(["who wrote hamlet?"])            # [{"label": "literature", "probability": 0.99}]
 
 A version is read only after its model files match the SHA-256 recorded when it was promoted
-(`model_sha256` in its version.json, checked by driftfit.registry): a damaged or changed version is refused,
+(`model_sha256` in its version.json, checked by driftfit.state.registry): a damaged or changed version is refused,
 never scored. It reads its
 texts as it was trained (the max_seq_len in its version.json). Backends: `torch` (the saved safetensors,
 what evaluation scored), `onnx` and `onnx_int8` (its export, see driftfit.serving.export).
@@ -95,7 +95,7 @@ def max_seq_len_of(record: dict) -> int:
 
 
 def is_image(folder: Path) -> bool:
-    """A folder driftfit.image_model saved (its classifier.json says modality image); else a text classifier."""
+    """A folder driftfit.modalities.image.model saved (its classifier.json says modality image); else a text classifier."""
     meta = Path(folder) / "classifier.json"
     return meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("modality") == "image"
 
@@ -178,7 +178,7 @@ def _onnx_champion(root: Path, version: str, record: dict, backend: str, batch_s
 
 
 def _image(item: Any):
-    """A path is opened safely (driftfit.image_data.open_image: size guard, errors naming the file); PIL images
+    """A path is opened safely (driftfit.modalities.image.data.open_image: size guard, errors naming the file); PIL images
     and arrays pass through."""
     if isinstance(item, (str, Path)):
         from driftfit.modalities.image.data import open_image

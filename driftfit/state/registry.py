@@ -20,7 +20,7 @@ What it guarantees:
   that never served; the next promotion of the same candidate completes the switch.
 - One writer at a time: promotions and rollbacks hold an advisory lock on `.lock`.
 - A rollback sticks: a candidate that is already a version (same model files) is never added again,
-  and one that served and was rolled back is not re-promoted by the next run (see driftfit.promote).
+  and one that served and was rolled back is not re-promoted by the next run (see driftfit.steps.promote).
 """
 
 from __future__ import annotations

@@ -8,11 +8,12 @@ since, while it held, are new to it too."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from driftfit import modalities
 from driftfit.config import Params
-from driftfit.data.splits import read_manifest, read_split
-from driftfit.io import write_json
+from driftfit.data.splits import read_split
+from driftfit.io import read_json, write_json
 from driftfit.state.registry import champion_dir
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ def run(params: Params) -> dict:
 
     train, val = split("train", True), split("val", True)
     reference, reference_test = split("reference_train"), split("reference_test")
-    learnt = (read_manifest(params.paths.prepared).get("reference") or {}).get("champion_batches")
+    manifest = Path(params.paths.prepared) / "manifest.json"  # absent when the splits were written by hand
+    learnt = (read_json(manifest).get("reference") or {}).get("champion_batches") if manifest.is_file() else None
     if learnt:
         reference, reference_test = (df[df["batch"].isin(learnt)].reset_index(drop=True)
                                      if df is not None and "batch" in df else df

@@ -3,11 +3,11 @@ RandAugment, seeded; val and test only get resized and normalised.
 
 Kornia, not torchvision transforms v2: the only torchvision for torch 2.13 on PyPI (0.28.0) is a CUDA
 build whose C++ ops fail to load beside the CPU torch, and once it is installed transformers imports it
-and `from transformers import Trainer` fails (see driftfit.image_model). Kornia is plain torch, works on
+and `from transformers import Trainer` fails (see driftfit.modalities.image.model). Kornia is plain torch, works on
 whole batches (in the training loop, after collation, on the model's device) and has the same four
 transforms, RandAugment included.
 
-Both transforms take a batch B x 3 x H x W (uint8 0..255 or float 0..1, as driftfit.image_model.to_pixels
+Both transforms take a batch B x 3 x H x W (uint8 0..255 or float 0..1, as driftfit.modalities.image.model.to_pixels
 makes it) and return B x 3 x size x size, normalised for the model.
 """
 

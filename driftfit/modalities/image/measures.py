@@ -1,6 +1,6 @@
 """Measure shift for an image batch (`driftfit measure-shift` when task.modality is image).
 
-The same report as for texts (driftfit.shift), from the pretrained image model's features (EfficientNet-Lite0's
+The same report as for texts (driftfit.modalities.text.measures), from the pretrained image model's features (EfficientNet-Lite0's
 pooled 1280, or what a local Hugging Face model's classifier reads; frozen; L2-normalised for the distance
 measures) instead of sentence embeddings:
 - embedding shift: MMD² with a permutation test and a domain classifier's ROC AUC, reference vs incoming;

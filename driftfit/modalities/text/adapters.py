@@ -7,7 +7,7 @@ pretrained one did, and training starts from the pretrained model rather than fr
 The adapters are attached with forward hooks and live on the classifier (`model.adapters`), not
 inside the encoder: the encoder's weights and parameter names stay untouched, so it still saves
 and loads as a plain transformers model, and the adapters are saved beside it
-(`adapters.safetensors`). `driftfit.model.load_classifier` re-attaches them.
+(`adapters.safetensors`). `driftfit.modalities.text.model.load_classifier` re-attaches them.
 """
 
 from __future__ import annotations

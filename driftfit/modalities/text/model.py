@@ -173,7 +173,7 @@ class TextClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
         self.config = encoder.config  # Trainer looks for model.config
-        # Per-class loss weights while training (driftfit.train.class_weights); not saved with the model.
+        # Per-class loss weights while training (driftfit.training.replay.class_weights); not saved with the model.
         self.register_buffer("class_weights", None, persistent=False)
 
     def pooled(self, input_ids, attention_mask) -> torch.Tensor:

@@ -457,7 +457,7 @@ def train_model(train_df: pd.DataFrame, val_df: pd.DataFrame, strategy: str, par
     progress(step, total_steps, logs) is called after each step and each log line (e.g. for a UI); for
     the head, after each C of the grid.
     champion_dir: the serving champion's folder, for strategies that average with it (ensemble).
-    feature_cache: a folder (driftfit.feature_cache) where the frozen pretrained encoder's features of each
+    feature_cache: a folder (driftfit.state.feature_cache) where the frozen pretrained encoder's features of each
     text are kept for the head, which reads the same replayed rows week after week; None: not cached.
     checkpoint_dir: save resumable checkpoints there every train.checkpoint_steps steps, and resume
     from the newest one left by an interrupted run of the same configuration and data; the caller

@@ -54,7 +54,10 @@ def probe_one(result: dict, sc, spec, base) -> dict:
             continue
         v = stats.judge(result, choice=choice)
         extra = probe_seconds if who == "probe" else 0.0
-        row[f"{who}_verdict"] = {**v["choice"], "compute_seconds": round(v["selector_compute_seconds"] + extra, 2),
+        compute = v["selector_compute_seconds"] + extra
+        cheapest = v["strategies"][v["cheapest_tied"]]["seconds"]
+        row[f"{who}_verdict"] = {**v["choice"], "compute_seconds": round(compute, 2),
+                                 "cost_vs_cheapest_tied": round(stats.cost_ratio(compute, cheapest), 2),
                                  "exhaustive_seconds": v["exhaustive_seconds"]}
     return row
 

@@ -361,10 +361,11 @@ def test_bench_trains_every_strategy_per_seed_and_judges_ties(tmp_path, monkeypa
     assert row["probe"] in tried and row["probe_seconds"] > 0
     assert row["rules_verdict"]["regret_points"] == v["strategies"][row["rules"]]["regret_points"]
     assert row["probe_verdict"]["regret_points"] == v["strategies"][row["probe"]]["regret_points"]
-    # the probe's compute: its own seconds on top of the pick's training and the selector's measures
-    assert row["probe_verdict"]["compute_seconds"] == pytest.approx(
-        saved["selector_seconds"] + saved["strategies"][row["probe"]]["seconds"]["mean"] + row["probe_seconds"],
-        abs=0.02)
+    # the probe's compute: its own seconds on top of the pick's training (as charged) and the selector's measures
+    compute = saved["selector_seconds"] + v["strategies"][row["probe"]]["seconds"] + row["probe_seconds"]
+    assert row["probe_verdict"]["compute_seconds"] == pytest.approx(compute, abs=0.02)
+    assert row["probe_verdict"]["cost_vs_cheapest_tied"] == pytest.approx(
+        max(compute, 1.0) / max(v["strategies"][v["cheapest_tied"]]["seconds"], 1.0), abs=0.01)
     assert total["probe"]["scenarios"] == total["rules"]["scenarios"] == 1
     assert "| en-to-zh |" in (out / "probe_rescore.md").read_text()
     before = (out / "probe" / "en-to-zh.json").stat().st_mtime_ns

@@ -50,6 +50,11 @@ def test_strategy_trains_saves_and_loads(prepared_params, strategy):
         grid = fit["c_grid"]
         assert len(grid) > 1 and fit["chosen_c"] in grid and "held-out replayed rows" in fit["chosen_by"]
         assert calls == [(i, len(grid)) for i in range(1, len(grid) + 1)]  # each C reported once
+    elif strategy == "contrastive":  # pairs train the encoder (train.max_steps of them), then a converged head
+        pairs = log["contrastive"]
+        assert pairs["steps"] == 2 and 0 < pairs["same_label"] < pairs["pairs"] and log["head_fit"]["converged"]
+        assert log["steps"] == 2 + log["head_fit"]["iterations"] and (2, 2) in calls
+        assert log["train_loss"] > 0 and log["trainable_params"] == log["total_params"]  # the encoder moved too
     else:
         assert log["steps"] == 2 and log["train_loss"] > 0 and 0 < log["trainable_params"] <= log["total_params"]
         assert (2, 2) in calls and all(total == 2 for _, total in calls)  # the progress hook saw both steps
@@ -70,6 +75,12 @@ def test_strategy_trains_saves_and_loads(prepared_params, strategy):
     accuracy = float((np.array(labels)[probs.argmax(1)] == val["label"].to_numpy()).mean())
     assert accuracy == pytest.approx(log["val_accuracy"])
     assert read_json(model_dir / "train_log.json")["strategy"] == strategy
+    if strategy == "contrastive":  # the pairs tuned the encoder itself: its saved weights differ from pretrained
+        from driftfit.modalities.text.model import load_encoder
+
+        pretrained = load_encoder(params.model).state_dict()
+        tuned = model.encoder.state_dict()
+        assert any(not torch.equal(tuned[k], w) for k, w in pretrained.items() if k in tuned)
 
 
 def _trainable(model) -> set[str]:

@@ -44,7 +44,8 @@ def fit(model, tokenizer, train_df: pd.DataFrame, val_df: pd.DataFrame, label_id
     """Tune model.encoder on pairs, then fit model.head on its features; (model, the training log)."""
     from datasets import Dataset
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
-                                       SentenceTransformerTrainingArguments, losses, models)
+                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers.sentence_transformer import losses, modules as models
     from transformers import TrainerCallback
 
     from driftfit.modalities.text.head import fit_head
@@ -57,7 +58,7 @@ def fit(model, tokenizer, train_df: pd.DataFrame, val_df: pd.DataFrame, label_id
     transformer = models.Transformer(resolve_pretrained(params.model.pretrained),
                                      max_seq_length=params.model.max_seq_len)
     transformer.model = model.encoder  # train this encoder, as built (the tokenizer: the same files)
-    encoder = SentenceTransformer(modules=[transformer, models.Pooling(transformer.get_word_embedding_dimension(),
+    encoder = SentenceTransformer(modules=[transformer, models.Pooling(transformer.get_embedding_dimension(),
                                                                        pooling_mode="mean")], device=device.type)
 
     class Progress(TrainerCallback):

@@ -46,6 +46,8 @@ A source takes the keys of params.yaml's data sources (path, text, label, header
     words: [lo, hi]      keep only the texts of lo to hi whitespace-separated words (either may be null):
                          a shift of length and style within one source, e.g. SST-2's short phrases against
                          its full sentences
+    not_in: [{path: ..., text: ...}]   drop the texts that these other files hold (two files that repeat some
+                         texts: slices keep texts apart only within one hash space)
 Every source's texts are stripped, empty and repeated texts dropped (the first kept), then sliced,
 mapped and finally sampled (`sample`, seeded). Paths are relative to the directory the command runs
 in; formats come from the extension. A path `chatterbot:<language>[,<language>...]` reads those
@@ -127,6 +129,7 @@ class BenchSource(SourceConfig):
     slice: tuple[float, float] | None = None
     label_map: dict[str, str] | None = None
     words: tuple[int | None, int | None] | None = None
+    not_in: list[SourceConfig] = []
 
     @model_validator(mode="after")
     def _check(self) -> "BenchSource":
@@ -225,6 +228,9 @@ def load_source(src: BenchSource, seed: int) -> pd.DataFrame:
     if src.words is not None:
         lo, hi = src.words
         df = df[df["text"].str.split().str.len().between(lo or 1, hi or np.inf)]
+    for other in src.not_in:
+        seen = load_table(other.model_copy(update={"sample": None}), seed=seed)["text"].astype(str).str.strip()
+        df = df[~df["text"].isin(set(seen))]
     if src.label_map is not None:
         df = df[df["label"].isin(src.label_map)].assign(label=lambda d: d["label"].map(src.label_map))
     if src.sample is not None and src.sample < len(df):

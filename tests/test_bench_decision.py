@@ -19,6 +19,7 @@ from tests.conftest import ROOT, SHARED_DATA, write_params
 
 BENCH = ROOT / "bench"
 SUITE = {"fit": BENCH / "scenarios-fit.yaml", "eval": BENCH / "scenarios-eval.yaml"}
+LARGE = {"fit": BENCH / "scenarios-large-fit.yaml", "eval": BENCH / "scenarios-large-eval.yaml"}
 needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data (the workplace's real data) absent")
 
 
@@ -167,13 +168,26 @@ def test_suite_halves_split_by_family_and_cover_the_issue():
     assert used == set(chatterbot_languages())                      # every chatterbot-corpus language
 
 
+def test_the_large_tier_splits_by_family_with_ten_scenarios_or_more():
+    fit, ev = (load_scenarios(path) for path in LARGE.values())
+    assert len(fit.scenarios) + len(ev.scenarios) >= 10
+    assert {s.family for s in fit.scenarios}.isdisjoint({s.family for s in ev.scenarios})
+    for half in (fit, ev):  # budgets that fit the size; every strategy that can win there, contrastive and scratch
+        assert half.budget.max_seq_len == 128 and half.budget.epochs >= 3
+        assert {"head", "contrastive", "lora", "full", "scratch"} <= set(half.strategies)
+        assert any(s.shift == "new_language" for s in half.scenarios)
+
+
 @needs_data
 def test_suite_shares_no_training_rows_and_keeps_its_sizes():
-    """On the real rows: no two scenarios (both halves and the fresh check) share a row any model trains on (incoming train + val,
-    and references), no scenario tests on a row it or its champion trained on; sizes as the names say."""
+    """On the real rows: no two scenarios (both halves, the large tier's two and the fresh check) share a row any
+    model trains on (incoming train + val, and references), no scenario tests on a row it or its champion trained
+    on; sizes as the names say (the large tier: 2,000+ training rows, 2,000+ test rows)."""
     seen = {}
-    for half in (*SUITE.values(), BENCH / "scenarios-fresh.yaml"):  # the fresh check's rows too
+    for half in (*SUITE.values(), BENCH / "scenarios-fresh.yaml", *LARGE.values()):
         spec = load_scenarios(half)
+        if half in LARGE.values():
+            assert {sc.name for sc in spec.scenarios}.isdisjoint(seen), half.name
         for sc in spec.scenarios:
             d = scenario_data(sc, spec.budget, seed=13)
             trains = set(d["train"]["text"]) | set(d["val"]["text"])
@@ -185,7 +199,9 @@ def test_suite_shares_no_training_rows_and_keeps_its_sizes():
                 assert (per_class == sc.train_per_class).all(), sc.name
             if sc.name.endswith("-1k"):
                 assert len(d["train"]) >= 1000, sc.name
-            if not sc.train.path.startswith("chatterbot:"):
+            if half in LARGE.values():
+                assert len(d["train"]) + len(d["val"]) >= 2000 and len(d["test"]) >= 2000, sc.name
+            elif not sc.train.path.startswith("chatterbot:"):
                 assert len(d["test"]) >= 450, sc.name                  # ~500 where the data allows
     for a, (trains_a, _) in seen.items():
         for b, (trains_b, ref_b) in seen.items():

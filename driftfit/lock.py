@@ -36,9 +36,21 @@ def _holder(fd: int) -> str:
     return f"{info.get('what', 'a driftfit run')} (pid {info.get('pid', '?')}, since {info.get('since', '?')})"
 
 
+def _a_later_rank() -> bool:
+    """This process is a worker of a torchrun group other than rank 0 (which holds the lock for the group)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE") or 1) > 1 and int(os.environ.get("RANK") or 0) != 0
+    except ValueError:
+        return False
+
+
 @contextmanager
 def project_lock(root: str | Path, what: str) -> Iterator[None]:
-    """Hold the project's lock while the block runs, or raise Busy at once if another run holds it."""
+    """Hold the project's lock while the block runs, or raise Busy at once if another run holds it. In a
+    multi-process run (torchrun: RANK and WORLD_SIZE set) rank 0 holds it for the whole group."""
+    if _a_later_rank():
+        yield
+        return
     path = Path(root) / LOCK
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

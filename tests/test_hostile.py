@@ -486,6 +486,32 @@ def test_one_run_at_a_time_in_a_project(copy, capsys):
     assert run(copy, capsys, "prepare")[0] == 0  # the lock went with its process
 
 
+def test_a_torchrun_group_shares_rank_0s_lock(tmp_path, monkeypatch):
+    """Under torchrun every rank runs the step: rank 0 holds the project lock, the other ranks run under it; a
+    single process (or rank 0 of a group) is refused while another run holds the project."""
+    from driftfit.lock import Busy, project_lock
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", "1")
+        with project_lock(tmp_path, "rank 1 of a torchrun group"):
+            pass
+        for rank in ("0", None):
+            if rank is None:
+                monkeypatch.delenv("WORLD_SIZE")
+                monkeypatch.delenv("RANK")
+            else:
+                monkeypatch.setenv("RANK", rank)
+            with pytest.raises(Busy, match="a test's long run"):
+                with project_lock(tmp_path, "another run"):
+                    pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_flow_run_holds_dvcs_lock_and_waits_for_none(copy):
     """While a flow run holds the project, `dvc repro` cannot start; while DVC's lock is held, a flow run cannot."""
     from driftfit.lock import Busy

@@ -95,7 +95,7 @@ def max_seq_len_of(record: dict) -> int:
 
 
 def is_image(folder: Path) -> bool:
-    """A folder driftfit.modalities.image.model saved (its classifier.json says modality image); else a text classifier."""
+    """A folder the image modality saved (its classifier.json says modality image); else a text classifier."""
     meta = Path(folder) / "classifier.json"
     return meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("modality") == "image"
 

@@ -101,13 +101,6 @@ def tied(a: np.ndarray, b: np.ndarray, **kw) -> bool:
 
 # ---- one scenario ---------------------------------------------------------------------------
 
-def correctness(result: dict) -> dict[str, np.ndarray]:
-    """Per strategy, each test row's correctness averaged over its seeds."""
-    truth = decode(result["test_labels"])
-    return {name: np.mean([decode(p) == truth for p in s["predictions"]], axis=0)
-            for name, s in result["strategies"].items()}
-
-
 def charged_seconds(name: str, record: dict) -> float:
     """A strategy's seconds per run: the mean over its seeds; one fitted on frozen features is charged its first
     seed's seconds (the seed that computed the features the later seeds found cached)."""
@@ -234,14 +227,17 @@ def headline(verdicts: list[dict]) -> dict:
         {"target": f"mean regret at least {REGRET_MARGIN:g} point below every fixed policy's (best: {best_fixed})",
          "value": sel["mean_regret_points"],
          "goal": (f"<= {fixed[best_fixed]['mean_regret_points'] - REGRET_MARGIN:.2f}" if best_fixed else "n/a"),
-         "met": bool(best_fixed) and sel["mean_regret_points"] <= fixed[best_fixed]["mean_regret_points"] - REGRET_MARGIN},
+         "met": bool(best_fixed)
+                and sel["mean_regret_points"] <= fixed[best_fixed]["mean_regret_points"] - REGRET_MARGIN},
         {"target": "selector compute (selection + chosen training) / exhaustive training",
          "value": round(fraction, 4) if fraction is not None else None,
          "goal": f"<= {TARGETS['selector_compute_fraction_at_most']}",
          "met": fraction is not None and fraction <= TARGETS["selector_compute_fraction_at_most"]},
-        {"target": "median compute (selection included) / cheapest tied strategy's", "value": sel["median_cost_vs_cheapest_tied"],
+        {"target": "median compute (selection included) / cheapest tied strategy's",
+         "value": sel["median_cost_vs_cheapest_tied"],
          "goal": f"<= {TARGETS['median_cost_vs_cheapest_tied_at_most']}",
          "met": sel["median_cost_vs_cheapest_tied"] <= TARGETS["median_cost_vs_cheapest_tied_at_most"]},
     ]
-    return {"metric": verdicts[0].get("metric", METRICS[0]), "scenarios": len(verdicts), "exhaustive_seconds": round(exhaustive, 1), "best_fixed_policy": best_fixed,
-            "policies": policies, "targets": targets}
+    return {"metric": verdicts[0].get("metric", METRICS[0]), "scenarios": len(verdicts),
+            "exhaustive_seconds": round(exhaustive, 1), "best_fixed_policy": best_fixed, "policies": policies,
+            "targets": targets}

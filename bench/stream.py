@@ -502,7 +502,9 @@ def summarise(saved: dict, gate, truth: dict[str, str]) -> dict:
     (significant, and by the point estimates), gains blocked. gate: the PromoteConfig whose max_forgetting,
     min_improvement and bootstrap settings define a regression and a gain; truth: each batch's test labels."""
     rows = saved["batches"]
-    nf = [r["near_future"][r["batch"]] for r in rows if r.get("accepted") and r["batch"] in r["near_future"]]
+    scored = {r["batch"]: r["near_future"][r["batch"]] for r in rows  # each accepted week, before it trained
+              if r.get("accepted") and r["batch"] in r["near_future"]}
+    nf = list(scored.values())
     regressions, point_drops = [], []
     for i, r in enumerate(rows):
         if not r.get("promoted"):
@@ -524,8 +526,7 @@ def summarise(saved: dict, gate, truth: dict[str, str]) -> dict:
     return {
         "near_future_accuracy": round(float(np.mean([s["accuracy"] for s in nf])), 4) if nf else None,
         "near_future_accuracy_ci95_weeks": week_interval([s["accuracy"] for s in nf]),
-        "near_future_by_batch": {r["batch"]: r["near_future"][r["batch"]]["accuracy"] for r in rows
-                                 if r.get("accepted") and r["batch"] in r["near_future"]},
+        "near_future_by_batch": {batch: s["accuracy"] for batch, s in scored.items()},
         "near_future_macro_f1": round(float(np.mean([s["macro_f1"] for s in nf])), 4) if nf else None,
         "scored_batches": len(nf),
         "final_accuracy": round(float(np.mean([s["accuracy"] for s in final.values()])), 4) if final else None,
@@ -615,8 +616,8 @@ def render_md(out: dict) -> str:
              f"{out.get('params') or 'none'}; gate max_forgetting {out['max_forgetting']} points.", "",
              "A **promoted regression** is a promotion after which the serving model lost significantly more than "
              "promote.max_forgetting macro-F1 points on some past batch's test split: the paired bootstrap of the "
-             "gate (driftfit/evaluation/gate.py) on that batch's rows, its own interval at promote.confidence entirely below "
-             "-max_forgetting (each batch alone, no correction). *Point drops* counts the promotions after which "
+             "gate (driftfit/evaluation/gate.py) on that batch's rows, its own interval at promote.confidence entirely "
+             "below -max_forgetting (each batch alone, no correction). *Point drops* counts the promotions after which "
              "some past batch's point estimate fell by more than max_forgetting (the definition before the paired "
              "test). A **gain blocked** is a rejected candidate that was significantly better than the champion on "
              "the new test split (interval above promote.min_improvement), not significantly below the baseline, and "
@@ -644,8 +645,8 @@ def render_md(out: dict) -> str:
                      f"champion and memory untouched: **{'met' if bb['met'] else 'missed'}**")
         lines.append("")
     lines += ["## Policies", "",
-              "Next-batch accuracy: the serving champion's on each week's test split before it trained on it, averaged "
-              "over the weeks; in brackets the 95% interval of that mean when the weeks are resampled "
+              "Next-batch accuracy: the serving champion's on each week's test split before it trained on it, "
+              "averaged over the weeks; in brackets the 95% interval of that mean when the weeks are resampled "
               "(how much it owes to which weeks the stream had). Every policy here ran once, with one seed.", "",
               "| policy | accuracy, next batch | macro-F1, next batch | final accuracy, all past tests | "
               "compute s | retrains | promotions | promoted regressions | point drops | gains blocked | rejected |",
@@ -659,7 +660,8 @@ def render_md(out: dict) -> str:
         return "" if not c else f" ({c[0]:.3f}-{c[1]:.3f})"
 
     for p, s in out["policies"].items():
-        lines.append(f"| {p}{'' if s['complete'] else ' (unfinished)'} | {f(s['near_future_accuracy'])}{ci(s)} | "
+        lines.append(f"| {p}{'' if s['complete'] else ' (unfinished)'} | "
+                     f"{f(s['near_future_accuracy'])}{ci(s)} | "
                      f"{f(s['near_future_macro_f1'])} | {f(s['final_accuracy'])} | {s['compute_seconds']:.0f} | "
                      f"{s['retrains']} | {s['promotions']} | {len(s['promoted_regressions'])} | "
                      f"{len(s.get('point_drops_beyond_limit', []))} | {len(s.get('gains_blocked', []))} | "

@@ -156,7 +156,6 @@ def find_export(registry: str | Path, version: str, exports: str | Path, model_s
     return None
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Score texts (or image files) with a driftfit ONNX export.")
     parser.add_argument("folder", help="the export folder (with export.json)")

@@ -15,3 +15,11 @@ class DataError(DriftfitError):
 
 class ValidationFailed(DriftfitError):
     """The data-quality suite found errors; the run stops before training."""
+
+
+class BadRequest(DriftfitError):
+    """A request to the endpoint is wrong: answered with `status` (4xx) and the message, never a 500."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message

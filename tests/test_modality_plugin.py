@@ -1,6 +1,7 @@
 """A third modality is one folder: a toy `tabular` modality (rows of numbers, scikit-learn's iris flowers) written
 into a temporary package at test time, registered by its own __init__.py, runs the whole pipeline through the same
-steps, CLI and registry as text and images, without a line changed anywhere else in driftfit."""
+steps, CLI and registry as text and images, and its champion is loaded and scored by driftfit.serving, without a
+line changed anywhere else in driftfit."""
 
 from __future__ import annotations
 
@@ -106,6 +107,33 @@ def baseline(params, labels):
     return Scorer(np.zeros((len(labels), 4)), np.zeros(len(labels)), labels, None)
 
 
+# Serving (driftfit.serving: load, predict, the endpoint) asks this module too: rows are sent as "f0,f1,f2,f3".
+REQUEST_KEY, REQUEST_EXAMPLE = "rows", '{"rows": ["5.1,3.5,1.4,0.2"]}'
+INPUT_COLUMN, ITEMS_ARE_FILES = "text_column", False
+EXAMPLE = ("[[5.1, 3.5, 1.4, 0.2]]", "[{'label': 'setosa', 'probability': 0.97}]")
+
+
+def check_items(items):
+    from driftfit.errors import DriftfitError
+
+    bad = next((i for i, row in enumerate(items) if len(row) != 4), None)
+    if bad is not None:
+        raise DriftfitError(f"input {bad} has {len(items[bad])} numbers; a flower is 4")
+
+
+def open_item(item):
+    return item
+
+
+def decode_request_item(data, index, max_pixels):
+    return [float(x) for x in data.split(",")]
+
+
+def saved_scorer(folder, record, device, batch_size, trust_remote_code):
+    scorer = classifier(None, folder)
+    return scorer.labels, lambda items: scorer.predict_proba(pd.DataFrame(items, columns=[f"f{i}" for i in range(4)]))
+
+
 register_modality(Modality(
     name="tabular", summary="rows of numbers (a toy)", default_data="iris flowers", shift_measures=("embedding",),
     strategies={"skip": None, "head": None}, stores_files=False,
@@ -113,7 +141,7 @@ register_modality(Modality(
     load=load, source_digest=file_hash, stored=lambda params, rows: rows, restored=lambda params, rows: rows,
     validate=validate, augment=lambda params, train, folder: (train.assign(augmented=False, methods=""), {}),
     measure=measure, train=train, classifier=classifier, baseline=baseline,
-    describe_input=lambda params, log: ("4 numbers per row", "Rows are four numbers"),
+    describe_input=lambda params, log: ("4 numbers per row", "Rows are four numbers"), serving=__name__,
 ))
 '''
 
@@ -147,3 +175,14 @@ def test_a_toy_modality_in_one_folder_runs_the_whole_pipeline(tmp_path, monkeypa
     card = (project / "models" / "registry" / "v1" / "MODEL_CARD.md").read_text()
     assert "4 numbers per row" in card
     assert cli.main(["run", "--params", str(project / "params.yaml"), "--strategy", "lora"]) == 2  # not a toy strategy
+
+    # The champion in use: loaded, scored, asked over the endpoint's request format, all by the toy's own parts.
+    from driftfit.serving import load, usage
+    from driftfit.serving.app import parse_request
+
+    clf = load(project / "models" / "registry")
+    assert clf.modality == "tabular" and clf.version == "v1"
+    assert [p["label"] for p in clf.predict([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])] == ["setosa", "virginica"]
+    rows, _ = parse_request({"rows": ["5.1,3.5,1.4,0.2"]}, clf.parts, max_items=8, max_chars=100)
+    assert clf.predict(rows)[0]["label"] == "setosa"
+    assert "[[5.1, 3.5, 1.4, 0.2]]" in usage(modality="tabular")

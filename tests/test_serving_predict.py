@@ -101,7 +101,8 @@ def test_chunks_bound_each_pass_and_change_no_result(project, table, tmp_path):
     passes: list[int] = []
 
     class Recorded:  # the real champion, its calls counted
-        version, labels, modality, backend = champion.version, champion.labels, champion.modality, champion.backend
+        version, labels, modality, backend, parts = (champion.version, champion.labels, champion.modality,
+                                                    champion.backend, champion.parts)
 
         def predict_proba(self, items):
             passes.append(len(items))

@@ -58,6 +58,7 @@ class Modality:
     baseline: Callable                             # (params, labels) -> Scorer: the untrained pretrained model
     describe_input: Callable                       # (params, train_log) -> (input size, its limitation), words
     evaluation_extras: Callable | None = None      # (params, folder, splits, answers) -> extra evaluation files
+    serving: str | None = None                     # its serving module (requests, torch scorer, ONNX graph)
     notes: tuple[str, ...] = field(default=())     # what it does not do (yet), in words
 
 
@@ -84,6 +85,18 @@ def get(name: str) -> Modality:
         return _REGISTERED[name]
     except KeyError:
         raise ConfigError(f"task.modality = '{name}': expected one of {', '.join(available())}") from None
+
+
+def serving_parts(name: str):
+    """The serving module of modality `name` (what driftfit.serving asks: REQUEST_KEY, INPUT_COLUMN,
+    ITEMS_ARE_FILES, EXAMPLE, REQUEST_EXAMPLE, check_items, open_item, saved_scorer (the `torch` backend: the
+    saved files as evaluation scored them), export_graph (ONNX; optional) and decode_request_item (when a request's
+    strings are not scored as sent)."""
+    modality = get(name)
+    if not modality.serving:
+        raise ConfigError(f"modality '{name}' has no serving module: its versions cannot be loaded, exported or "
+                          "served")
+    return importlib.import_module(modality.serving)
 
 
 def lazy(module: str, function: str) -> Callable:

@@ -18,10 +18,8 @@ def usage(version: str | None = None, registry: str = "models/registry", modalit
     """The three lines that score with a registry version, as the README and each model card show them."""
     which = (f'load("{registry}", version="{version}")  # this version; load("{registry}") is the champion'
              if version else f'load("{registry}")  # the champion; load("{registry}", version="v2") for another')
-    if modality == "image":
-        call, shown = '["photos/cat.png", "photos/dog.jpg"]', "[{'label': 'cat', 'probability': 0.91}, ...]"
-    else:
-        call = '["who wrote hamlet?", "what is the stock market?"]'
-        shown = "[{'label': 'literature', 'probability': 0.99}, {'label': 'money', 'probability': 0.98}]"
+    from driftfit.modalities import serving_parts
+
+    call, shown = serving_parts(modality).EXAMPLE
     return "\n".join(["from driftfit.serving import load", "", f"clf = {which}",
                       f"print(clf.version, clf.predict({call}))", f"# prints e.g.: {version or 'v1'} {shown}"])

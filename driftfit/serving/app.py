@@ -29,10 +29,8 @@ text (422).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
+import functools
 import datetime as dt
-import io
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -46,16 +44,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from driftfit.state import registry
-from driftfit.errors import DriftfitError
+from driftfit.errors import BadRequest, DriftfitError
 from driftfit.serving.champion import rows_of
 
 log = logging.getLogger(__name__)
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 # ---- the request, checked ----------------------------------------------------------------------
@@ -64,16 +56,19 @@ _KIND = {str: "a string", int: "a number", float: "a number", bool: "true/false"
          dict: "an object"}
 
 
-def parse_request(data: Any, modality: str, max_items: int, max_chars: int, max_pixels: int = 40_000_000) -> tuple:
-    """(texts or decoded images, all_probabilities) from a parsed JSON body, or BadRequest saying what is wrong."""
-    key = "images" if modality == "image" else "texts"
-    example = '{"texts": ["first text", "second text"]}' if key == "texts" else '{"images": ["<base64 PNG>", ...]}'
+def parse_request(data: Any, parts, max_items: int, max_chars: int, max_pixels: int = 40_000_000) -> tuple:
+    """(the items to score, all_probabilities) from a parsed JSON body, or BadRequest saying what is wrong. `parts`:
+    the champion's modality's serving parts (its REQUEST_KEY: the list the body holds, e.g. "texts"); strings are
+    scored as sent, unless the modality decodes them (decode_request_item: images as base64 files)."""
+    key = parts.REQUEST_KEY
+    decode = getattr(parts, "decode_request_item", None)
+    example = parts.REQUEST_EXAMPLE
     if not isinstance(data, dict):
         raise BadRequest(422, f"the body is {_KIND.get(type(data), 'a value')}; expected a JSON object like {example}")
     unknown = sorted(set(data) - {key, "all_probabilities"})
     if unknown:
-        other = "texts" if key == "images" else "images"
-        why = f" (this champion reads {key}, not {other})" if other in unknown else ""
+        others = sorted(set(unknown) & set(_request_keys()) - {key})
+        why = f" (this champion reads {key}, not {others[0]})" if others else ""
         raise BadRequest(422, f"unknown key(s) {unknown}{why}; expected {example}, optionally \"all_probabilities\": true")
     if key not in data:
         raise BadRequest(422, f"no \"{key}\" in the body; expected {example}")
@@ -90,39 +85,29 @@ def parse_request(data: Any, modality: str, max_items: int, max_chars: int, max_
     for i, item in enumerate(items):
         if not isinstance(item, str):
             raise BadRequest(422, f"{key}[{i}] is {_KIND.get(type(item), 'a value')}; expected a string")
-        if key == "texts":
+        if decode is None:
             if not item.strip():
-                raise BadRequest(422, f"texts[{i}] is empty; expected a text with at least one visible character")
+                raise BadRequest(422, f"{key}[{i}] is empty; expected a text with at least one visible character")
             if len(item) > max_chars:
-                raise BadRequest(422, f"texts[{i}] has {len(item):,} characters; at most {max_chars:,} "
+                raise BadRequest(422, f"{key}[{i}] has {len(item):,} characters; at most {max_chars:,} "
                                       "(serve.max_text_chars)")
-    if key == "images":
-        items = [decode_image(x, i, max_pixels) for i, x in enumerate(items)]
+    if decode is not None:
+        items = [decode(x, i, max_pixels) for i, x in enumerate(items)]
     return items, all_probs
 
 
-def decode_image(data: str, index: int, max_pixels: int):
-    """A base64 image, decoded only after its header says it is small enough (a decompression-bomb guard)."""
-    import warnings
+@functools.cache
+def _request_keys() -> tuple[str, ...]:
+    """Every modality's request key (to tell a client that sent images to a text champion what it reads)."""
+    from driftfit.modalities import available, serving_parts
 
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequest(422, f"images[{index}] is not base64; expected a base64-encoded PNG or JPEG file") from None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(raw))
-            if image.width * image.height > max_pixels:
-                raise BadRequest(413, f"images[{index}] has {image.width} x {image.height} pixels; at most {max_pixels:,}")
-            return image.convert("RGB")
-    except BadRequest:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise BadRequest(422, f"images[{index}] does not decode as an image ({len(raw):,} bytes); expected a complete "
-                              "PNG or JPEG file") from None
+    keys = []
+    for name in available():
+        try:
+            keys.append(serving_parts(name).REQUEST_KEY)
+        except Exception:  # noqa: BLE001 - a modality that cannot be served has no key
+            continue
+    return tuple(keys)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -288,8 +273,8 @@ def create_app(server: Server, max_texts: int = 256, max_text_chars: int = 20000
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as err:
             raise BadRequest(400, f"the body is not JSON ({type(err).__name__}: {str(err)[:80]}); expected "
-                                  "Content-Type application/json and a body like {\"texts\": [\"...\"]}") from None
-        items, all_probs = parse_request(data, champion.modality, max_texts, max_text_chars)
+                                  f"Content-Type application/json and a body like {champion.parts.REQUEST_EXAMPLE}") from None
+        items, all_probs = parse_request(data, champion.parts, max_texts, max_text_chars)
         version, rows = await server.score(items, all_probs)
         return {"version": version, "predictions": rows}
 

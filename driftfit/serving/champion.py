@@ -22,10 +22,10 @@ import numpy as np
 
 from driftfit.state import registry
 from driftfit.errors import DriftfitError
+from driftfit.modalities import serving_parts
 
 log = logging.getLogger(__name__)
 BACKENDS = ("torch", "onnx", "onnx_int8")
-DEFAULT_MAX_SEQ_LEN = 64  # ModelConfig's default: a version whose record predates recorded params
 
 
 class Champion:
@@ -35,7 +35,8 @@ class Champion:
                  proba: Callable[[list], np.ndarray], record: dict):
         self.version = version
         self.labels = labels
-        self.modality = modality      # text | image
+        self.modality = modality      # its modality's name (text, image, ...)
+        self.parts = serving_parts(modality)  # what the modality says about serving (driftfit.modalities)
         self.backend = backend        # torch | onnx | onnx_int8
         self.record = record          # its version.json
         self._proba = proba
@@ -47,9 +48,7 @@ class Champion:
         """Probabilities, one row per input (texts; or image paths, PIL images, H x W x 3 uint8 arrays), columns in
         `labels` order."""
         items = list(items)
-        if self.modality == "text" and not all(isinstance(t, str) for t in items):
-            bad = next(i for i, t in enumerate(items) if not isinstance(t, str))
-            raise DriftfitError(f"input {bad} is {type(items[bad]).__name__}; a text champion reads strings")
+        self.parts.check_items(items)
         if not items:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return self._proba(items)
@@ -89,15 +88,15 @@ def verified_folder(root: str | Path, version: str) -> Path:
     return registry.version_dir(root, version)
 
 
-def max_seq_len_of(record: dict) -> int:
-    """Tokens per text the version was trained and evaluated with (its recorded params)."""
-    return int((((record.get("params") or {}).get("model") or {}).get("max_seq_len")) or DEFAULT_MAX_SEQ_LEN)
-
-
-def is_image(folder: Path) -> bool:
-    """A folder the image modality saved (its classifier.json says modality image); else a text classifier."""
+def modality_of(folder: Path, record: dict) -> str:
+    """The modality a version was trained for: its recorded params' task.modality; a record that predates it, by
+    the folder (the image modality's classifier.json says so; else text)."""
+    name = registry.recorded(record, "task.modality")
+    if name:
+        return str(name)
     meta = Path(folder) / "classifier.json"
-    return meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("modality") == "image"
+    return "image" if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("modality") == "image" \
+        else "text"
 
 
 # ---- loading -----------------------------------------------------------------------------------
@@ -129,29 +128,14 @@ def _torch_champion(folder: Path, version: str, record: dict, device: str, batch
                     trust_remote_code: bool, threads: int) -> Champion:
     import torch
 
-    from driftfit.modalities.text.model import pick_device
+    from driftfit.training.device import pick_device
 
     if threads:
         torch.set_num_threads(threads)
-    where = pick_device(device)
-    if is_image(folder):
-        from driftfit.modalities.image.model import load_image_classifier, predict_proba, to_pixels
-
-        model, labels, size = load_image_classifier(folder, trust_remote_code)
-        model = model.to(where)
-
-        def proba(images: list) -> np.ndarray:
-            return predict_proba(model, torch.stack([to_pixels(_image(x), size) for x in images]), batch_size)
-
-        return Champion(version, labels, "image", "torch", proba, record)
-
-    from driftfit.modalities.text.model import load_classifier, predict_proba as text_proba
-
-    model, tokenizer, labels = load_classifier(folder, trust_remote_code)
-    model = model.to(where)
-    max_len = max_seq_len_of(record)
-    return Champion(version, labels, "text", "torch",
-                    lambda texts: text_proba(model, tokenizer, texts, max_len, batch_size, where), record)
+    modality = modality_of(folder, record)
+    labels, proba = serving_parts(modality).saved_scorer(folder, record, pick_device(device), batch_size,
+                                                          trust_remote_code)
+    return Champion(version, labels, modality, "torch", proba, record)
 
 
 def _onnx_champion(root: Path, version: str, record: dict, backend: str, batch_size: int, exports: Path,
@@ -168,20 +152,9 @@ def _onnx_champion(root: Path, version: str, record: dict, backend: str, batch_s
         onnx = OnnxClassifier(folder, int8=backend == "onnx_int8", threads=threads)
     except ExportError as err:
         raise DriftfitError(str(err)) from None
-    if onnx.modality == "image":
-        def proba(images: list) -> np.ndarray:
-            return onnx.predict_proba([_image(x) for x in images], batch_size)
-    else:
-        def proba(texts: list) -> np.ndarray:
-            return onnx.predict_proba(texts, batch_size)
+    open_item = serving_parts(onnx.modality).open_item
+
+    def proba(items: list) -> np.ndarray:
+        return onnx.predict_proba([open_item(x) for x in items], batch_size)
+
     return Champion(version, onnx.labels, onnx.modality, backend, proba, record)
-
-
-def _image(item: Any):
-    """A path is opened safely (driftfit.modalities.image.data.open_image: size guard, errors naming the file); PIL images
-    and arrays pass through."""
-    if isinstance(item, (str, Path)):
-        from driftfit.modalities.image.data import open_image
-
-        return open_image(item)
-    return item

@@ -459,7 +459,7 @@ def predict_file(champion, source: Source, out: str | Path, chunk_rows: int = 20
     out = Path(out)
     if out.resolve() == source.path.resolve():
         raise DataError(f"output '{out}' is the input file; write the predictions elsewhere")
-    image = champion.modality == "image"
+    image = champion.parts.ITEMS_ARE_FILES
     added_names = added_columns(champion.labels, all_probabilities)
     writer = Writer(out, source.path)
     counts = np.zeros(len(champion.labels), np.int64)
@@ -517,13 +517,15 @@ def run(params, input_path: str | Path, out: str | Path | None = None, version: 
     """`driftfit predict`: the input checked first, then the version loaded (and verified), then the file scored.
 
     inside_roots: the input, the output and every image a manifest lists must lie in data.roots (the flow)."""
-    from driftfit.serving.champion import is_image, load, resolve
+    from driftfit.modalities import serving_parts
+    from driftfit.serving.champion import load, modality_of, resolve
 
     cfg = params.predict
     root = Path(params.paths.registry)
     name, record = resolve(root, version)
-    image = is_image(root / name)
-    column = column or (cfg.image_column if image else cfg.text_column)
+    parts = serving_parts(modality_of(root / name, record))
+    image = parts.ITEMS_ARE_FILES
+    column = column or getattr(cfg, parts.INPUT_COLUMN)
     out = Path(out) if out else default_output(input_path)
     if inside_roots:
         check_inside(Path(input_path), params.data.roots, "input_path")

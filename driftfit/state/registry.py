@@ -167,6 +167,15 @@ def version_record(registry: str | Path, version: str) -> dict:
     return record
 
 
+def recorded(record: dict, dotted: str, default=None):
+    """A value of the params a version recorded at promotion (`dotted`, e.g. model.max_seq_len), or `default`
+    for a record that predates it."""
+    value = record.get("params") or {}
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return default if value is None else value
+
+
 def model_digest(folder: str | Path) -> str:
     """SHA-256 over a model folder's files (names and contents), leaving out the registry's own
     version.json and MODEL_CARD.md: a candidate and the version made from it have the same digest."""

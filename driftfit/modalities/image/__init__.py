@@ -75,4 +75,5 @@ register_modality(Modality(
     evaluation_extras=lazy(f"{PACKAGE}.evaluate", "evaluation_extras"),
     notes=("no tokenizer fit and no zero-shot (no label-name embeddings)", "strategy.mode rules only",
            "no hyperparameter search"),
+    serving=f"{PACKAGE}.serving",
 ))

@@ -60,4 +60,5 @@ register_modality(Modality(
     classifier=lazy(f"{PACKAGE}.evaluate", "classifier"),
     baseline=lazy(f"{PACKAGE}.evaluate", "baseline"),
     describe_input=describe_input,
+    serving=f"{PACKAGE}.serving",
 ))

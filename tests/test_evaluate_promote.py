@@ -209,7 +209,8 @@ def retrain_with_new_bytes(p, n: int) -> None:
 
 
 def test_first_run_promotes_then_an_equal_candidate_is_rejected(prepared_params, make_params, tmp_path):
-    p = make_params({"evaluate.latency_examples": 2, "promote.beat_baseline": False})  # 2 steps can't beat it
+    p = make_params({"evaluate.latency_examples": 2, "evaluate.plots": True,  # the suite shrinks both away
+                     "promote.beat_baseline": False})  # 2 steps can't beat it
     runner("augment")(p)
     write_json(p.paths.decision, {"strategy": "head", "reason": "test"})
     evaluation = Path(p.paths.evaluation)
@@ -297,6 +298,8 @@ def test_predictions_from_another_evaluation_are_refused(prepared_params, make_p
     write_json(p.paths.decision, {"strategy": "head", "reason": "test"})
     runner("train")(p)
     runner("evaluate")(p)
+    assert not list(Path(p.paths.evaluation).glob("*.png"))  # evaluate.plots is off in the suite's shrink
+    assert list(Path(p.paths.evaluation).glob("confusion_candidate_*.csv"))  # the CSVs are always written
     path = Path(p.paths.evaluation) / "predictions.csv"
     rows = pd.read_csv(path, dtype=str, keep_default_na=False)
     test = rows.index[rows["split"] == "test"]

@@ -58,7 +58,8 @@ def run(params: Params) -> dict:
                 # One row per example: DVC's confusion-matrix plot template reads actual/predicted.
                 pd.DataFrame({"actual": splits[split]["label"].astype(str), "predicted": predicted}).to_csv(
                     tmp / f"confusion_{name}_{split}.csv", index=False)
-                plot_confusion(result["confusion"], f"{name} on {split}", tmp / f"confusion_{name}_{split}.png")
+                if params.evaluate.plots:
+                    plot_confusion(result["confusion"], f"{name} on {split}", tmp / f"confusion_{name}_{split}.png")
         if modality.evaluation_extras is not None:
             answers = {name: {split: predicted for split, (_, predicted) in per_split.items()}
                        for name, per_split in results.items()}

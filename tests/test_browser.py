@@ -25,7 +25,7 @@ from tests.conftest import ROOT, free_port, project_copy, write_params
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-FAST = {"train.max_steps": 2, "evaluate.latency_examples": 2, "promote.beat_baseline": False}
+FAST = {"train.max_steps": 2, "promote.beat_baseline": False}
 TASKS = ["default data", "prepare", "validate", "remember", "augment", "measure shift", "select strategy", "tune",
          "train", "evaluate", "promote"]
 ARTIFACTS = ["validation", "validation-checks", "shift-report", "decision", "training-progress", "metrics",

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import dvc, project_copy, write_params
 
-FAST = {"train.max_steps": 2, "evaluate.latency_examples": 2, "promote.beat_baseline": False}
+FAST = {"train.max_steps": 2, "promote.beat_baseline": False}
 
 
 def task_states(flow_run_id) -> dict[str, str]:

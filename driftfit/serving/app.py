@@ -44,7 +44,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from driftfit.state import registry
-from driftfit.errors import BadRequest, DriftfitError
+from driftfit.errors import BadRequest, ConfigError, DriftfitError
 from driftfit.serving.champion import rows_of
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def _request_keys() -> tuple[str, ...]:
     for name in available():
         try:
             keys.append(serving_parts(name).REQUEST_KEY)
-        except Exception:  # noqa: BLE001 - a modality that cannot be served has no key
+        except ConfigError:  # a modality without a serving module has no key
             continue
     return tuple(keys)
 

@@ -212,25 +212,50 @@ def text_position(texts: pd.Series) -> np.ndarray:
                                     "big") / 2.0 ** 64 for t in texts])
 
 
-def load_source(src: BenchSource, seed: int) -> pd.DataFrame:
-    """The source's rows (text, label): stripped, empty and repeated texts dropped, sliced, mapped, sampled."""
+def _file_stamp(path: str) -> tuple:
+    """A file's size and modification time (nothing for a chatterbot source): the key under which its rows stay
+    read, so a file rewritten in place is read again."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return ()
+    return (stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _clean_rows(spec: str, stamp: tuple) -> tuple[pd.DataFrame, np.ndarray]:
+    """A source's rows (stripped; empty and repeated texts dropped) and each text's position, read once per process
+    for every scenario that slices, filters or samples the same file. `spec`: the source's reading fields as JSON."""
     from driftfit.modalities.text.loaders import load_table
 
+    src = BenchSource.model_validate_json(spec)
     if src.path.startswith("chatterbot:"):
         df = chatterbot_source(src.path.split(":", 1)[1], by_language=src.label == "language")
     else:
-        df = load_table(src.model_copy(update={"sample": None}), seed=seed)
+        df = load_table(src, seed=0)  # no sample: the seed draws nothing
     df = df[df["text"].notna()].assign(text=lambda d: d["text"].astype(str).str.strip())
     df = df[df["text"] != ""].drop_duplicates("text")
+    return df, text_position(df["text"])
+
+
+def _rows(src: SourceConfig) -> tuple[pd.DataFrame, np.ndarray]:
+    reading = src.model_copy(update={"sample": None})
+    if isinstance(reading, BenchSource):
+        reading = reading.model_copy(update={"slice": None, "label_map": None, "words": None, "not_in": []})
+    spec = BenchSource.model_validate(reading.model_dump()).model_dump_json()
+    return _clean_rows(spec, _file_stamp(src.path))
+
+
+def load_source(src: BenchSource, seed: int) -> pd.DataFrame:
+    """The source's rows (text, label): stripped, empty and repeated texts dropped, sliced, mapped, sampled."""
+    df, pos = _rows(src)
     if src.slice is not None:
-        pos = text_position(df["text"])
         df = df[(pos >= src.slice[0]) & (pos < src.slice[1])]
     if src.words is not None:
         lo, hi = src.words
         df = df[df["text"].str.split().str.len().between(lo or 1, hi or np.inf)]
     for other in src.not_in:
-        seen = load_table(other.model_copy(update={"sample": None}), seed=seed)["text"].astype(str).str.strip()
-        df = df[~df["text"].isin(set(seen))]
+        df = df[~df["text"].isin(set(_rows(other)[0]["text"]))]
     if src.label_map is not None:
         df = df[df["label"].isin(src.label_map)].assign(label=lambda d: d["label"].map(src.label_map))
     if src.sample is not None and src.sample < len(df):

@@ -176,6 +176,7 @@ class StrategyConfig(_Section):
     tokens_per_word_bad: float = Field(2.5, gt=0)
     scratch_min_examples: int = Field(20000, gt=0)
     few_shot_per_class: int = Field(16, gt=0)
+    contrastive_max_rows: int = Field(256, ge=0)
     probe_good: float = Field(0.9, ge=0, le=1)
     mmd_small: float = Field(0.02, ge=0)
     full_min_examples: int = Field(5000, gt=0)
@@ -331,6 +332,7 @@ class ServeConfig(_Section):
 class ExportConfig(_Section):
     dir: str = Field("models/exports", min_length=1)
     quantize: bool = True
+    fuse: bool = True
     opset: int = Field(20, ge=18, le=23)
     tolerance: float = Field(1e-4, gt=0, le=0.1)
 

@@ -2,7 +2,8 @@
 
 - the Prefect flow under a real Prefect API server (the session's prefect_api fixture), with artifacts;
 - `dvc repro` in a temporary copy of the project; a second `dvc repro` does nothing;
-- both doors give the same decision and the same metrics.
+- both doors give the same decision and the same metrics, for the first week and the next (whose reference is the
+  champion's memory); a rollback between weeks survives the next `dvc repro`.
 """
 
 from contextlib import chdir
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA, door_output, dvc, project_copy, write_params
+from tests.conftest import door_output, dvc, project_copy, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -149,23 +150,32 @@ def test_dvc_repro_matches_the_flow_and_second_repro_does_nothing(flow_run, tmp_
         assert len(json.loads((project / "data" / "memory" / "memory.json").read_text())["batches"]) == 2
     assert "Running stage" not in dvc(root, "repro").stdout  # and again: nothing to do
 
-    # Week 3: a new task lands (product-review sentiment, labels 0/1): the same through both doors, and the
-    # memory holds three batches.
-    if not (SHARED_DATA / "sentiment_domains" / "amazon.tsv").is_file():
-        pytest.skip(f"{SHARED_DATA} is absent: week 3 needs its Amazon reviews")
-    import pandas as pd
+    # A rollback between weeks: a later version is promoted by hand, then rolled back; the next `dvc repro`
+    # re-runs promote (the registry changed), which must keep the rolled-back champion and add no version (it once
+    # promoted the candidate again).
+    import shutil
+    import subprocess
+    import sys
 
-    reviews = pd.read_csv(SHARED_DATA / "sentiment_domains" / "amazon.tsv", sep="\t", header=None, quoting=3,
-                          names=["text", "label"], dtype=str).sample(n=60, random_state=0)
-    for project in (root, flow_root):
-        reviews.to_csv(project / "data" / "week3.csv", index=False)
-    with chdir(flow_root):
-        state = retrain(params_path=str(flow_root / "params.yaml"), incoming_path="data/week3.csv", return_state=True)
-    assert state.is_completed(), state.message
-    write_params(root, {**E2E, "data.incoming.path": "data/week3.csv"})
-    fourth = dvc(root, "repro")
-    assert fourth.returncode == 0, fourth.stdout[-3000:] + fourth.stderr[-3000:]
-    for rel in ("reports/decision.json", "reports/metrics.json"):
-        assert door_output(root, rel) == door_output(flow_root, rel), rel
-    for project in (root, flow_root):
-        assert len(json.loads((project / "data" / "memory" / "memory.json").read_text())["batches"]) == 3
+    from driftfit.state import registry
+
+    reg = root / "models" / "registry"
+    champion, versions = registry.champion_info(reg)["version"], registry.versions(reg)
+    later = f"v{len(versions) + 1}"
+    shutil.copytree(reg / champion, tmp_path / later)
+    (tmp_path / later / "version.json").unlink()
+    (tmp_path / later / "train_log.json").write_text('{"note": "a later model"}')
+    registry.add_version(reg, later, tmp_path / later, {"version": later, "previous": champion}, "card")
+    registry.set_champion(reg, later, action="promote", reason="a later run")
+    out = subprocess.run([str(Path(sys.executable).parent / "driftfit"), "rollback"], cwd=root,
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and json.loads(out.stdout)["champion"] == champion, out.stderr
+    again = dvc(root, "repro")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "Running stage 'promote'" in again.stdout and "Running stage 'train'" not in again.stdout, again.stdout
+    assert registry.champion_info(reg)["version"] == champion and registry.versions(reg) == [*versions, later]
+    verdict = json.loads((root / "reports" / "promotion.json").read_text())
+    assert not verdict["promoted"], verdict
+    if registry.model_digest(root / "models" / "candidate") == registry.model_digest(reg / champion):
+        assert f"the candidate is {champion}, which serves already" in verdict["reason"], verdict
+    assert "up to date" in dvc(root, "status").stdout.lower()

@@ -64,6 +64,7 @@ def test_onnx_matches_torch_on_the_versions_test_split(project, exported, test_t
     assert (onnx_probs.argmax(1) == torch_probs.argmax(1))[sure].all()
     meta = json.loads((exported / "export.json").read_text())
     assert meta["check"]["fp32_max_abs_diff"] <= project.export.tolerance and meta["version"] == "v1"
+    assert meta["fused"].get("attention") == 6  # export.fuse: each of MiniLM's six attention blocks is one operator
     # the same through the Python API's ONNX backends
     assert np.allclose(load(project.paths.registry, backend="onnx").predict_proba(test_texts), onnx_probs, atol=1e-6)
     int8 = load(project.paths.registry, backend="onnx_int8").predict_proba(test_texts)
@@ -179,3 +180,6 @@ def test_adapters_and_peft_prompts_export_into_one_graph(project, test_texts, tm
     assert np.abs(onnx_probs - torch_probs).max() <= TOLERANCE and meta["labels"] == labels
     kind = json.loads((candidate / "classifier.json").read_text())["kind"]
     assert kind != "plain"  # the graph really carried the extra modules
+    # export.fuse: fused where that keeps torch's answers; a prefix's cached keys defeat the attention pattern,
+    # so that graph is exported unfused, and export.json says why
+    assert bool(meta["fused"]) != ("fusion_refused_max_abs_diff" in meta)

@@ -66,6 +66,15 @@ SKIPPABLE = {"embedding.p_value": 0.4, "champion.val_accuracy": 0.95}
     ({"label_shift.new_labels": ["refund"]}, True, ("lora", "full", "default")),  # new labels: no adapters
     ({"label_shift.new_labels": ["refund"]}, False, ("adapter", "full", "default")),  # no champion to forget
     ({"data_size.rows": 8000}, False, ("full", "lora", "large_data")),
+    ({"data_size.rows": 120, "data_size.min_per_class": 30}, False,
+     ("contrastive", "head", "few_rows_first_model")),
+    ({"data_size.rows": 256, "data_size.min_per_class": 8}, False, ("contrastive", "head", "few_rows_first_model")),
+    ({"data_size.rows": 257, "data_size.min_per_class": 8}, False, ("head", "ia3", "few_shot")),  # more rows
+    ({"data_size.rows": 120, "data_size.min_per_class": 8, "embedding.p_value": 0.4}, True,
+     ("head", "ia3", "few_shot")),  # a champion: a head on its features, its memory replayed
+    ({"data_size.rows": 120, "probe.accuracy": 0.95}, False, ("head", "ia3", "features_suffice")),
+    ({"data_size.rows": 120, "tokenizer.incoming.unk_rate": 0.2, "data_size.min_per_class": 30}, False,
+     ("head", "full", "tokenizer_misfit")),  # no vocabulary for it: pairs cannot win the tokens back either
 ])
 def test_each_rule_fires(changes, champion, expected):
     d = decide(report(**changes), champion_exists=champion)

@@ -204,6 +204,17 @@ def test_cli_error_is_one_line_and_exit_status_2(project, tmp_path, capfd):
     assert run_cli(project, "predict", "--input", str(source), "--version", "v9") == 2
     assert "no version 'v9' (versions: v1, v2)" in capfd.readouterr().err
     assert not (tmp_path / "o.csv").exists()
+    import torch
+
+    if not torch.cuda.is_available():  # the key the value came from, not train.device
+        good = tmp_path / "good.csv"
+        good.write_text("text\nhello\n")
+        assert run_cli(project, "predict", "--input", str(good), "--out", str(tmp_path / "o.csv"),
+                       "-S", "predict.device=cuda") == 2
+        assert "predict.device = 'cuda' but no CUDA device is visible" in capfd.readouterr().err
+        with pytest.raises(DriftfitError, match=r"^device = 'cuda' but no CUDA device"):
+            load(project.paths.registry, device="cuda")
+        assert not (tmp_path / "o.csv").exists()
 
 
 def test_a_damaged_version_is_never_loaded(project, tmp_path):

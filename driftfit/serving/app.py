@@ -310,6 +310,11 @@ def build(params, backend: str | None = None) -> tuple[FastAPI, Server]:
     root = Path(params.paths.registry)
     exports = Path(params.absolute(params.export.dir))
 
+    if backend == "torch":
+        from driftfit.training.device import pick_device
+
+        pick_device(cfg.device, "serve.device")  # its own key in the error, before anything loads
+
     def loader(version: str | None):
         if backend != "torch":
             name, record = resolve(root, version)

@@ -133,7 +133,7 @@ def _torch_champion(folder: Path, version: str, record: dict, device: str, batch
     if threads:
         torch.set_num_threads(threads)
     modality = modality_of(folder, record)
-    labels, proba = serving_parts(modality).saved_scorer(folder, record, pick_device(device), batch_size,
+    labels, proba = serving_parts(modality).saved_scorer(folder, record, pick_device(device, "device"), batch_size,
                                                           trust_remote_code)
     return Champion(version, labels, modality, "torch", proba, record)
 

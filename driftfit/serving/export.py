@@ -203,9 +203,16 @@ def run(params, version: str | None = None, out: str | Path | None = None) -> di
     folder = verified_folder(root, name)
     out = Path(out) if out else export_dir(params.absolute(params.export.dir), name)
     meta = export_with_params(params, folder, out, name, record.get("model_sha256") or registry.model_digest(folder),
-                              int(registry.recorded(record, "model.max_seq_len", params.model.max_seq_len)),
+                              # a record without params was trained with the schema's default, as the scorer reads it
+                              int(registry.recorded(record, "model.max_seq_len", _default_max_seq_len())),
                               modality_of(folder, record))
     return {"version": name, "folder": str(out), **{k: meta[k] for k in ("model", "int8_model", "check")}}
+
+
+def _default_max_seq_len() -> int:
+    from driftfit.config import ModelConfig
+
+    return int(ModelConfig.model_fields["max_seq_len"].default)
 
 
 # ---- where a version's export lives ------------------------------------------------------------

@@ -519,6 +519,7 @@ def run(params, input_path: str | Path, out: str | Path | None = None, version: 
     inside_roots: the input, the output and every image a manifest lists must lie in data.roots (the flow)."""
     from driftfit.modalities import serving_parts
     from driftfit.serving.champion import load, modality_of, resolve
+    from driftfit.training.device import pick_device
 
     cfg = params.predict
     root = Path(params.paths.registry)
@@ -533,6 +534,8 @@ def run(params, input_path: str | Path, out: str | Path | None = None, version: 
     source = open_source(input_path, column, image)
     if inside_roots:
         source.roots = params.data.roots
+    if (backend or cfg.backend) == "torch":
+        pick_device(cfg.device, "predict.device")  # its own key in the error, before anything loads
     champion = load(root, name, backend=backend or cfg.backend, device=cfg.device, batch_size=cfg.batch_size,
                     exports=params.absolute(params.export.dir), trust_remote_code=params.model.trust_remote_code)
     return predict_file(champion, source, out, cfg.chunk_rows,

@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from driftfit.config import ModelConfig
 from driftfit.errors import DriftfitError
 from driftfit.state import registry
 
@@ -19,7 +20,7 @@ INPUT_COLUMN = "text_column"                           # predict.<this>: the col
 ITEMS_ARE_FILES = False                                # a predict input is a table of texts, not files
 EXAMPLE = ('["who wrote hamlet?", "what is the stock market?"]',
            "[{'label': 'literature', 'probability': 0.99}, {'label': 'money', 'probability': 0.98}]")
-DEFAULT_MAX_SEQ_LEN = 64  # ModelConfig's default: a version whose record predates recorded params
+DEFAULT_MAX_SEQ_LEN = ModelConfig.model_fields["max_seq_len"].default  # for a record that predates recorded params
 
 # Fixed inputs an export is checked on: short, long (truncated), punctuation, digits, accents, other scripts.
 CHECK_TEXTS = [

@@ -693,3 +693,23 @@ def test_the_head_fits_on_the_champions_encoder(make_params, tmp_path):
     assert on_head_champion["head_fit"]["encoder"].startswith("the champion's (plain")
     again, plain_head = (load_file(str(tmp_path / d / "head.safetensors")) for d in ("again", "plain"))
     assert all(torch.allclose(again[k], plain_head[k], atol=1e-5) for k in again)  # the same body: the same head
+
+
+def test_contrastive_pairs_are_anchored_on_the_new_rows_only():
+    """Replayed memory rows are partners, never anchors: the pairs (and their cost) grow with the new batch; with
+    no replayed row the pairs are those of every row, drawn the same way."""
+    from driftfit.modalities.text.contrastive import pairs
+
+    texts = [f"t{i}" for i in range(12)]
+    labels = ["a", "b", "c"] * 4
+    new = np.array([True] * 4 + [False] * 8)  # four new rows, eight replayed
+    table = pairs(texts, labels, per_row=6, at_most=1000, seed=3, anchors=new)
+    assert len(table) == 4 * 6 and set(table["sentence1"]) == set(texts[:4])
+    assert set(table["sentence2"]) - set(texts[:4])  # partners come from the memory too
+    label_of = dict(zip(texts, labels))
+    same = table["sentence1"].map(label_of) == table["sentence2"].map(label_of)
+    assert (same == (table["score"] == 1.0)).all() and table["score"].sum() == 4 * 3
+    everyone = pairs(texts, labels, per_row=6, at_most=1000, seed=3)
+    assert everyone.equals(pairs(texts, labels, per_row=6, at_most=1000, seed=3, anchors=np.ones(12, bool)))
+    assert len(everyone) == 12 * 6
+    assert len(pairs(texts, labels, per_row=6, at_most=12, seed=3, anchors=new)) == 12  # the cap still holds

@@ -17,14 +17,19 @@ import numpy as np
 import pandas as pd
 
 
-def pairs(texts: list[str], labels: list[str], per_row: int, at_most: int, seed: int) -> pd.DataFrame:
-    """sentence1, sentence2, score: for each row, per_row / 2 partners of its own label (score 1) and as many of
-    another label (score 0), drawn at random (seeded); at most `at_most` pairs, rows taken evenly."""
+def pairs(texts: list[str], labels: list[str], per_row: int, at_most: int, seed: int,
+          anchors: np.ndarray | None = None) -> pd.DataFrame:
+    """sentence1, sentence2, score: for each anchor row, per_row / 2 partners of its own label (score 1) and as many
+    of another label (score 0), drawn at random (seeded) from every row; at most `at_most` pairs, anchors taken
+    evenly. `anchors`: which rows anchor pairs (default: all); replayed memory rows are partners only, so the pairs,
+    and the cost, grow with the new batch, not with the memory."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
     by_label = {label: np.flatnonzero(labels == label) for label in np.unique(labels)}
     half = max(1, per_row // 2)
     rows = rng.permutation(len(texts))
+    if anchors is not None:
+        rows = rows[np.asarray(anchors, dtype=bool)[rows]]
     rows = rows[: max(1, at_most // (2 * half))]  # a large batch: fewer rows, each with all its pairs
     left, right, score = [], [], []
     for i in rows:
@@ -53,8 +58,9 @@ def fit(model, tokenizer, train_df: pd.DataFrame, val_df: pd.DataFrame, label_id
 
     cfg = params.train
     start = time.perf_counter()
+    anchors = ~train_df["replayed"].to_numpy(dtype=bool) if "replayed" in train_df else None
     table = pairs(list(train_df["text"]), list(train_df["label"]), cfg.contrastive_pairs, cfg.contrastive_max_pairs,
-                  cfg.seed)
+                  cfg.seed, anchors)
     transformer = models.Transformer(resolve_pretrained(params.model.pretrained),
                                      max_seq_length=params.model.max_seq_len)
     transformer.model = model.encoder  # train this encoder, as built (the tokenizer: the same files)
@@ -81,6 +87,7 @@ def fit(model, tokenizer, train_df: pd.DataFrame, val_df: pd.DataFrame, label_id
     log = {"steps": int(result.global_step) + head["steps"], "train_loss": round(float(result.training_loss), 4),
            "seconds": round(time.perf_counter() - start, 2), "resumed_from": None, "head_fit": head["head_fit"],
            "contrastive": {"pairs": len(table), "same_label": int(table["score"].sum()),
+                           "anchor_rows": int(len(train_df) if anchors is None else anchors.sum()),
                            "steps": int(result.global_step), "seconds": round(contrastive_seconds, 2),
                            "learning_rate": cfg.contrastive_learning_rate}}
     return model, log

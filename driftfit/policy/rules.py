@@ -52,7 +52,8 @@ Why, rule by rule (the figures each was set from, with their commands: docs/deci
   4b. The first model of a task from a few hundred rows: tuning the encoder on pairs of same- and different-label
      rows, then a head (SetFit, Tunstall et al. 2022), beat the head on frozen features in every such scenario
      of the decision benchmark, by up to 4 macro-F1 points. It costs minutes on a CPU where the head costs
-     seconds, so it is kept to small first runs; with a champion its memory would be replayed into the pairs.
+     seconds, so it is kept to small first runs. With a champion the pairs helped where the task changed, were
+     mixed where only the domain moved and hurt where nothing did: a champion's batches keep the rules below.
   5. The frozen features already separate the classes: a head keeps them intact (Kumar et al. 2022).
   5b. The same task in a new domain with enough rows per class for the encoder to learn it: a head cannot move
      the frozen features, adapters can. They train on every remembered row (replay_all_on_moved_domain), so

@@ -65,10 +65,11 @@ def _export_graph(graph, example: tuple, names: list[str], dynamic: dict, path: 
                           dynamic_shapes=dynamic, opset_version=opset, dynamo=True, external_data=False)
 
 
-def _fuse(path: Path) -> dict:
+def _fuse(path: Path, unfused: Path) -> dict:
     """Rewrite the graph's attention, GELU and layer-norm patterns into onnxruntime's fused operators
     (onnxscript's ORT fusions): faster on CPU, fp32 and int8 alike, and then runnable by onnxruntime only.
-    Returns how many of each pattern were fused (a graph with none, e.g. a CNN, is left as it was)."""
+    Returns how many of each pattern were fused; when any were, the plain graph is moved to `unfused` (a graph
+    with none, e.g. a CNN, is left as it was)."""
     from onnxscript import ir
     from onnxscript.rewriter import ort_fusions
 
@@ -76,6 +77,7 @@ def _fuse(path: Path) -> dict:
         model, counts = ort_fusions.optimize_for_ort(ir.load(str(path)))
         fused = {name: int(n) for name, n in counts.items() if n}
         if fused:
+            path.replace(unfused)
             ir.save(model, str(path))
     return fused
 
@@ -133,15 +135,14 @@ def export_model(model_dir: str | Path, out_dir: str | Path, *, max_seq_len: int
         extra_files = parts["write_files"](tmp)
         inputs, reference = parts["check_inputs"], parts["reference"]
         unfused = tmp.parent / f".{tmp.name}.unfused.onnx"  # beside the staging folder, never in the export
-        shutil.copyfile(tmp / MODEL_FILE, unfused)
         try:
-            meta["fused"] = _fuse(tmp / MODEL_FILE) if fuse else {}
+            meta["fused"] = _fuse(tmp / MODEL_FILE, unfused) if fuse else {}
             diff = _finish(tmp, meta, quantize, extra_files, inputs, reference)
             if meta["fused"] and not diff <= tolerance:
                 # a fusion pattern that changed the maths (seen with a peft prefix's cached keys): the plain graph
                 log.warning("export of '%s': the fused graph differs from torch by %.1e; exporting it unfused",
                             model_dir, diff)
-                shutil.copyfile(unfused, tmp / MODEL_FILE)
+                unfused.replace(tmp / MODEL_FILE)
                 meta["fused"], meta["fusion_refused_max_abs_diff"] = {}, diff
                 diff = _finish(tmp, meta, quantize, extra_files, inputs, reference)
         finally:
@@ -195,6 +196,7 @@ def export_with_params(params, model_dir: str | Path, out_dir: str | Path, versi
 
 def run(params, version: str | None = None, out: str | Path | None = None) -> dict:
     """`driftfit export`: a registry version (default: the champion), verified, into export.dir/<version>/."""
+    from driftfit.config import ModelConfig
     from driftfit.state import registry
     from driftfit.serving.champion import modality_of, resolve, verified_folder
 
@@ -204,15 +206,10 @@ def run(params, version: str | None = None, out: str | Path | None = None) -> di
     out = Path(out) if out else export_dir(params.absolute(params.export.dir), name)
     meta = export_with_params(params, folder, out, name, record.get("model_sha256") or registry.model_digest(folder),
                               # a record without params was trained with the schema's default, as the scorer reads it
-                              int(registry.recorded(record, "model.max_seq_len", _default_max_seq_len())),
+                              int(registry.recorded(record, "model.max_seq_len",
+                                                    ModelConfig.model_fields["max_seq_len"].default)),
                               modality_of(folder, record))
     return {"version": name, "folder": str(out), **{k: meta[k] for k in ("model", "int8_model", "check")}}
-
-
-def _default_max_seq_len() -> int:
-    from driftfit.config import ModelConfig
-
-    return int(ModelConfig.model_fields["max_seq_len"].default)
 
 
 # ---- where a version's export lives ------------------------------------------------------------

@@ -223,39 +223,43 @@ def _file_stamp(path: str) -> tuple:
 
 
 @functools.lru_cache(maxsize=16)
-def _clean_rows(spec: str, stamp: tuple) -> tuple[pd.DataFrame, np.ndarray]:
-    """A source's rows (stripped; empty and repeated texts dropped) and each text's position, read once per process
-    for every scenario that slices, filters or samples the same file. `spec`: the source's reading fields as JSON."""
+def _clean_rows(spec: str, stamp: tuple) -> pd.DataFrame:
+    """A source's rows (stripped; empty and repeated texts dropped), read once per process for every scenario that
+    slices, filters or samples the same file. `spec`: the source's reading fields (a SourceConfig) as JSON."""
     from driftfit.modalities.text.loaders import load_table
 
-    src = BenchSource.model_validate_json(spec)
+    src = SourceConfig.model_validate_json(spec)
     if src.path.startswith("chatterbot:"):
         df = chatterbot_source(src.path.split(":", 1)[1], by_language=src.label == "language")
     else:
         df = load_table(src, seed=0)  # no sample: the seed draws nothing
     df = df[df["text"].notna()].assign(text=lambda d: d["text"].astype(str).str.strip())
-    df = df[df["text"] != ""].drop_duplicates("text")
-    return df, text_position(df["text"])
+    return df[df["text"] != ""].drop_duplicates("text")
 
 
-def _rows(src: SourceConfig) -> tuple[pd.DataFrame, np.ndarray]:
-    reading = src.model_copy(update={"sample": None})
-    if isinstance(reading, BenchSource):
-        reading = reading.model_copy(update={"slice": None, "label_map": None, "words": None, "not_in": []})
-    spec = BenchSource.model_validate(reading.model_dump()).model_dump_json()
-    return _clean_rows(spec, _file_stamp(src.path))
+@functools.lru_cache(maxsize=16)
+def _positions(spec: str, stamp: tuple) -> np.ndarray:
+    """text_position of _clean_rows' texts, for the files a scenario slices."""
+    return text_position(_clean_rows(spec, stamp)["text"])
+
+
+def _reading(src: SourceConfig) -> tuple[str, tuple]:
+    """The cache key of a source's rows: its reading fields without the sample, and its file's stamp."""
+    fields = src.model_dump(include=set(SourceConfig.model_fields)) | {"sample": None}
+    return SourceConfig.model_validate(fields).model_dump_json(), _file_stamp(src.path)
 
 
 def load_source(src: BenchSource, seed: int) -> pd.DataFrame:
     """The source's rows (text, label): stripped, empty and repeated texts dropped, sliced, mapped, sampled."""
-    df, pos = _rows(src)
+    df = _clean_rows(*_reading(src))
     if src.slice is not None:
+        pos = _positions(*_reading(src))
         df = df[(pos >= src.slice[0]) & (pos < src.slice[1])]
     if src.words is not None:
         lo, hi = src.words
         df = df[df["text"].str.split().str.len().between(lo or 1, hi or np.inf)]
     for other in src.not_in:
-        df = df[~df["text"].isin(set(_rows(other)[0]["text"]))]
+        df = df[~df["text"].isin(set(_clean_rows(*_reading(other))["text"]))]
     if src.label_map is not None:
         df = df[df["label"].isin(src.label_map)].assign(label=lambda d: d["label"].map(src.label_map))
     if src.sample is not None and src.sample < len(df):
